@@ -1,0 +1,35 @@
+using System.Globalization;
+using CharRnn.Rnn;
+
+namespace CharRnn.Cli;
+
+/// <summary>Parsing of option values that are not plain numbers ("all", "none").</summary>
+internal static class OptionValues
+{
+    public static int? Chars(string? s)
+    {
+        if (s == null) return Rnn.Data.Corpus.BookCharCount;
+        if (s.Equals("all", StringComparison.OrdinalIgnoreCase)) return null;
+        if (int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0) return n;
+        throw new CharRnnException($"--chars must be a positive whole number or 'all' (got '{s}').");
+    }
+
+    /// <summary>null = keep the preset's value; returns (set, value) where value null means no clipping.</summary>
+    public static (bool Set, float? Value) Clip(string? s)
+    {
+        if (s == null) return (false, null);
+        if (s.Equals("none", StringComparison.OrdinalIgnoreCase) || s.Equals("off", StringComparison.OrdinalIgnoreCase)) return (true, null);
+        if (float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && float.IsFinite(v) && v > 0) return (true, v);
+        throw new CharRnnException($"--clip must be a positive number or 'none' (got '{s}').");
+    }
+
+    /// <summary>Finds the shipped corpus: ./data, then next to the executable, then up from the current folder.</summary>
+    public static string DefaultCorpus()
+    {
+        const string rel = "data/jaychou_lyrics.txt.zip";
+        var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, rel) };
+        for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
+            candidates.Add(Path.Combine(d.FullName, rel));
+        return candidates.FirstOrDefault(File.Exists) ?? candidates[^1];
+    }
+}

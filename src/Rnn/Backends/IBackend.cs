@@ -1,0 +1,165 @@
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Backends;
+
+/// <summary>A float32 row-major matrix living on a backend (host memory or GPU memory).</summary>
+public abstract class Tensor(int rows, int cols) : IDisposable
+{
+    public int Rows { get; } = rows;
+    public int Cols { get; } = cols;
+    public int Length => Rows * Cols;
+    public Mat All => new(this, 0, Rows, Cols);
+    public Mat RowRange(int first, int count) => All.RowRange(first, count);
+    public abstract void Dispose();
+}
+
+/// <summary>An int32 vector on a backend (token ids).</summary>
+public abstract class IndexBuffer(int length) : IDisposable
+{
+    public int Length { get; } = length;
+    public IdxView All => new(this, 0, Length);
+    public IdxView Range(int offset, int length) => new(this, offset, length);
+    public abstract void Dispose();
+}
+
+/// <summary>A contiguous block of rows of a tensor: element (r, c) is at <c>Offset + r*Cols + c</c>.</summary>
+public readonly record struct Mat(Tensor Tensor, int Offset, int Rows, int Cols)
+{
+    public int Length => Rows * Cols;
+
+    public Mat RowRange(int first, int count)
+    {
+        if (first < 0 || count < 0 || first + count > Rows) throw new ArgumentOutOfRangeException(nameof(first));
+        return new Mat(Tensor, Offset + first * Cols, count, Cols);
+    }
+}
+
+/// <summary>A contiguous range of an index buffer.</summary>
+public readonly record struct IdxView(IndexBuffer Buffer, int Offset, int Length);
+
+/// <summary>How the input product onehot(X)·W_xh (and its gradient) is computed. Both are exactly equal.</summary>
+public enum InputMode
+{
+    /// <summary>Row gather from W_xh; gradient by scatter-add of dPre rows.</summary>
+    Gather,
+    /// <summary>One-hot scatter into a (T·B × V) matrix, then one GEMM; gradient by one GEMM (the design card's path).</summary>
+    OneHotGemm,
+}
+
+/// <summary>
+/// The operations the one BPTT driver needs. Each op has the name of its CUDA kernel (see <c>kernels/*.cu</c>);
+/// the CPU backend implements them on host arrays, the CUDA backend by kernel launches and cuBLAS on one stream.
+/// Ops are asynchronous on GPU backends: only <see cref="ReadLoss"/>, <see cref="ReadGradNorm"/>, the downloads and
+/// <see cref="Synchronize"/> wait for the device.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>"cpu" or "cuda:N".</summary>
+    string Name { get; }
+
+    /// <summary>One line for logs: e.g. "cpu (OpenBLAS 0.3.21, 2 threads)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)".</summary>
+    string Description { get; }
+
+    /// <summary>The input path this backend uses unless told otherwise.</summary>
+    InputMode DefaultInputMode { get; }
+
+    Tensor Zeros(int rows, int cols);
+    IndexBuffer Indices(int length);
+
+    void Upload(Tensor dst, ReadOnlySpan<float> src);
+    void Download(Tensor src, Span<float> dst);
+    void Upload(IndexBuffer dst, ReadOnlySpan<int> src);
+    void Download(IndexBuffer src, Span<int> dst);
+
+    void Zero(Mat m);
+    void Copy(Mat src, Mat dst);
+
+    /// <summary><c>one_hot_scatter</c>: dst (n×V) = 0, then dst[r, tokens[r]] = 1.</summary>
+    void OneHotScatter(IdxView tokens, Mat dst);
+
+    /// <summary><c>gather_rows</c>: dst[r, :] = table[tokens[r], :]  (= onehot(tokens)·table).</summary>
+    void GatherRows(IdxView tokens, Tensor table, Mat dst);
+
+    /// <summary><c>scatter_add_rows</c>: table[tokens[r], :] += src[r, :], rows in order (deterministic).</summary>
+    void ScatterAddRows(IdxView tokens, Mat src, Tensor table);
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C, row-major; op(X) = Xᵀ when trans. beta = 0 never reads C.</summary>
+    void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c);
+
+    /// <summary><c>bias_act_forward</c>: h = act(pre + bias (+ bias2)), bias broadcast over rows.</summary>
+    void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h);
+
+    /// <summary><c>act_backward</c>: dpre = dh ⊙ act'(h), with act' written in terms of the output h.</summary>
+    void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
+
+    /// <summary>
+    /// <c>softmax_xent</c>: for each row r, p = softmax(logits[r] + bias); dlogits[r] = (p − onehot(labels[r]))·gradScale;
+    /// adds −log p[labels[r]] for every row to the loss accumulator.
+    /// </summary>
+    void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale);
+
+    /// <summary><c>column_sum</c>: dst[c] = Σ_r src[r, c].</summary>
+    void ColumnSum(Mat src, Tensor dst);
+
+    /// <summary><c>argmax_rows</c>: dst[offset + r] = argmax_c(logits[r, c] + bias[c]) (first maximum).</summary>
+    void ArgmaxRows(Mat logits, Tensor bias, IdxView dst);
+
+    /// <summary>Zeroes the loss accumulator (sum of row losses and row count).</summary>
+    void ResetLoss();
+
+    /// <summary>Waits for the device and returns the summed row losses and the number of rows since <see cref="ResetLoss"/>.</summary>
+    (double Sum, long Rows) ReadLoss();
+
+    /// <summary>
+    /// <c>grad_norm</c> + <c>clip_scale</c>: computes the global L2 norm over all <paramref name="grads"/> and sets the
+    /// backend's gradient scale to θ/norm when norm &gt; θ, else 1 (θ ≤ 0 or ∞: no clipping, scale 1). The scale stays
+    /// on the device and is applied by the update ops.
+    /// </summary>
+    void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta);
+
+    /// <summary>The norm found by the last <see cref="ComputeClipScale"/> (waits for the device).</summary>
+    double ReadGradNorm();
+
+    /// <summary><c>sgd_update</c>: p −= lr · scale · g.</summary>
+    void SgdUpdate(Tensor p, Tensor g, float lr);
+
+    /// <summary>
+    /// <c>adam_update</c>, PyTorch's rule: g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²;
+    /// p −= (lr / (1 − β1^step)) · m / (√v / √(1 − β2^step) + eps).
+    /// </summary>
+    void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step);
+
+    /// <summary>Waits until all queued work is done.</summary>
+    void Synchronize();
+}
+
+public static class BackendExtensions
+{
+    public static float[] ToArray(this IBackend be, Tensor t)
+    {
+        var a = new float[t.Length];
+        be.Download(t, a);
+        return a;
+    }
+
+    public static int[] ToArray(this IBackend be, IndexBuffer t)
+    {
+        var a = new int[t.Length];
+        be.Download(t, a);
+        return a;
+    }
+
+    public static Tensor FromArray(this IBackend be, int rows, int cols, ReadOnlySpan<float> data)
+    {
+        var t = be.Zeros(rows, cols);
+        be.Upload(t, data);
+        return t;
+    }
+
+    public static IndexBuffer FromArray(this IBackend be, ReadOnlySpan<int> data)
+    {
+        var t = be.Indices(data.Length);
+        be.Upload(t, data);
+        return t;
+    }
+}

@@ -1,0 +1,57 @@
+using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Training;
+
+public enum OptimizerKind { Sgd, Adam }
+
+/// <summary>Applies one update to every parameter, using the backend's clip scale.</summary>
+public interface IOptimizer : IDisposable
+{
+    void Step(RnnModel model);
+}
+
+/// <summary>The book's <c>sgd(params, lr, 1)</c>: p −= lr·g.</summary>
+public sealed class Sgd(float lr) : IOptimizer
+{
+    public void Step(RnnModel model)
+    {
+        for (int i = 0; i < model.Params.Length; i++) model.Backend.SgdUpdate(model.Params[i], model.Grads[i], lr);
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>torch.optim.Adam with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay, no amsgrad).</summary>
+public sealed class Adam : IOptimizer
+{
+    readonly float _lr, _beta1, _beta2, _eps;
+    Tensor[]? _m, _v;
+
+    public Adam(float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f)
+    {
+        (_lr, _beta1, _beta2, _eps) = (lr, beta1, beta2, eps);
+    }
+
+    /// <summary>Steps taken so far (PyTorch's per-parameter <c>step</c>, the same for all here).</summary>
+    public int StepCount { get; private set; }
+
+    public Tensor[]? FirstMoments => _m;
+    public Tensor[]? SecondMoments => _v;
+
+    public void Step(RnnModel model)
+    {
+        var be = model.Backend;
+        _m ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
+        _v ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
+        StepCount++;
+        for (int i = 0; i < model.Params.Length; i++)
+            be.AdamUpdate(model.Params[i], model.Grads[i], _m[i], _v[i], _lr, _beta1, _beta2, _eps, StepCount);
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _m ?? []) t.Dispose();
+        foreach (var t in _v ?? []) t.Dispose();
+    }
+}

@@ -1,0 +1,64 @@
+using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Training;
+
+/// <summary>Every hyperparameter of a run. The presets reproduce the book's runs (d2l 6.4 and 6.5).</summary>
+public sealed record TrainOptions
+{
+    public ModelKind Model { get; init; } = ModelKind.Scratch;
+    public Activation Activation { get; init; } = Activation.Tanh;
+    public int Epochs { get; init; } = 250;
+    public int Steps { get; init; } = 35;
+    public int Batch { get; init; } = 32;
+    public int Hidden { get; init; } = 256;
+    public float LearningRate { get; init; } = 100f;
+    /// <summary>Global-norm clipping threshold θ; null = no clipping.</summary>
+    public float? Clip { get; init; } = 0.01f;
+    public SamplingKind Sampling { get; init; } = SamplingKind.Random;
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+    public int PredPeriod { get; init; } = 50;
+    public int PredLen { get; init; } = 50;
+    public IReadOnlyList<string> Prefixes { get; init; } = ["分开", "不分开"];
+    public ulong Seed { get; init; } = 0;
+    public InputMode? Input { get; init; }
+
+    public static readonly string[] PresetNames = ["scratch-random", "scratch-consecutive", "concise"];
+
+    /// <summary>The book's runs. concise: Adam lr 1e-3, consecutive sampling, and — like the book — no clipping.</summary>
+    public static TrainOptions Preset(string name) => name switch
+    {
+        "scratch-random" => new TrainOptions(),
+        "scratch-consecutive" => new TrainOptions { Sampling = SamplingKind.Consecutive },
+        "concise" => new TrainOptions
+        {
+            Model = ModelKind.Concise, Sampling = SamplingKind.Consecutive, Optimizer = OptimizerKind.Adam,
+            LearningRate = 1e-3f, Clip = null,
+        },
+        _ => throw new CharRnnException($"Unknown preset '{name}'. Choose one of: {string.Join(", ", PresetNames)}."),
+    };
+
+    /// <summary>Throws one clear message for the first bad value.</summary>
+    public void Validate()
+    {
+        static void Positive(string flag, int v)
+        {
+            if (v < 1) throw new CharRnnException($"{flag} must be a positive whole number (got {v}).");
+        }
+        Positive("--epochs", Epochs);
+        Positive("--steps", Steps);
+        Positive("--batch", Batch);
+        Positive("--hidden", Hidden);
+        Positive("--pred-period", PredPeriod);
+        if (PredLen < 0) throw new CharRnnException($"--pred-len must be zero or more (got {PredLen}).");
+        if (!float.IsFinite(LearningRate) || LearningRate <= 0)
+            throw new CharRnnException($"--lr must be a positive finite number (got {LearningRate}).");
+        if (Clip is float c && (float.IsNaN(c) || c <= 0))
+            throw new CharRnnException($"--clip must be a positive number, or 'none' to turn clipping off (got {c}).");
+        if (Prefixes.Any(p => p.Length == 0)) throw new CharRnnException("--prefix must not be empty.");
+    }
+}
+
+/// <summary>What is printed every <see cref="TrainOptions.PredPeriod"/> epochs.</summary>
+public sealed record EpochReport(int Epoch, double Perplexity, double Seconds, IReadOnlyList<string> Predictions);
