@@ -1,0 +1,128 @@
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace CharRnn.Tests;
+
+public class CliTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CharRnn.Cli.Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    static readonly string[] Tiny = ["train", "--device", "cpu", "--epochs", "4", "--pred-period", "2", "--hidden", "16",
+        "--batch", "4", "--steps", "8", "--chars", "1000", "--pred-len", "6"];
+
+    [Test]
+    public void TrainPrintsTheBooksLines()
+    {
+        var (code, o, e) = Run(Tiny);
+        Assert.That(code, Is.EqualTo(0), e);
+        var lines = o.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines[0], Does.Match(@"^epoch 2, perplexity \d+\.\d{6}, time \d+\.\d{2} sec$"));
+        Assert.That(lines[1], Does.Match(@"^ - 分开.{6}$"));
+        Assert.That(lines[2], Does.Match(@"^ - 不分开.{6}$"));
+        Assert.That(lines[3], Does.StartWith("epoch 4, perplexity "));
+        Assert.That(lines[^1], Does.Match(@"^total training time \d+\.\d{2} sec$"));
+        Assert.That(e, Does.Contain("vocab"));
+    }
+
+    [Test]
+    public void EveryPresetAndOverrideRuns([Values("scratch-random", "scratch-consecutive", "concise")] string preset)
+    {
+        var (code, o, e) = Run([.. Tiny, "--preset", preset, "--prefix", "想要", "--seed", "3", "--clip", "none", "--input", "onehot", "--blas", "managed"]);
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(Regex.Matches(o, "^ - 想要", RegexOptions.Multiline), Has.Count.EqualTo(2));
+    }
+
+    [Test]
+    public void AutoDeviceFallsBackToTheCpuWithAReason()
+    {
+        var (code, _, e) = Run(With(["--device", "auto"]));
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(e, Does.Contain("using the CPU"));
+    }
+
+    static IEnumerable<TestCaseData> BadInputs()
+    {
+        yield return new TestCaseData(new[] { "--corpus", "/nonexistent/x.zip" }, "not found").SetName("MissingCorpus");
+        yield return new TestCaseData(new[] { "--epochs", "0" }, "--epochs must be a positive").SetName("ZeroEpochs");
+        yield return new TestCaseData(new[] { "--hidden", "-3" }, "--hidden must be a positive").SetName("NegativeHidden");
+        yield return new TestCaseData(new[] { "--lr", "NaN" }, "--lr must be a positive finite").SetName("NaNLearningRate");
+        yield return new TestCaseData(new[] { "--lr", "-1" }, "--lr must be a positive finite").SetName("NegativeLearningRate");
+        yield return new TestCaseData(new[] { "--clip", "nan" }, "--clip must be a positive number or 'none'").SetName("NaNClip");
+        yield return new TestCaseData(new[] { "--chars", "0" }, "--chars must be").SetName("ZeroChars");
+        yield return new TestCaseData(new[] { "--chars", "20" }, "too few for one minibatch").SetName("TooShortCorpus");
+        yield return new TestCaseData(new[] { "--prefix", "分开Q" }, "'Q' (U+0051)").SetName("PrefixOutsideVocabulary");
+        yield return new TestCaseData(new[] { "--device", "tpu" }, "--device must be").SetName("UnknownDevice");
+        yield return new TestCaseData(new[] { "--lr", "3e38", "--clip", "none", "--epochs", "6" }, "diverged").SetName("DivergingLoss");
+    }
+
+    /// <summary>Tiny with options replaced or added (System.CommandLine rejects a repeated single-value option).</summary>
+    static string[] With(string[] extra)
+    {
+        var args = Tiny.ToList();
+        for (int i = 0; i < extra.Length; i += 2)
+        {
+            int at = args.IndexOf(extra[i]);
+            if (at >= 0) args[at + 1] = extra[i + 1];
+            else args.AddRange([extra[i], extra[i + 1]]);
+        }
+        return args.ToArray();
+    }
+
+    [TestCaseSource(nameof(BadInputs))]
+    public void BadInputGetsOneClearMessage(string[] extra, string expected)
+    {
+        var (code, o, e) = Run(With(extra));
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain(expected));
+        Assert.That(e, Does.Not.Contain("   at "), "no stack trace");
+        Assert.That(e.Trim().Split('\n').Count(l => l.StartsWith("error:")), Is.EqualTo(1));
+        Assert.That(o, Does.Not.Contain("total training time"));
+    }
+
+    [Test]
+    public void CorruptZipAndNonUtf8TextAreClearErrors()
+    {
+        using var dir = new TempDir();
+        var zip = dir.File("bad.zip");
+        File.WriteAllBytes(zip, [(byte)'P', (byte)'K', 3, 4, 1, 2, 3, 4, 5, 6]);
+        var (code, _, e) = Run(With(["--corpus", zip]));
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("not a readable zip"));
+
+        var gbk = dir.File("gbk.txt");
+        File.WriteAllBytes(gbk, [0xB7, 0xD6, 0xBF, 0xAA, 0x0A]); // 分开 in GBK
+        (code, _, e) = Run(With(["--corpus", gbk]));
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("not valid UTF-8").And.Contain("iconv"));
+    }
+
+    [Test]
+    public void UnknownOptionIsRejected()
+    {
+        var (code, _, e) = Run("train", "--epoch", "3");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("--epoch"));
+    }
+
+    [Test]
+    public void HelpExplainsTheConcisePresetDoesNotClip()
+    {
+        var (code, o, _) = Run("train", "--help");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(o, Does.Contain("never clips"));
+    }
+
+    [Test]
+    public void InfoNamesTheCpuEngine()
+    {
+        var (code, o, _) = Run("info");
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(o, Does.Contain("cpu:"));
+    }
+}
