@@ -1,8 +1,11 @@
+using CharRnn.Cuda;
+using CharRnn.Interop;
 using CharRnn.Rnn.Backends.Cpu;
+using CharRnn.Rnn.Backends.Cuda;
 
 namespace CharRnn.Rnn.Backends;
 
-/// <summary>Turns <c>--device</c> into a backend.</summary>
+/// <summary>Turns <c>--device auto|cpu|cuda[:N]</c> (and <c>--blas</c>) into a backend.</summary>
 public static class BackendFactory
 {
     public static IBackend Create(string device, string? blas, TextWriter log)
@@ -18,17 +21,52 @@ public static class BackendFactory
         if (d == "cpu") return new CpuBackend(engine);
         if (d == "auto")
         {
-            log.WriteLine("charrnn: no CUDA backend in this build yet; using the CPU.");
+            var probe = GpuProbe.Run(0);
+            if (probe.Usable) return CreateCuda(0);
+            log.WriteLine($"charrnn: no usable GPU ({probe.Reason}); training on the CPU.");
             return new CpuBackend(engine);
         }
         if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
-            throw new CharRnnException("The CUDA backend is not available in this build. Use --device cpu.");
+        {
+            int ordinal = 0;
+            if (d.Length > 4 && (!int.TryParse(d[5..], out ordinal) || ordinal < 0))
+                throw new CharRnnException($"--device {device}: the GPU number must be a whole number, e.g. cuda:0.");
+            var probe = GpuProbe.Run(ordinal);
+            if (!probe.Usable)
+                throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason}. Use --device cpu (or auto, which falls back to the CPU).");
+            return CreateCuda(ordinal);
+        }
         throw new CharRnnException($"--device must be auto, cpu, cuda or cuda:N (got '{device}').");
     }
 
+    static IBackend CreateCuda(int ordinal)
+    {
+        try
+        {
+            return CudaBackend.Create(ordinal);
+        }
+        catch (CudaException e)
+        {
+            throw new CharRnnException($"The GPU could not be set up: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Lines for <c>charrnn info</c>.</summary>
     public static IEnumerable<string> Info()
     {
         yield return $"cpu: {new CpuBackend().Description}";
-        yield return CpuGemm.OpenBlasAvailable ? $"openblas: {Interop.NativeLibraries.Load(Interop.NativeLibraries.OpenBlas).LoadedFrom}" : "openblas: not found (managed GEMM in use); install libopenblas0-pthread";
+        yield return CpuGemm.OpenBlasAvailable
+            ? $"openblas: {NativeLibraries.Load(NativeLibraries.OpenBlas).LoadedFrom}"
+            : "openblas: not found, using the managed GEMM (apt-get install libopenblas0-pthread for speed)";
+        var probe = GpuProbe.Run(0);
+        if (probe.Usable)
+            foreach (var line in probe.Info!.Lines()) yield return line;
+        else
+        {
+            yield return $"gpu: none usable: {probe.Reason}";
+            yield return KernelCompiler.IsAvailable
+                ? $"NVRTC: {KernelCompiler.Version().Major}.{KernelCompiler.Version().Minor} (kernels can be compiled; no device to run them)"
+                : "NVRTC: " + KernelCompiler.UnavailableReason;
+        }
     }
 }

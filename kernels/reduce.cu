@@ -1,0 +1,53 @@
+// reduce.cu — column sums (bias gradients) and row argmax (greedy generation).
+//
+// column_sum(src[rows×cols], rows, cols, dst[cols])
+//     dst[c] = Σ_r src[r, c], rows summed in order by one thread per column (deterministic, coalesced reads).
+//     Launch: ceil(cols/256) blocks × 256 threads.
+// argmax_rows(logits[rows×cols], bias[cols], rows, cols, out[rows])
+//     out[r] = argmax_c (logits[r, c] + bias[c]); ties go to the smallest c (like torch.argmax on CPU).
+//     Launch: one block per row, 256 threads; shared-memory (value, index) tree reduction.
+
+#define THREADS 256
+
+extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, float* __restrict__ dst)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float s = 0.0f;
+    for (int r = 0; r < rows; r++) s += src[(long long)r * cols + c];
+    dst[c] = s;
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+argmax_rows(const float* __restrict__ logits, const float* __restrict__ bias, int rows, int cols, int* __restrict__ out)
+{
+    __shared__ float sv[THREADS];
+    __shared__ int si[THREADS];
+    int r = blockIdx.x;
+    if (r >= rows) return;
+    float best = -INFINITY;
+    int bi = cols; // "none yet"
+    for (int c = threadIdx.x; c < cols; c += THREADS)
+    {
+        float v = logits[(long long)r * cols + c] + bias[c];
+        if (v > best || bi == cols) { best = v; bi = c; }
+    }
+    sv[threadIdx.x] = best;
+    si[threadIdx.x] = bi;
+    __syncthreads();
+    for (int s = THREADS / 2; s > 0; s >>= 1)
+    {
+        if (threadIdx.x < s)
+        {
+            float v = sv[threadIdx.x + s];
+            int i = si[threadIdx.x + s];
+            if (i < cols && (si[threadIdx.x] == cols || v > sv[threadIdx.x] || (v == sv[threadIdx.x] && i < si[threadIdx.x])))
+            {
+                sv[threadIdx.x] = v;
+                si[threadIdx.x] = i;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[r] = si[0] == cols ? 0 : si[0];
+}

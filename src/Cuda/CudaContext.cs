@@ -1,0 +1,145 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using CharRnn.Interop;
+
+namespace CharRnn.Cuda;
+
+/// <summary>
+/// One device's primary context (<c>cuDevicePrimaryCtxRetain</c> + <c>cuCtxSetCurrent</c>; never <c>cuCtxCreate</c>),
+/// which is also the context cuBLAS uses. Owns what is registered with <see cref="Own{T}"/> and disposes it in reverse
+/// order before releasing the context. <see cref="Bind"/> makes it current on the calling thread (cheaply: it remembers
+/// per thread what it set).
+/// </summary>
+public sealed unsafe class CudaContext : IDisposable
+{
+    [ThreadStatic] static IntPtr t_current;
+    readonly List<IDisposable> _owned = [];
+    long _allocated;
+    bool _disposed;
+
+    CudaContext(int device, IntPtr handle)
+    {
+        Device = device;
+        Handle = handle;
+        DeviceName = GetName(device);
+        ComputeCapability = (Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+                             Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
+        MultiprocessorCount = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
+        nuint total;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceTotalMem_v2(&total, device));
+        TotalMemory = (long)total;
+    }
+
+    public int Device { get; }
+    public IntPtr Handle { get; }
+    public string DeviceName { get; }
+    public (int Major, int Minor) ComputeCapability { get; }
+    public int MultiprocessorCount { get; }
+    public long TotalMemory { get; }
+
+    /// <summary>"sm_90" for compute capability 9.0.</summary>
+    public string Arch => $"sm_{ComputeCapability.Major}{ComputeCapability.Minor}";
+
+    /// <summary>Bytes currently allocated through this context's <see cref="DeviceBuffer{T}"/>s.</summary>
+    public long AllocatedBytes => Interlocked.Read(ref _allocated);
+
+    internal void TrackAllocation(long bytes) => Interlocked.Add(ref _allocated, bytes);
+
+    /// <summary>cuInit(0), then the primary context of device <paramref name="ordinal"/>, made current.</summary>
+    public static CudaContext Create(int ordinal)
+    {
+        CudaCheck.ThrowIfFailed(CudaDriver.cuInit(0));
+        int count = DeviceCount();
+        if (ordinal < 0 || ordinal >= count)
+            throw new CudaException($"CUDA device {ordinal} does not exist: this machine has {count} device(s) (use cuda:0{(count > 1 ? $"…cuda:{count - 1}" : "")}).");
+        int dev;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceGet(&dev, ordinal));
+        IntPtr ctx;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDevicePrimaryCtxRetain(&ctx, dev));
+        CudaCheck.ThrowIfFailed(CudaDriver.cuCtxSetCurrent(ctx));
+        t_current = ctx;
+        return new CudaContext(dev, ctx);
+    }
+
+    public static int DeviceCount()
+    {
+        int n;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceGetCount(&n));
+        return n;
+    }
+
+    /// <summary>Driver API version, e.g. 13000 for CUDA 13.0.</summary>
+    public static int DriverVersion()
+    {
+        int v;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDriverGetVersion(&v));
+        return v;
+    }
+
+    public void Bind()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (t_current == Handle) return;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuCtxSetCurrent(Handle));
+        t_current = Handle;
+    }
+
+    public void Synchronize()
+    {
+        Bind();
+        CudaCheck.ThrowIfFailed(CudaDriver.cuCtxSynchronize());
+    }
+
+    /// <summary>Free and total device memory (bytes), as the driver sees it.</summary>
+    public (long Free, long Total) MemoryInfo()
+    {
+        Bind();
+        nuint free, total;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuMemGetInfo_v2(&free, &total));
+        return ((long)free, (long)total);
+    }
+
+    public DeviceBuffer<T> Allocate<T>(long length) where T : unmanaged => new(this, length);
+    public PinnedBuffer<T> AllocatePinned<T>(int length) where T : unmanaged => new(this, length);
+    public CudaStream CreateStream() => new(this);
+    public CudaEvent CreateEvent(bool timing = false) => new(this, timing);
+
+    /// <summary>Registers a resource to be disposed (in reverse order) with the context.</summary>
+    public T Own<T>(T resource) where T : IDisposable
+    {
+        _owned.Add(resource);
+        return resource;
+    }
+
+    static int Attribute(int attribute, int device)
+    {
+        int v;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceGetAttribute(&v, attribute, device));
+        return v;
+    }
+
+    static string GetName(int device)
+    {
+        var buf = stackalloc byte[256];
+        CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceGetName(buf, 256, device));
+        return Marshal.PtrToStringUTF8((IntPtr)buf) ?? "?";
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        Bind();
+        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
+        _owned.Clear();
+        _disposed = true;
+        CudaDriver.cuDevicePrimaryCtxRelease_v2(Device);
+        if (t_current == Handle) t_current = IntPtr.Zero;
+    }
+
+    internal static byte[] Utf8Z(string s)
+    {
+        var b = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+        Encoding.UTF8.GetBytes(s, b);
+        return b;
+    }
+}

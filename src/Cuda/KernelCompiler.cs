@@ -1,0 +1,168 @@
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using CharRnn.Interop;
+
+namespace CharRnn.Cuda;
+
+/// <summary>NVRTC rejected a program: carries the program name, the options and NVRTC's whole log.</summary>
+public sealed class NvrtcCompileException(string program, IReadOnlyList<string> options, string log, NvrtcResult status)
+    : CudaException($"NVRTC could not compile {program} ({status}) with options [{string.Join(" ", options)}]:\n{log}")
+{
+    public string Program { get; } = program;
+    public IReadOnlyList<string> Options { get; } = options;
+    public string Log { get; } = log;
+}
+
+/// <summary>The output of one compilation: a CUBIN for a real arch (sm_XY) or PTX for a virtual one (compute_XY).</summary>
+public sealed record CompiledImage(string Program, string Arch, byte[] Image, bool IsCubin, string Log, bool FromCache);
+
+/// <summary>
+/// Compiles CUDA C++ with NVRTC at run time for the device's own architecture and caches images on disk, keyed by
+/// SHA-256 of (source, options, arch, NVRTC version). The cache folder is <c>$CHARRNN_KERNEL_CACHE</c>, else
+/// <c>$XDG_CACHE_HOME/charrnn/kernels</c> or <c>~/.cache/charrnn/kernels</c>; <c>CHARRNN_KERNEL_CACHE=off</c> disables it.
+/// </summary>
+public static unsafe class KernelCompiler
+{
+    public static readonly string[] BaseOptions = ["--std=c++14", "-default-device"];
+
+    public static bool IsAvailable => NativeLibraries.Load(NativeLibraries.Nvrtc).Ok;
+
+    public static string UnavailableReason => NativeLibraries.Load(NativeLibraries.Nvrtc).Describe();
+
+    public static (int Major, int Minor) Version()
+    {
+        int major, minor;
+        CudaCheck.ThrowIfFailed(Nvrtc.nvrtcVersion(&major, &minor));
+        return (major, minor);
+    }
+
+    /// <summary>The real architectures this NVRTC can compile for, e.g. [50, 52, …, 90].</summary>
+    public static int[] SupportedArchs()
+    {
+        int n;
+        CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetNumSupportedArchs(&n));
+        var a = new int[n];
+        fixed (int* p = a) CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetSupportedArchs(p));
+        return a;
+    }
+
+    /// <summary>
+    /// The target for a device of compute capability major.minor: "sm_XY" when this NVRTC knows it (a CUBIN, no JIT),
+    /// else PTX for the newest virtual arch it knows that is not newer than the device (the driver JIT-compiles it).
+    /// </summary>
+    public static string TargetFor(int major, int minor)
+    {
+        int cc = major * 10 + minor;
+        var archs = SupportedArchs();
+        if (archs.Contains(cc)) return $"sm_{cc}";
+        var lower = archs.Where(a => a <= cc).DefaultIfEmpty(archs.Min()).Max();
+        return $"compute_{lower}";
+    }
+
+    public static CompiledImage Compile(string program, string source, string arch, bool useCache = true)
+    {
+        var options = BaseOptions.Append($"--gpu-architecture={arch}").ToArray();
+        var (major, minor) = Version();
+        string? cachePath = null;
+        if (useCache && CacheFolder() is string folder)
+        {
+            var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+                $"{source}\n--\n{string.Join(" ", options)}\n--\nnvrtc {major}.{minor}")));
+            cachePath = Path.Combine(folder, $"{program}-{arch}-{key[..24]}.{(arch.StartsWith("sm_") ? "cubin" : "ptx")}");
+            if (File.Exists(cachePath))
+            {
+                try { return new CompiledImage(program, arch, File.ReadAllBytes(cachePath), arch.StartsWith("sm_"), "", true); }
+                catch (IOException) { }
+            }
+        }
+        var image = CompileNow(program, source, options, out var log, out bool isCubin);
+        if (cachePath != null) TryWriteAtomically(cachePath, image);
+        return new CompiledImage(program, arch, image, isCubin, log, false);
+    }
+
+    static byte[] CompileNow(string program, string source, string[] options, out string log, out bool isCubin)
+    {
+        var src = CudaContext.Utf8Z(source);
+        var name = CudaContext.Utf8Z(program);
+        IntPtr prog;
+        fixed (byte* ps = src, pn = name)
+            CudaCheck.ThrowIfFailed(Nvrtc.nvrtcCreateProgram(&prog, ps, pn, 0, null, null));
+        try
+        {
+            var optBytes = options.Select(CudaContext.Utf8Z).ToArray();
+            var handles = optBytes.Select(b => GCHandle.Alloc(b, GCHandleType.Pinned)).ToArray();
+            NvrtcResult status;
+            try
+            {
+                var ptrs = stackalloc byte*[optBytes.Length];
+                for (int i = 0; i < optBytes.Length; i++) ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
+                status = Nvrtc.nvrtcCompileProgram(prog, optBytes.Length, ptrs);
+            }
+            finally
+            {
+                foreach (var h in handles) h.Free();
+            }
+            log = ReadLog(prog);
+            if (status != NvrtcResult.NVRTC_SUCCESS) throw new NvrtcCompileException(program, options, log, status);
+            isCubin = options.Any(o => o.StartsWith("--gpu-architecture=sm_", StringComparison.Ordinal));
+            nuint size;
+            if (isCubin)
+            {
+                CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetCUBINSize(prog, &size));
+                var image = new byte[(int)size];
+                fixed (byte* p = image) CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetCUBIN(prog, p));
+                return image;
+            }
+            CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetPTXSize(prog, &size));
+            var ptx = new byte[(int)size];
+            fixed (byte* p = ptx) CudaCheck.ThrowIfFailed(Nvrtc.nvrtcGetPTX(prog, p));
+            return ptx;
+        }
+        finally
+        {
+            Nvrtc.nvrtcDestroyProgram(&prog);
+        }
+    }
+
+    static string ReadLog(IntPtr prog)
+    {
+        nuint size;
+        if (Nvrtc.nvrtcGetProgramLogSize(prog, &size) != NvrtcResult.NVRTC_SUCCESS || size <= 1) return "";
+        var buf = new byte[(int)size];
+        fixed (byte* p = buf) Nvrtc.nvrtcGetProgramLog(prog, p);
+        return Encoding.UTF8.GetString(buf, 0, buf.Length - 1).Trim();
+    }
+
+    static string? CacheFolder()
+    {
+        var env = Environment.GetEnvironmentVariable("CHARRNN_KERNEL_CACHE");
+        if (env is "off" or "0") return null;
+        var folder = !string.IsNullOrEmpty(env) ? env
+            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "charrnn", "kernels");
+        try
+        {
+            Directory.CreateDirectory(folder);
+            return folder;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    static void TryWriteAtomically(string path, byte[] data)
+    {
+        var tmp = path + "." + Environment.ProcessId + ".tmp";
+        try
+        {
+            File.WriteAllBytes(tmp, data);
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+        }
+    }
+}

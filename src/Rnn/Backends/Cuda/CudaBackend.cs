@@ -1,0 +1,303 @@
+using CharRnn.Cuda;
+using CharRnn.Interop;
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Backends.Cuda;
+
+public sealed class CudaTensor : Tensor
+{
+    internal CudaTensor(CudaContext ctx, int rows, int cols) : base(rows, cols) => Buffer = ctx.Allocate<float>((long)rows * cols);
+    public DeviceBuffer<float> Buffer { get; }
+    public override void Dispose() => Buffer.Dispose();
+}
+
+public sealed class CudaIndices : IndexBuffer
+{
+    internal CudaIndices(CudaContext ctx, int length) : base(length) => Buffer = ctx.Allocate<int>(length);
+    public DeviceBuffer<int> Buffer { get; }
+    public override void Dispose() => Buffer.Dispose();
+}
+
+/// <summary>
+/// The CUDA backend: every op is a cuBLAS call or an NVRTC-compiled kernel from <c>kernels/*.cu</c>, enqueued on one
+/// non-blocking stream. Nothing here waits for the device except <see cref="ReadLoss"/>, <see cref="ReadGradNorm"/>,
+/// the downloads and <see cref="Synchronize"/>; uploads go through a ring of pinned staging buffers, so they are
+/// asynchronous too (the host waits only if it gets a whole ring ahead of the device).
+/// </summary>
+public sealed unsafe class CudaBackend : IBackend
+{
+    const int Threads = 256;
+    const int ClipBlocks = 64; // must match the partials layout expected by clip_finalize's callers (optim.cu)
+    const int StagingRing = 4;
+
+    readonly CudaContext _ctx;
+    readonly CudaStream _stream;
+    readonly Blas _blas;
+    readonly Dictionary<string, CudaKernel> _k = new();
+    readonly DeviceBuffer<double> _loss;      // [sum of row losses, rows] for the current epoch
+    readonly DeviceBuffer<double> _norm;      // [global gradient norm]
+    readonly DeviceBuffer<float> _scale;      // [clip scale], read by the update kernels
+    DeviceBuffer<float> _rowLoss;             // [rows] per-row losses of the last softmax_xent
+    DeviceBuffer<double> _partials;           // [ClipBlocks × tensors] pass-1 sums of squares
+    readonly PinnedBuffer<byte>?[] _staging = new PinnedBuffer<byte>?[StagingRing];
+    readonly CudaEvent[] _stagingDone = new CudaEvent[StagingRing];
+    readonly bool[] _stagingUsed = new bool[StagingRing];
+    int _nextStaging;
+    readonly uint _maxBlocks;
+
+    CudaBackend(CudaContext ctx, string target)
+    {
+        _ctx = ctx;
+        _stream = ctx.Own(ctx.CreateStream());
+        _blas = ctx.Own(new Blas(ctx, _stream));
+        foreach (var (file, source) in KernelSources.All)
+        {
+            var image = KernelCompiler.Compile(file, source, target);
+            var module = ctx.Own(new CudaModule(ctx, image.Image));
+            foreach (var name in KernelNames(source)) _k[name] = module.Function(name);
+        }
+        _loss = ctx.Own(ctx.Allocate<double>(2));
+        _norm = ctx.Own(ctx.Allocate<double>(1));
+        _scale = ctx.Own(ctx.Allocate<float>(1));
+        _rowLoss = ctx.Allocate<float>(1);
+        _partials = ctx.Allocate<double>(ClipBlocks * 8);
+        for (int i = 0; i < StagingRing; i++) _stagingDone[i] = ctx.Own(ctx.CreateEvent());
+        _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
+        Target = target;
+        Name = $"cuda:{ctx.Device}";
+        Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100})";
+        Fill(_scale.Pointer, 1f, 1);
+        ResetLoss();
+    }
+
+    /// <summary>Creates the backend on device <paramref name="ordinal"/>: context, stream, cuBLAS, compiled kernels.</summary>
+    public static CudaBackend Create(int ordinal = 0)
+    {
+        var ctx = CudaContext.Create(ordinal);
+        try
+        {
+            var target = KernelCompiler.TargetFor(ctx.ComputeCapability.Major, ctx.ComputeCapability.Minor);
+            return new CudaBackend(ctx, target);
+        }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    public CudaContext Context => _ctx;
+    public CudaStream Stream => _stream;
+    public Blas Blas => _blas;
+    public string Target { get; }
+    public string Name { get; }
+    public string Description { get; }
+    public InputMode DefaultInputMode => InputMode.OneHotGemm;
+
+    /// <summary>The <c>extern "C" __global__</c> names in a .cu source.</summary>
+    public static IEnumerable<string> KernelNames(string source)
+    {
+        foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(source,
+                     @"extern\s+""C""\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(\w+)\s*\("))
+            yield return m.Groups[1].Value;
+    }
+
+    public Tensor Zeros(int rows, int cols)
+    {
+        var t = new CudaTensor(_ctx, rows, cols);
+        if (t.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(t.Buffer.Pointer, 0, (nuint)t.Length, _stream.Handle));
+        return t;
+    }
+
+    public IndexBuffer Indices(int length)
+    {
+        var t = new CudaIndices(_ctx, length);
+        if (length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(t.Buffer.Pointer, 0, (nuint)length, _stream.Handle));
+        return t;
+    }
+
+    static ulong P(Mat m) => ((CudaTensor)m.Tensor).Buffer.At(m.Offset);
+    static ulong P(Tensor t) => ((CudaTensor)t).Buffer.Pointer;
+    static ulong P(IdxView v) => ((CudaIndices)v.Buffer).Buffer.At(v.Offset);
+
+    uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, _maxBlocks);
+
+    void Launch(string kernel, uint grid, params ReadOnlySpan<KernelArg> args)
+    {
+        _ctx.Bind();
+        _k[kernel].Launch(grid, Threads, 0, _stream, args);
+    }
+
+    static KernelArg Ptr(ulong p) => KernelArg.Ptr(p);
+
+    // ---- transfers -------------------------------------------------------------------------------------------
+
+    void UploadBytes(ulong dst, ReadOnlySpan<byte> src)
+    {
+        if (src.Length == 0) return;
+        _ctx.Bind();
+        int slot = _nextStaging;
+        _nextStaging = (_nextStaging + 1) % StagingRing;
+        if (_stagingUsed[slot]) _stagingDone[slot].Synchronize(); // the copy that last used this buffer is done
+        var buf = _staging[slot];
+        if (buf == null || buf.Length < src.Length)
+        {
+            buf?.Dispose();
+            buf = _staging[slot] = _ctx.AllocatePinned<byte>(Math.Max(src.Length, 1 << 16));
+        }
+        src.CopyTo(buf.Span);
+        CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyHtoDAsync_v2(dst, buf.Pointer, (nuint)src.Length, _stream.Handle));
+        _stagingDone[slot].Record(_stream);
+        _stagingUsed[slot] = true;
+    }
+
+    void DownloadBytes(ulong src, Span<byte> dst)
+    {
+        if (dst.Length == 0) return;
+        _stream.Synchronize();
+        fixed (byte* p = dst) CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoH_v2(p, src, (nuint)dst.Length));
+    }
+
+    public void Upload(Tensor dst, ReadOnlySpan<float> src) =>
+        UploadBytes(P(dst), System.Runtime.InteropServices.MemoryMarshal.AsBytes(src[..dst.Length]));
+
+    public void Download(Tensor src, Span<float> dst) =>
+        DownloadBytes(P(src), System.Runtime.InteropServices.MemoryMarshal.AsBytes(dst[..src.Length]));
+
+    public void Upload(IndexBuffer dst, ReadOnlySpan<int> src) =>
+        UploadBytes(((CudaIndices)dst).Buffer.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(src[..dst.Length]));
+
+    public void Download(IndexBuffer src, Span<int> dst) =>
+        DownloadBytes(((CudaIndices)src).Buffer.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(dst[..src.Length]));
+
+    public void Zero(Mat m)
+    {
+        _ctx.Bind();
+        if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(P(m), 0, (nuint)m.Length, _stream.Handle));
+    }
+
+    void Fill(ulong p, float value, int n)
+    {
+        _ctx.Bind();
+        CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(p, BitConverter.SingleToUInt32Bits(value), (nuint)n, _stream.Handle));
+    }
+
+    public void Copy(Mat src, Mat dst)
+    {
+        if (src.Length != dst.Length) throw new ArgumentException("Copy: sizes differ");
+        _ctx.Bind();
+        if (src.Length > 0)
+            CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(P(dst), P(src), (nuint)(src.Length * sizeof(float)), _stream.Handle));
+    }
+
+    // ---- ops -------------------------------------------------------------------------------------------------
+
+    public void OneHotScatter(IdxView tokens, Mat dst) =>
+        Launch("one_hot_scatter", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(dst)));
+
+    public void GatherRows(IdxView tokens, Tensor table, Mat dst) =>
+        Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(P(dst)));
+
+    public void ScatterAddRows(IdxView tokens, Mat src, Tensor table) =>
+        Launch("scatter_add_rows", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(P(src)), Ptr(P(table)));
+
+    public void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c)
+    {
+        int m = transA ? a.Cols : a.Rows, k = transA ? a.Rows : a.Cols;
+        int kb = transB ? b.Cols : b.Rows, n = transB ? b.Rows : b.Cols;
+        if (k != kb || c.Rows != m || c.Cols != n)
+            throw new ArgumentException($"GEMM shapes: op(A) {m}×{k}, op(B) {kb}×{n}, C {c.Rows}×{c.Cols}");
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            if (beta == 0) Zero(c);
+            else throw new NotSupportedException("GEMM with k = 0 and beta ≠ 0");
+            return;
+        }
+        _blas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Cols, P(b), b.Cols, beta, P(c), c.Cols);
+    }
+
+    public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h) =>
+        Launch("bias_act_forward", Blocks(pre.Length), Ptr(P(pre)), Ptr(P(bias)), Ptr(bias2 == null ? 0 : P(bias2)),
+            pre.Rows, pre.Cols, act == Activation.Tanh ? 0 : 1, Ptr(P(h)));
+
+    public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
+        Launch("act_backward", Blocks(dh.Length), Ptr(P(dh)), Ptr(P(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(P(dpre)));
+
+    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale)
+    {
+        if (_rowLoss.Length < logits.Rows)
+        {
+            _stream.Synchronize(); // the old buffer may still be read by queued work
+            _rowLoss.Dispose();
+            _rowLoss = _ctx.Allocate<float>(logits.Rows);
+        }
+        Launch("softmax_xent", (uint)logits.Rows, Ptr(P(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
+            gradScale, Ptr(P(dlogits)), Ptr(_rowLoss.Pointer));
+        Launch("loss_accumulate", 1, Ptr(_rowLoss.Pointer), logits.Rows, Ptr(_loss.Pointer));
+    }
+
+    public void ColumnSum(Mat src, Tensor dst) =>
+        Launch("column_sum", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(src)), src.Rows, src.Cols, Ptr(P(dst)));
+
+    public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst) =>
+        Launch("argmax_rows", (uint)logits.Rows, Ptr(P(logits)), Ptr(P(bias)), logits.Rows, logits.Cols, Ptr(P(dst)));
+
+    public void ResetLoss()
+    {
+        _ctx.Bind();
+        CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(_loss.Pointer, 0, 4, _stream.Handle));
+    }
+
+    public (double Sum, long Rows) ReadLoss()
+    {
+        var a = new double[2];
+        DownloadBytes(_loss.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()));
+        return (a[0], (long)a[1]);
+    }
+
+    public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta)
+    {
+        int count = grads.Count * ClipBlocks;
+        if (_partials.Length < count)
+        {
+            _stream.Synchronize();
+            _partials.Dispose();
+            _partials = _ctx.Allocate<double>(count);
+        }
+        for (int i = 0; i < grads.Count; i++)
+            Launch("sumsq_partial", ClipBlocks, Ptr(P(grads[i])), grads[i].Length, Ptr(_partials.At(i * ClipBlocks)));
+        float t = theta > 0 && float.IsFinite(theta) ? theta : 0f;
+        Launch("clip_finalize", 1, Ptr(_partials.Pointer), count, t, Ptr(_norm.Pointer), Ptr(_scale.Pointer));
+    }
+
+    public double ReadGradNorm()
+    {
+        var a = new double[1];
+        DownloadBytes(_norm.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()));
+        return a[0];
+    }
+
+    public void SgdUpdate(Tensor p, Tensor g, float lr) =>
+        Launch("sgd_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), p.Length, lr, Ptr(_scale.Pointer));
+
+    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step)
+    {
+        // The same float32 bias corrections as the CPU backend.
+        float bc1 = 1f - MathF.Pow(beta1, step);
+        float bc2Sqrt = MathF.Sqrt(1f - MathF.Pow(beta2, step));
+        Launch("adam_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), Ptr(P(m)), Ptr(P(v)), p.Length, lr, beta1, beta2, eps,
+            lr / bc1, bc2Sqrt, Ptr(_scale.Pointer));
+    }
+
+    public void Synchronize() => _stream.Synchronize();
+
+    public void Dispose()
+    {
+        try { _stream.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
+        _rowLoss.Dispose();
+        _partials.Dispose();
+        foreach (var s in _staging) s?.Dispose();
+        _ctx.Dispose();
+    }
+}
