@@ -4,7 +4,7 @@
 //   Test     runs the NUnit test exe and prints "N passed, N failed, N skipped" alone on a line
 //   Publish  self-contained linux-x64 bundle (charrnn + test exe in one folder) for the GPU machine, in artifacts/gpu-bundle
 //
-// Test options: --filter=EXPR (Microsoft.Testing.Platform --treenode-filter), --configuration=Debug|Release.
+// Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release.
 
 using System.Xml.Linq;
 
@@ -35,7 +35,7 @@ Task("Test").IsDependentOn("Build").Does(() =>
     var args = new ProcessArgumentBuilder()
         .Append("--report-trx").Append("--report-trx-filename").Append("results.trx")
         .Append("--results-directory").AppendQuoted(results.FullPath);
-    if (!string.IsNullOrEmpty(filter)) args.Append("--treenode-filter").AppendQuoted(filter);
+    if (!string.IsNullOrEmpty(filter)) args.Append("--filter").AppendQuoted(filter);
     var exit = StartProcess(exe, new ProcessSettings { Arguments = args });
     var trx = results.CombineWithFilePath("results.trx").FullPath;
     if (!System.IO.File.Exists(trx)) throw new Exception($"The test run wrote no results (exit code {exit}).");

@@ -8,6 +8,7 @@
 //     Launch: one block per row, 256 threads; shared-memory (value, index) tree reduction.
 
 #define THREADS 256
+#define NEG_INF __int_as_float(0xff800000) // -inf without math.h (NVRTC has no headers here)
 
 extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, float* __restrict__ dst)
 {
@@ -25,7 +26,7 @@ argmax_rows(const float* __restrict__ logits, const float* __restrict__ bias, in
     __shared__ int si[THREADS];
     int r = blockIdx.x;
     if (r >= rows) return;
-    float best = -INFINITY;
+    float best = NEG_INF;
     int bi = cols; // "none yet"
     for (int c = threadIdx.x; c < cols; c += THREADS)
     {

@@ -10,6 +10,7 @@
 //     Launch: exactly one block of 256 threads.
 
 #define THREADS 256
+#define NEG_INF __int_as_float(0xff800000) // -inf without math.h (NVRTC has no headers here)
 
 __device__ float block_max(float v, float* sh)
 {
@@ -48,7 +49,7 @@ softmax_xent(const float* __restrict__ logits, const float* __restrict__ bias, c
     if (r >= rows) return;
     const float* z = logits + (long long)r * V;
     float* d = dlogits + (long long)r * V;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (int c = threadIdx.x; c < V; c += THREADS) m = fmaxf(m, z[c] + bias[c]);
     m = block_max(m, sh);
     float sum = 0.0f;

@@ -38,14 +38,6 @@ public class CliTests
         Assert.That(Regex.Matches(o, "^ - 想要", RegexOptions.Multiline), Has.Count.EqualTo(2));
     }
 
-    [Test]
-    public void AutoDeviceFallsBackToTheCpuWithAReason()
-    {
-        var (code, _, e) = Run(With(["--device", "auto"]));
-        Assert.That(code, Is.EqualTo(0), e);
-        Assert.That(e, Does.Contain("using the CPU"));
-    }
-
     static IEnumerable<TestCaseData> BadInputs()
     {
         yield return new TestCaseData(new[] { "--corpus", "/nonexistent/x.zip" }, "not found").SetName("MissingCorpus");

@@ -1,15 +1,166 @@
+using CharRnn.Cuda;
+using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Backends.Cpu;
+using CharRnn.Rnn.Backends.Cuda;
+using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Model;
+using CharRnn.Rnn.Training;
 
 namespace CharRnn.Tests;
 
-public static class GpuTests
+/// <summary>
+/// GPU-only checks. Each test Ignores with the probe's reason where no usable GPU exists, and fails instead when
+/// CHARRNN_REQUIRE_GPU=1 (the GPU machine's strict run).
+/// </summary>
+[Category("Gpu")]
+public class GpuTests
 {
     /// <summary>The CUDA backend, or Ignore (fail under CHARRNN_REQUIRE_GPU=1) with the probe's reason.</summary>
-    public static IBackend CreateCudaBackend()
+    public static CudaBackend CreateCudaBackend()
     {
-        const string reason = "the CUDA backend is not part of this build yet";
-        if (TestBackends.RequireGpu) Assert.Fail("CHARRNN_REQUIRE_GPU=1 but no usable GPU: " + reason);
-        Assert.Ignore("No usable GPU: " + reason);
-        return null!;
+        var probe = GpuProbe.Run(0);
+        if (!probe.Usable)
+        {
+            if (TestBackends.RequireGpu) Assert.Fail("CHARRNN_REQUIRE_GPU=1 but no usable GPU: " + probe.Reason);
+            Assert.Ignore("No usable GPU: " + probe.Reason);
+        }
+        return CudaBackend.Create(0);
+    }
+
+    static Corpus Corpus10k => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"));
+
+    /// <summary>Book-sized shapes (V 1027, H 256, B 32, T 35): one whole SGD step and one Adam step, GPU vs CPU.</summary>
+    [TestCase(ModelKind.Scratch, OptimizerKind.Sgd)]
+    [TestCase(ModelKind.Concise, OptimizerKind.Adam)]
+    public void OneTrainingStepMatchesTheCpu(ModelKind kind, OptimizerKind opt)
+    {
+        using var gpu = CreateCudaBackend();
+        using var cpu = new CpuBackend();
+        var corpus = Corpus10k;
+        var spec = new ModelSpec(kind, corpus.Vocab.Count, 256);
+        var init = RnnParameters.Initialize(spec, new Rng(3));
+        var mb = Samplers.Random(corpus.Indices, 32, 35, new Rng(4)).First();
+        var results = new List<(float[][] Grads, RnnParameters After, double Loss)>();
+        foreach (IBackend be in new IBackend[] { cpu, gpu })
+        {
+            using var model = new RnnModel(be, init);
+            using var driver = new BpttDriver(model, 32, 35, InputMode.OneHotGemm);
+            using var x = be.FromArray(mb.XTimeMajor);
+            using var y = be.FromArray(mb.YTimeMajor);
+            using IOptimizer o = opt == OptimizerKind.Sgd ? new Sgd(100f) : new Adam(1e-3f);
+            be.ResetLoss();
+            driver.Forward(x.All, y.All);
+            driver.Backward(x.All);
+            var grads = model.GradsToHost();
+            be.ComputeClipScale(model.Grads, 0.01f);
+            o.Step(model);
+            var (sum, rows) = be.ReadLoss();
+            results.Add((grads, model.ToHost(), sum / rows));
+        }
+        // float32 on both sides, different summation orders (cuBLAS vs OpenBLAS): ~1e-6 relative per op.
+        Check.Close(results[0].Loss, results[1].Loss, 1e-6, 1e-5, "loss");
+        for (int i = 0; i < spec.Parameters.Count; i++)
+        {
+            Check.Close(Check.ToDouble(results[0].Grads[i]), results[1].Grads[i], 1e-7, 1e-3, "grad " + spec.Parameters[i].Name);
+            Check.Close(Check.ToDouble(results[0].After.Values[i]), results[1].After.Values[i], 1e-5, 1e-3, "param " + spec.Parameters[i].Name);
+        }
+    }
+
+    /// <summary>20 minibatches of the book's scratch-random run: per-step loss on the GPU tracks the CPU.</summary>
+    [Test]
+    public void TwentyStepLossParity()
+    {
+        using var gpu = CreateCudaBackend();
+        using var cpu = new CpuBackend();
+        var o = TrainOptions.Preset("scratch-random") with { Epochs = 1, Seed = 11 };
+        var corpus = Corpus10k;
+        var losses = new List<double[]>();
+        foreach (IBackend be in new IBackend[] { cpu, gpu })
+        {
+            using var t = new Trainer(be, corpus, o with { Input = InputMode.OneHotGemm });
+            var perStep = new List<double>();
+            var batches = Samplers.Random(corpus.Indices, 32, 35, new Rng(12)).ToList();
+            using var sgd = new Sgd(100f);
+            for (int step = 0; step < 20; step++)
+            {
+                var mb = batches[step % batches.Count];
+                using var x = be.FromArray(mb.XTimeMajor);
+                using var y = be.FromArray(mb.YTimeMajor);
+                be.ResetLoss();
+                t.Driver.ResetState();
+                t.Driver.TrainStep(x.All, y.All, 0.01f, sgd);
+                var (sum, rows) = be.ReadLoss();
+                perStep.Add(sum / rows);
+            }
+            losses.Add(perStep.ToArray());
+        }
+        Check.Close(losses[0], losses[1], 1e-4, 1e-3, "per-step loss");
+        Assert.That(losses[1][^1], Is.LessThan(losses[1][0]));
+    }
+
+    [Test]
+    public void RepeatedRunIsBitIdentical()
+    {
+        var o = TrainOptions.Preset("scratch-random") with { Epochs = 4, PredPeriod = 2, Seed = 2 };
+        var runs = new List<List<EpochReport>>();
+        for (int i = 0; i < 2; i++)
+        {
+            using var gpu = CreateCudaBackend();
+            using var t = new Trainer(gpu, Corpus10k, o);
+            var reports = new List<EpochReport>();
+            t.Train(reports.Add);
+            runs.Add(reports);
+        }
+        Assert.That(runs[1].Select(r => r.Perplexity), Is.EqualTo(runs[0].Select(r => r.Perplexity)));
+        Assert.That(runs[1].SelectMany(r => r.Predictions), Is.EqualTo(runs[0].SelectMany(r => r.Predictions)));
+    }
+
+    [Test]
+    public void NoDeviceMemoryGrowthOver200Steps()
+    {
+        using var gpu = CreateCudaBackend();
+        var o = TrainOptions.Preset("concise") with { Epochs = 25, PredPeriod = 25, Seed = 1 }; // 8 minibatches × 25 = 200 steps
+        using var t = new Trainer(gpu, Corpus10k, o);
+        t.RunEpoch();
+        gpu.Synchronize();
+        long allocated = gpu.Context.AllocatedBytes;
+        var (free, _) = gpu.Context.MemoryInfo();
+        t.Train(_ => { });
+        gpu.Synchronize();
+        Assert.That(gpu.Context.AllocatedBytes, Is.EqualTo(allocated), "bytes held in DeviceBuffers");
+        var (freeAfter, _) = gpu.Context.MemoryInfo();
+        Assert.That(free - freeAfter, Is.LessThan(8L << 20), "driver-reported free memory shrank by more than 8 MiB");
+    }
+
+    [Test]
+    public void CapturedGraphReplaysTheSameWork()
+    {
+        using var gpu = CreateCudaBackend();
+        var p0 = Enumerable.Range(0, 1000).Select(i => (float)Math.Sin(i)).ToArray();
+        var g = Enumerable.Range(0, 1000).Select(i => (float)Math.Cos(i)).ToArray();
+        using var p = gpu.FromArray(10, 100, p0);
+        using var tg = gpu.FromArray(10, 100, g);
+        using var w = gpu.FromArray(100, 100, Enumerable.Range(0, 10000).Select(i => (i % 7) * 0.01f).ToArray());
+        using var outEager = gpu.Zeros(10, 100);
+        using var outGraph = gpu.Zeros(10, 100);
+        gpu.ComputeClipScale([tg], 0f);
+        gpu.Gemm(false, false, 1f, p.All, w.All, 0f, outEager.All);
+        gpu.Synchronize();
+        using var graph = CudaGraph.Capture(gpu.Context, gpu.Stream, () => gpu.Gemm(false, false, 1f, p.All, w.All, 0f, outGraph.All));
+        graph.Launch(gpu.Stream);
+        Assert.That(gpu.ToArray(outGraph), Is.EqualTo(gpu.ToArray(outEager)));
+    }
+
+    [Test]
+    public void CliTrainsOnTheGpu()
+    {
+        CreateCudaBackend().Dispose();
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CharRnn.Cli.Program.Run(["train", "--device", "cuda", "--epochs", "2", "--pred-period", "1", "--pred-len", "5"], o, e);
+        Assert.That(code, Is.EqualTo(0), e.ToString());
+        Assert.That(e.ToString(), Does.Contain("cuda:0"));
+        Assert.That(o.ToString(), Does.Contain("epoch 2, perplexity"));
     }
 }

@@ -5,12 +5,19 @@ namespace CharRnn.Tests;
 
 /// <summary>
 /// The backends every backend test runs on. A backend that cannot be made here is Ignored with the reason —
-/// except the GPU when CHARRNN_REQUIRE_GPU=1, where its absence fails the test.
+/// except the GPU when CHARRNN_REQUIRE_GPU=1, where its absence fails the test. The cuda fixtures carry the
+/// "Gpu" category.
 /// </summary>
 public static class TestBackends
 {
-    public static readonly string[] All = ["cpu-openblas", "cpu-managed", "cuda"];
-    public static readonly string[] Cpu = ["cpu-openblas", "cpu-managed"];
+    public static IEnumerable<TestFixtureData> All()
+    {
+        yield return new TestFixtureData("cpu-openblas");
+        yield return new TestFixtureData("cpu-managed");
+        var cuda = new TestFixtureData("cuda");
+        cuda.Properties.Add(NUnit.Framework.Internal.PropertyNames.Category, "Gpu");
+        yield return cuda;
+    }
 
     public static bool RequireGpu => Environment.GetEnvironmentVariable("CHARRNN_REQUIRE_GPU") == "1";
 

@@ -98,7 +98,7 @@ public sealed unsafe class CudaBackend : IBackend
     public static IEnumerable<string> KernelNames(string source)
     {
         foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(source,
-                     @"extern\s+""C""\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(\w+)\s*\("))
+                     @"extern\s+""C""\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\("))
             yield return m.Groups[1].Value;
     }
 
