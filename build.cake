@@ -64,7 +64,11 @@ Task("Publish").Does(() =>
             OutputDirectory = bundle,
             MSBuildSettings = new DotNetMSBuildSettings().WithProperty("InvariantGlobalization", "true"),
         });
-    Information($"Self-contained bundle in {bundle}");
+    // One compressed file to carry to the GPU machine (scripts/gpu-check.sh unpacks it).
+    var tar = artifacts.CombineWithFilePath("gpu-bundle.tar.xz");
+    var exit = StartProcess("tar", new ProcessSettings { Arguments = $"-cJf {tar.FullPath} -C {bundle.FullPath} .", EnvironmentVariables = new Dictionary<string, string> { ["XZ_OPT"] = "-6 -T0" } });
+    if (exit != 0) throw new Exception("tar failed");
+    Information($"Self-contained bundle in {bundle}, packed as {tar} ({new System.IO.FileInfo(tar.FullPath).Length / 1048576.0:F1} MiB)");
 });
 
 RunTarget(target);

@@ -18,6 +18,7 @@ public static class Program
         var root = new RootCommand("charrnn — character-level RNN language models (d2l ch. 6.4/6.5) on NVIDIA GPUs and CPUs.");
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(InfoCommand.Create(stdout));
+        root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         var parse = root.Parse(args);
         var config = new InvocationConfiguration { Output = stdout, Error = stderr };
         try

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole GPU check, one command, on a machine with an NVIDIA GPU, Python + PyTorch, and no .NET:
+#
+#   scripts/gpu-check.sh            # uses artifacts/gpu-bundle (or unpacks artifacts/gpu-bundle.tar.xz)
+#
+# Build the bundle beforehand on a machine with .NET: ./build.sh --target=Publish
+# It prints the card, driver and CUDA versions; runs the test suite strictly (CHARRNN_REQUIRE_GPU=1: a GPU test that
+# cannot run fails); then benchmarks, side by side on the same card:
+#   (a) the book's scratch-random config ($EPOCHS epochs, default 250): CharRnn vs PyTorch scratch (6.4) vs PyTorch
+#       nn.RNN (cuDNN) with the same hyperparameters;
+#   (b) a large config (H 1024, B 256, T 35, full corpus, $LARGE_STEPS minibatches, default 100): CharRnn vs PyTorch
+#       nn.RNN + Linear, with a cuBLAS SGEMM rate measured in the same run.
+# Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the compact table is printed last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-check-out}
+EPOCHS=${EPOCHS:-250}
+LARGE_STEPS=${LARGE_STEPS:-100}
+BUNDLE=${BUNDLE:-artifacts/gpu-bundle}
+mkdir -p "$OUT"
+status=0
+
+if [ ! -x "$BUNDLE/charrnn" ]; then
+  if [ -f artifacts/gpu-bundle.tar.xz ]; then
+    mkdir -p "$BUNDLE" && tar -xJf artifacts/gpu-bundle.tar.xz -C "$BUNDLE"
+  else
+    echo "gpu-check: no bundle at $BUNDLE (build it with ./build.sh --target=Publish)" >&2
+    exit 2
+  fi
+fi
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
+nvidia-smi 2>/dev/null | grep -o "CUDA Version: [0-9.]*" | tee -a "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" 2>&1 | tee -a "$OUT/gpu.txt"
+"$BUNDLE/charrnn" info 2>&1 | tee "$OUT/info.txt"
+
+echo "== tests (CHARRNN_REQUIRE_GPU=1)"
+CHARRNN_REQUIRE_GPU=1 CHARRNN_KERNEL_CACHE="$OUT/kernel-cache" "$BUNDLE/CharRnn.Tests" --report-trx --report-trx-filename tests.trx \
+  --results-directory "$OUT" > "$OUT/tests.log" 2>&1 || status=1
+grep -E "^(failed|  [A-Za-z].*Exception|  Expected|  But was)" "$OUT/tests.log" | head -60
+tail -6 "$OUT/tests.log"
+
+echo "== benchmarks"
+run() { echo "+ $*" >&2; "$@" || { status=1; echo "FAILED: $*" >&2; }; }
+run "$BUNDLE/charrnn" bench --device cuda --config book --preset scratch-random --epochs "$EPOCHS" --json "$OUT/charrnn_book.json"
+run python3 bench/pytorch/d2l_peer.py --model scratch --device cuda --epochs "$EPOCHS" --json "$OUT/torch_scratch_book.json"
+run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
+  --device cuda --epochs "$EPOCHS" --json "$OUT/torch_nnrnn_book.json"
+run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --json "$OUT/charrnn_large.json"
+run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
+  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --json "$OUT/torch_large.json"
+
+echo "== summary"
+python3 bench/summarize.py "$OUT" | tee "$OUT/summary.md"
+exit $status

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Training;
+
+/// <summary>Timing of a training run or of a fixed number of training steps, without start-up or generation.</summary>
+public sealed record BenchResult
+{
+    public required string Device { get; init; }
+    public required string Description { get; init; }
+    public required string Config { get; init; }
+    public required int Hidden { get; init; }
+    public required int Batch { get; init; }
+    public required int Steps { get; init; }
+    public required int Vocab { get; init; }
+    public required long Minibatches { get; init; }
+    public required double Seconds { get; init; }
+    public required double TokensPerSecond { get; init; }
+    /// <summary>FLOPs of the GEMMs one training step executes (see <see cref="Benchmark.StepFlops"/>).</summary>
+    public required double FlopsPerStep { get; init; }
+    public required string Input { get; init; }
+    public double GflopsPerSecond => FlopsPerStep * Minibatches / Seconds / 1e9;
+    public double? FinalPerplexity { get; init; }
+    public IReadOnlyList<double>? EpochSeconds { get; init; }
+    public IReadOnlyList<double>? EpochPerplexities { get; init; }
+    public double? SgemmGflopsPerSecond { get; init; }
+    public int? SgemmSize { get; init; }
+}
+
+public static class Benchmark
+{
+    /// <summary>
+    /// GEMM FLOPs of one minibatch step, N = T·B rows. With one-hot GEMMs: forward 2N(VH + H² + HV), backward
+    /// 2N(VH + 2H² + 2HV) (dW_xh, dW_hh, the recurrent dH, dW_hq, dH from the output) — 2N(5VH + 3H²), what PyTorch's
+    /// nn.RNN on one-hot inputs executes. The gather path skips the two input GEMMs: 2N(3VH + 3H²).
+    /// </summary>
+    public static double StepFlops(int vocab, int hidden, int batch, int steps, InputMode input) =>
+        2.0 * steps * batch * ((input == InputMode.OneHotGemm ? 5.0 : 3.0) * vocab * hidden + 3.0 * hidden * hidden);
+
+    /// <summary>A whole run (every epoch of <paramref name="o"/>), timed from the first epoch to the final sync.</summary>
+    public static BenchResult Run(IBackend be, Corpus corpus, TrainOptions o, string config)
+    {
+        using var t = new Trainer(be, corpus, o);
+        var epochSeconds = new List<double>();
+        var ppl = new List<double>();
+        be.Synchronize();
+        var total = Stopwatch.StartNew();
+        for (int e = 0; e < o.Epochs; e++)
+        {
+            var sw = Stopwatch.StartNew();
+            t.RunEpoch();
+            if (be is Backends.Cpu.CpuBackend || e == o.Epochs - 1)
+            {
+                var (sum, rows) = be.ReadLoss();
+                ppl.Add(Math.Exp(sum / rows));
+            }
+            epochSeconds.Add(sw.Elapsed.TotalSeconds);
+        }
+        be.Synchronize();
+        double seconds = total.Elapsed.TotalSeconds;
+        long steps = (long)t.EpochSize * o.Epochs;
+        return new BenchResult
+        {
+            Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
+            Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
+            TokensPerSecond = steps * o.Batch * o.Steps / seconds,
+            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input),
+            Input = t.Driver.Input.ToString(),
+            FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
+        };
+    }
+
+    /// <summary><paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones, cycling an epoch's minibatches.</summary>
+    public static BenchResult Steps(IBackend be, Corpus corpus, TrainOptions o, string config, int steps, int warmup = 3)
+    {
+        o = o with { Epochs = 1 };
+        using var t = new Trainer(be, corpus, o);
+        var batches = (o.Sampling == SamplingKind.Random
+            ? Samplers.Random(corpus.Indices, o.Batch, o.Steps, new Rng(o.Seed))
+            : Samplers.Consecutive(corpus.Indices, o.Batch, o.Steps)).ToList();
+        int tb = o.Batch * o.Steps;
+        using var xs = be.FromArray(batches.SelectMany(b => b.XTimeMajor).ToArray());
+        using var ys = be.FromArray(batches.SelectMany(b => b.YTimeMajor).ToArray());
+        float clip = o.Clip ?? 0f;
+        void Step(int i)
+        {
+            int k = i % batches.Count;
+            if (o.Sampling == SamplingKind.Random || k == 0) t.Driver.ResetState(); else t.Driver.CarryState();
+            t.Driver.TrainStep(xs.Range(k * tb, tb), ys.Range(k * tb, tb), clip, t.Optimizer);
+        }
+        for (int i = 0; i < warmup; i++) Step(i);
+        be.Synchronize();
+        be.ResetLoss();
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < steps; i++) Step(warmup + i);
+        be.Synchronize();
+        double seconds = sw.Elapsed.TotalSeconds;
+        var (sum, rows) = be.ReadLoss();
+        return new BenchResult
+        {
+            Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
+            Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
+            TokensPerSecond = (double)steps * tb / seconds,
+            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input),
+            Input = t.Driver.Input.ToString(),
+            FinalPerplexity = Math.Exp(sum / rows),
+        };
+    }
+
+    /// <summary>GFLOP/s of a square SGEMM (n×n×n) on the backend, best of <paramref name="reps"/> after one warm-up.</summary>
+    public static double SgemmRate(IBackend be, int n, int reps = 5)
+    {
+        var rng = new Rng(1);
+        var data = new float[n * n];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(rng.NextDouble() - 0.5);
+        using var a = be.FromArray(n, n, data);
+        using var b = be.FromArray(n, n, data);
+        using var c = be.Zeros(n, n);
+        be.Gemm(false, false, 1f, a.All, b.All, 0f, c.All);
+        be.Synchronize();
+        double best = double.MaxValue;
+        for (int r = 0; r < reps; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            be.Gemm(false, false, 1f, a.All, b.All, 0f, c.All);
+            be.Synchronize();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return 2.0 * n * n * n / best / 1e9;
+    }
+}
