@@ -29,6 +29,28 @@ if [ ! -x "$BUNDLE/charrnn" ]; then
   fi
 fi
 
+# Where PyTorch's pip wheels keep cuBLAS/NVRTC, in case they are not on the loader path or in /usr/local/cuda.
+if [ -z "${CHARRNN_CUDA_LIB_DIR:-}" ]; then
+  dirs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+try:
+    import torch; roots.append(os.path.dirname(os.path.dirname(torch.__file__)))
+except Exception:
+    pass
+found = []
+for r in roots:
+    for pat in ("nvidia/*/lib/libcublas.so.*", "nvidia/*/lib/libnvrtc.so.*", "torch/lib/libcublas.so.*", "torch/lib/libnvrtc*.so*"):
+        for f in glob.glob(os.path.join(r, pat)):
+            d = os.path.dirname(f)
+            if d not in found:
+                found.append(d)
+print(":".join(found))
+PY
+)
+  [ -n "$dirs" ] && export CHARRNN_CUDA_LIB_DIR="$dirs" && echo "CHARRNN_CUDA_LIB_DIR=$dirs"
+fi
+
 echo "== machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | tee "$OUT/gpu.txt"
 nvidia-smi 2>/dev/null | grep -o "CUDA Version: [0-9.]*" | tee -a "$OUT/gpu.txt"

@@ -76,6 +76,9 @@ public sealed unsafe class CudaContext : IDisposable
         return v;
     }
 
+    /// <summary>True after <see cref="Dispose"/>: the context, and all device memory in it, is gone.</summary>
+    public bool IsDisposed => _disposed;
+
     public void Bind()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -39,9 +39,12 @@ public sealed unsafe class DeviceBuffer<T> : IDisposable where T : unmanaged
     public void Dispose()
     {
         if (_ptr == 0) return;
-        _ctx.Bind();
-        CudaDriver.cuMemFree_v2(_ptr);
-        _ctx.TrackAllocation(-SizeInBytes);
+        if (!_ctx.IsDisposed) // else the memory went with the context
+        {
+            _ctx.Bind();
+            CudaDriver.cuMemFree_v2(_ptr);
+            _ctx.TrackAllocation(-SizeInBytes);
+        }
         _ptr = 0;
     }
 }
@@ -69,8 +72,11 @@ public sealed unsafe class PinnedBuffer<T> : IDisposable where T : unmanaged
     public void Dispose()
     {
         if (_p == null) return;
-        _ctx.Bind();
-        CudaDriver.cuMemFreeHost(_p);
+        if (!_ctx.IsDisposed)
+        {
+            _ctx.Bind();
+            CudaDriver.cuMemFreeHost(_p);
+        }
         _p = null;
     }
 }

@@ -24,7 +24,9 @@ public sealed record CompiledImage(string Program, string Arch, byte[] Image, bo
 /// </summary>
 public static unsafe class KernelCompiler
 {
-    public static readonly string[] BaseOptions = ["--std=c++14", "-default-device"];
+    /// <summary>Options for every compilation besides the arch. No <c>--std</c>: the kernels are plain C-like CUDA that
+    /// every NVRTC dialect default (C++14 in 11.x, C++17 later) accepts, so nothing breaks when a dialect is retired.</summary>
+    public static readonly string[] BaseOptions = ["-default-device"];
 
     public static bool IsAvailable => NativeLibraries.Load(NativeLibraries.Nvrtc).Ok;
 

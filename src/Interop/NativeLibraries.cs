@@ -16,7 +16,7 @@ public static class NativeLibraries
     public const string Nvrtc = "charrnn-nvrtc";
     public const string OpenBlas = "charrnn-openblas";
 
-    /// <summary>Override folder searched first for the CUDA libraries.</summary>
+    /// <summary>Override folder(s), colon-separated, searched first for the CUDA libraries.</summary>
     public const string LibDirVariable = "CHARRNN_CUDA_LIB_DIR";
 
     static readonly Lock Gate = new();
@@ -134,7 +134,7 @@ public static class NativeLibraries
     {
         var list = new List<string>();
         var over = Environment.GetEnvironmentVariable(LibDirVariable);
-        if (!string.IsNullOrEmpty(over)) list.Add(over);
+        if (!string.IsNullOrEmpty(over)) list.AddRange(over.Split(':', StringSplitOptions.RemoveEmptyEntries));
         list.Add("");
         var cudaPath = Environment.GetEnvironmentVariable("CUDA_PATH");
         if (!string.IsNullOrEmpty(cudaPath)) list.Add(Path.Combine(cudaPath, "lib64"));
