@@ -36,20 +36,27 @@ public sealed unsafe class Blas : IDisposable
     /// <summary>cuBLAS version as major·10000 + minor·100 + patch (e.g. 130100).</summary>
     public int Version { get; }
 
+    /// <summary>The arguments of one column-major cuBLAS GEMM call: C = op1(First)·op2(Second), M×N, inner K.</summary>
+    public readonly record struct ColumnMajorCall(int Op1, int Op2, int M, int N, int K, bool FirstIsB, int LdFirst, int LdSecond, int Ldc);
+
     /// <summary>
-    /// Row-major C (m×n) = alpha·op(A)·op(B) + beta·C, with op(A) m×k and op(B) k×n; lda/ldb/ldc are row-major
-    /// leading dimensions (columns of the stored matrix).
-    /// The mapping, written once: a row-major matrix X with leading dimension ld is, to column-major cuBLAS, Xᵀ with
-    /// the same ld. Cᵀ = op(B)ᵀ·op(A)ᵀ, so we ask cuBLAS for (op(B) as stored)·(op(A) as stored) with the operands
-    /// swapped and m, n swapped; the transpose flags stay attached to their own matrix.
+    /// The row-major ↔ column-major mapping, written once. Row-major C (m×n) = op(A)·op(B), op(A) m×k, op(B) k×n,
+    /// lda/ldb/ldc the row-major leading dimensions (columns of each stored matrix). A row-major matrix X with leading
+    /// dimension ld is, to column-major cuBLAS, Xᵀ with the same ld. So we ask for Cᵀ = op(B)ᵀ·op(A)ᵀ: B's stored
+    /// memory first, A's second, M = n, N = m, each transpose flag staying with its own matrix.
     /// </summary>
+    public static ColumnMajorCall MapRowMajor(bool transA, bool transB, int m, int n, int k, int lda, int ldb, int ldc) =>
+        new(transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
+            n, m, k, FirstIsB: true, LdFirst: ldb, LdSecond: lda, Ldc: ldc);
+
+    /// <summary>Row-major C (m×n) = alpha·op(A)·op(B) + beta·C through <c>cublasSgemm_v2</c> (see <see cref="MapRowMajor"/>).</summary>
     public void SgemmRowMajor(bool transA, bool transB, int m, int n, int k, float alpha,
         ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc)
     {
         _ctx.Bind();
-        CudaCheck.ThrowIfFailed(Cublas.cublasSgemm_v2(_handle,
-            transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
-            n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
+        var g = MapRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
+        CudaCheck.ThrowIfFailed(Cublas.cublasSgemm_v2(_handle, g.Op1, g.Op2, g.M, g.N, g.K,
+            &alpha, g.FirstIsB ? b : a, g.LdFirst, g.FirstIsB ? a : b, g.LdSecond, &beta, c, g.Ldc));
     }
 
     /// <summary>The same product through cublasGemmEx with FP32 compute (used by the benchmark's peak measurement).</summary>
@@ -57,9 +64,9 @@ public sealed unsafe class Blas : IDisposable
         ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc)
     {
         _ctx.Bind();
-        CudaCheck.ThrowIfFailed(Cublas.cublasGemmEx(_handle,
-            transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
-            n, m, k, &alpha, b, Cublas.CUDA_R_32F, ldb, a, Cublas.CUDA_R_32F, lda, &beta, c, Cublas.CUDA_R_32F, ldc,
+        var g = MapRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
+        CudaCheck.ThrowIfFailed(Cublas.cublasGemmEx(_handle, g.Op1, g.Op2, g.M, g.N, g.K,
+            &alpha, b, Cublas.CUDA_R_32F, g.LdFirst, a, Cublas.CUDA_R_32F, g.LdSecond, &beta, c, Cublas.CUDA_R_32F, g.Ldc,
             Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT));
     }
 
@@ -68,9 +75,9 @@ public sealed unsafe class Blas : IDisposable
         ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, int ldc, long strideC, int batch)
     {
         _ctx.Bind();
-        CudaCheck.ThrowIfFailed(Cublas.cublasSgemmStridedBatched(_handle,
-            transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N, transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N,
-            n, m, k, &alpha, b, ldb, strideB, a, lda, strideA, &beta, c, ldc, strideC, batch));
+        var g = MapRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
+        CudaCheck.ThrowIfFailed(Cublas.cublasSgemmStridedBatched(_handle, g.Op1, g.Op2, g.M, g.N, g.K,
+            &alpha, b, g.LdFirst, strideB, a, g.LdSecond, strideA, &beta, c, g.Ldc, strideC, batch));
     }
 
     public void Dispose()
