@@ -1,7 +1,8 @@
 // reduce.cu — column sums (bias gradients) and row argmax (greedy generation).
 //
-// column_sum(src[rows×cols], rows, cols, dst[cols])
-//     dst[c] = Σ_r src[r, c], rows summed in order by one thread per column (deterministic, coalesced reads).
+// column_sum(src[rows×ld], rows, cols, ld, dst[cols])
+//     dst[c] = Σ_r src[r·ld + c] for c < cols (src may be a column range of a wider matrix, ld its row stride);
+//     rows summed in order by one thread per column (deterministic, coalesced reads).
 //     Launch: ceil(cols/256) blocks × 256 threads.
 // argmax_rows(logits[rows×cols], bias[cols], rows, cols, out[rows])
 //     out[r] = argmax_c (logits[r, c] + bias[c]); ties go to the smallest c (like torch.argmax on CPU).
@@ -10,12 +11,12 @@
 #define THREADS 256
 #define NEG_INF __int_as_float(0xff800000) // -inf without math.h (NVRTC has no headers here)
 
-extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, float* __restrict__ dst)
+extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, int ld, float* __restrict__ dst)
 {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= cols) return;
     float s = 0.0f;
-    for (int r = 0; r < rows; r++) s += src[(long long)r * cols + c];
+    for (int r = 0; r < rows; r++) s += src[(long long)r * ld + c];
     dst[c] = s;
 }
 

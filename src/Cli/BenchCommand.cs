@@ -33,9 +33,10 @@ internal static class BenchCommand
         input.AcceptOnlyFromAmong("gather", "onehot");
         var json = new Option<string?>("--json") { Description = "Write the result as JSON to this file (atomically)." };
         var corpus = new Option<string?>("--corpus") { Description = "Corpus (default: the shipped Jay Chou lyrics)." };
+        var profile = new Option<bool>("--profile") { Description = "Also print the time per backend op (each op synchronised; slower overall)." };
 
         var cmd = new Command("bench", "Time training (tokens/s, GFLOP/s) on one device, without start-up or generation.");
-        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, batch, sgemm, device, blas, input, json, corpus }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, batch, sgemm, device, blas, input, json, corpus, profile }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
@@ -53,7 +54,9 @@ internal static class BenchCommand
             int steps = pr.GetValue(minibatches);
             if (steps < 1) throw new CharRnnException($"--minibatches must be a positive whole number (got {steps}).");
             var data = Corpus.Load(path, large ? null : Corpus.BookCharCount);
-            using var be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr);
+            IBackend be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr);
+            if (pr.GetValue(profile)) be = new ProfilingBackend(be);
+            using var disposeBackend = be;
             stderr.WriteLine($"charrnn bench: {(large ? "large" : pr.GetValue(preset))} on {be.Description}");
             var r = large
                 ? Benchmark.Steps(be, data, o, "large", steps)
@@ -66,6 +69,13 @@ internal static class BenchCommand
             stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), final perplexity {r.FinalPerplexity:F6}"));
             if (r.SgemmGflopsPerSecond is double g)
                 stdout.WriteLine(string.Create(inv, $"sgemm {r.SgemmSize}³: {g:F1} GFLOP/s; training step reaches {100 * r.GflopsPerSecond / g:F1}% of it"));
+            if (be is ProfilingBackend prof)
+            {
+                double all = prof.Times.Values.Sum(t => t.Seconds);
+                stdout.WriteLine(string.Create(inv, $"profile ({all:F3} s in ops of {r.Seconds:F3} s):"));
+                foreach (var (op, (s, c)) in prof.Times.OrderByDescending(kv => kv.Value.Seconds))
+                    stdout.WriteLine(string.Create(inv, $"  {op,-28} {s,8:F3} s {100 * s / all,5:F1}%  {c,7} calls  {1e6 * s / c,9:F1} µs/call"));
+            }
             if (pr.GetValue(json) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(r, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         }));

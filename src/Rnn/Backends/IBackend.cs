@@ -22,16 +22,33 @@ public abstract class IndexBuffer(int length) : IDisposable
     public abstract void Dispose();
 }
 
-/// <summary>A contiguous block of rows of a tensor: element (r, c) is at <c>Offset + r*Cols + c</c>.</summary>
+/// <summary>
+/// A block of a tensor: element (r, c) is at <c>Offset + r*Stride + c</c>. Row ranges of a whole tensor are
+/// contiguous (Stride = Cols); column ranges are not, and only GEMM and column sums accept those.
+/// </summary>
 public readonly record struct Mat(Tensor Tensor, int Offset, int Rows, int Cols)
 {
+    /// <summary>Elements between the starts of two rows (the leading dimension); Cols unless this is a column range.</summary>
+    public int Stride { get; init; } = Cols;
+
     public int Length => Rows * Cols;
+    public bool IsContiguous => Stride == Cols || Rows <= 1;
 
     public Mat RowRange(int first, int count)
     {
         if (first < 0 || count < 0 || first + count > Rows) throw new ArgumentOutOfRangeException(nameof(first));
-        return new Mat(Tensor, Offset + first * Cols, count, Cols);
+        return new Mat(Tensor, Offset + first * Stride, count, Cols) { Stride = Stride };
     }
+
+    public Mat ColumnRange(int first, int count)
+    {
+        if (first < 0 || count < 0 || first + count > Cols) throw new ArgumentOutOfRangeException(nameof(first));
+        return new Mat(Tensor, Offset + first, Rows, count) { Stride = Stride };
+    }
+
+    /// <summary>Throws unless the rows are back to back (what the elementwise ops need).</summary>
+    public Mat Contiguous([System.Runtime.CompilerServices.CallerMemberName] string op = "") =>
+        IsContiguous ? this : throw new ArgumentException($"{op} needs a contiguous block (got a column range)");
 }
 
 /// <summary>A contiguous range of an index buffer.</summary>
@@ -62,6 +79,13 @@ public interface IBackend : IDisposable
 
     /// <summary>The input path this backend uses unless told otherwise.</summary>
     InputMode DefaultInputMode { get; }
+
+    /// <summary>
+    /// Rows per background block in <see cref="Overlap"/> (columns: twice that). Small where the blocks really run
+    /// beside the foreground (CPU: 64, a block that stays in cache); <see cref="int.MaxValue"/> where Overlap is
+    /// sequential anyway (GPU: one big GEMM beats many small ones).
+    /// </summary>
+    int OverlapBlock { get; }
 
     Tensor Zeros(int rows, int cols);
     IndexBuffer Indices(int length);
@@ -94,12 +118,31 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// <c>softmax_xent</c>: for each row r, p = softmax(logits[r] + bias); dlogits[r] = (p − onehot(labels[r]))·gradScale;
-    /// adds −log p[labels[r]] for every row to the loss accumulator.
+    /// rowLoss[r] = −log p[labels[r]] (rowLoss is rows × 1). <see cref="AccumulateLoss"/> adds them up.
     /// </summary>
-    void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale);
+    void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss);
 
-    /// <summary><c>column_sum</c>: dst[c] = Σ_r src[r, c].</summary>
-    void ColumnSum(Mat src, Tensor dst);
+    /// <summary>
+    /// The output layer's forward half, fused: logits = h·W_hq (GEMM), then <see cref="SoftmaxCrossEntropy"/> with b_q.
+    /// The CUDA backend issues exactly those two (cuBLAS, <c>softmax_xent</c>); the CPU backend interleaves them by
+    /// blocks of rows, so each block's logits are still in cache when the softmax reads them.
+    /// </summary>
+    void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss);
+
+    /// <summary><c>loss_accumulate</c>: adds Σ rowLoss (in row order, in double) and the row count to the loss accumulator.</summary>
+    void AccumulateLoss(Mat rowLoss);
+
+    /// <summary><c>column_sum</c>: dst[0, c] = Σ_r src[r, c]; src may be a column range, dst is 1 × src.Cols.</summary>
+    void ColumnSum(Mat src, Mat dst);
+
+    /// <summary>
+    /// Runs a sequential chain of ops (<paramref name="foreground"/>) and independent blocks of work
+    /// (<paramref name="background"/>, each touching its own outputs) so they may overlap. A background block may wait
+    /// (spin) for progress the foreground publishes; the foreground never waits for the background. The CPU backend
+    /// runs the foreground on the calling thread and the blocks on the other cores (then on this one too); the CUDA
+    /// backend enqueues the foreground, then the blocks, in order on its stream. Results are the same either way.
+    /// </summary>
+    void Overlap(Action foreground, IReadOnlyList<Action> background);
 
     /// <summary><c>argmax_rows</c>: dst[offset + r] = argmax_c(logits[r, c] + bias[c]) (first maximum).</summary>
     void ArgmaxRows(Mat logits, Tensor bias, IdxView dst);

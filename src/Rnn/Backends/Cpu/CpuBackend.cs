@@ -17,24 +17,29 @@ public sealed class CpuIndices(int length) : IndexBuffer(length)
 }
 
 /// <summary>
-/// The CPU backend: float32 on host arrays. GEMMs through OpenBLAS (or the managed kernel), elementwise work through
-/// <see cref="TensorPrimitives"/>, the big row-parallel ops (softmax cross-entropy) across all cores. Every op is
-/// deterministic: reductions run in a fixed order whatever the thread count.
+/// The CPU backend: float32 on host arrays. GEMMs through OpenBLAS (single-threaded, split across cores here) or the
+/// managed kernel; elementwise work through fused Vector256 loops (<see cref="CpuKernels"/>) and TensorPrimitives;
+/// <see cref="Overlap"/> runs the recurrence on one core while the others do the big independent products.
+/// Every op is deterministic: each output element is computed by one thread in a fixed order, and reductions run
+/// in row order whatever the thread count.
 /// </summary>
 public sealed class CpuBackend : IBackend
 {
+    /// <summary>True on a thread that is inside an <see cref="Overlap"/> region: ops there must not fan out again.</summary>
+    [ThreadStatic] static bool t_inOverlap;
+
     readonly CpuGemm.Engine _engine;
     double _lossSum;
     long _lossRows;
     double _gradNorm;
     float _scale = 1f;
-    float[] _rowLoss = [];
 
     public CpuBackend(CpuGemm.Engine? engine = null)
     {
         _engine = engine ?? (CpuGemm.OpenBlasAvailable ? CpuGemm.Engine.OpenBlas : CpuGemm.Engine.Managed);
         if (_engine == CpuGemm.Engine.OpenBlas && !CpuGemm.OpenBlasAvailable)
             throw new CharRnnException("OpenBLAS was requested but libopenblas.so.0 could not be loaded. Install libopenblas0-pthread, or use --blas managed.");
+        if (_engine == CpuGemm.Engine.OpenBlas) CpuGemm.UseSingleThreadedOpenBlas();
     }
 
     public CpuGemm.Engine Engine => _engine;
@@ -44,14 +49,15 @@ public sealed class CpuBackend : IBackend
         ? $"cpu ({CpuGemm.OpenBlasConfig()}, {Environment.ProcessorCount} cores)"
         : $"cpu (managed GEMM, Vector256 {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "on" : "off")}, {Environment.ProcessorCount} cores)";
 
+    public int OverlapBlock => OutputBlockRows;
     public InputMode DefaultInputMode => InputMode.Gather;
 
     public Tensor Zeros(int rows, int cols) => new CpuTensor(rows, cols);
     public IndexBuffer Indices(int length) => new CpuIndices(length);
 
     static float[] D(Tensor t) => ((CpuTensor)t).Data;
-    static Span<float> S(Mat m) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset, m.Length);
-    static Span<float> Row(Mat m, int r) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset + r * m.Cols, m.Cols);
+    static Span<float> S(Mat m) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset, m.Contiguous().Length);
+    static Span<float> Row(Mat m, int r) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset + r * m.Stride, m.Cols);
     static ReadOnlySpan<int> I(IdxView v) => ((CpuIndices)v.Buffer).Data.AsSpan(v.Offset, v.Length);
 
     public void Upload(Tensor dst, ReadOnlySpan<float> src) => src.CopyTo(D(dst));
@@ -93,8 +99,8 @@ public sealed class CpuBackend : IBackend
         int kb = transB ? b.Cols : b.Rows, n = transB ? b.Rows : b.Cols;
         if (k != kb || c.Rows != m || c.Cols != n)
             throw new ArgumentException($"GEMM shapes: op(A) {m}×{k}, op(B) {kb}×{n}, C {c.Rows}×{c.Cols}");
-        CpuGemm.Sgemm(_engine, transA, transB, m, n, k, alpha, D(a.Tensor), a.Offset, a.Cols,
-            D(b.Tensor), b.Offset, b.Cols, beta, D(c.Tensor), c.Offset, c.Cols);
+        CpuGemm.Sgemm(_engine, transA, transB, m, n, k, alpha, D(a.Tensor), a.Offset, a.Stride,
+            D(b.Tensor), b.Offset, b.Stride, beta, D(c.Tensor), c.Offset, c.Stride, parallel: !t_inOverlap);
     }
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h)
@@ -104,10 +110,13 @@ public sealed class CpuBackend : IBackend
         if (bias2 != null) TensorPrimitives.Add(b, D(bias2).AsSpan(0, bias2.Length), sum); else b.CopyTo(sum);
         for (int r = 0; r < pre.Rows; r++)
         {
-            var hr = Row(h, r);
-            TensorPrimitives.Add(Row(pre, r), sum, hr);
-            if (act == Activation.Tanh) TensorPrimitives.Tanh(hr, hr);
-            else TensorPrimitives.Max(hr, 0f, hr);
+            if (act == Activation.Tanh) CpuKernels.BiasTanh(Row(pre, r), sum, Row(h, r));
+            else
+            {
+                var hr = Row(h, r);
+                TensorPrimitives.Add(Row(pre, r), sum, hr);
+                TensorPrimitives.Max(hr, 0f, hr);
+            }
         }
     }
 
@@ -116,58 +125,58 @@ public sealed class CpuBackend : IBackend
         var g = S(dh);
         var y = S(h);
         var d = S(dpre);
-        if (act == Activation.Tanh)
-        {
-            // dpre = dh * (1 - h^2) = dh - dh*h*h
-            for (int i = 0; i < d.Length; i++) d[i] = g[i] * (1f - y[i] * y[i]);
-        }
+        if (act == Activation.Tanh) CpuKernels.TanhBackward(g, y, d);
         else
-        {
             for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
-        }
     }
 
-    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale)
+    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
     {
-        int rows = logits.Rows;
-        if (_rowLoss.Length < rows) _rowLoss = new float[rows];
-        var rowLoss = _rowLoss;
-        var lab = ((CpuIndices)labels.Buffer).Data;
-        int labOff = labels.Offset;
-        var b = D(bias);
-        void DoRow(int r)
+        // Sequential: one row's three passes stay in L1, and the op is memory-bound; threads measured no faster.
+        var lab = I(labels);
+        var b = D(bias).AsSpan(0, logits.Cols);
+        var loss = S(rowLoss);
+        for (int r = 0; r < logits.Rows; r++)
+            loss[r] = CpuKernels.SoftmaxXentRow(Row(logits, r), b, lab[r], gradScale, Row(dlogits, r));
+    }
+
+    /// <summary>Rows per block of the fused output layer: a block of logits (64 × V floats) stays in L2 between its
+    /// GEMM and its softmax.</summary>
+    public const int OutputBlockRows = 64;
+
+    public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss)
+    {
+        int rows = h.Rows;
+        int blocks = (rows + OutputBlockRows - 1) / OutputBlockRows;
+        int workers = t_inOverlap ? 1 : Math.Min(blocks, Environment.ProcessorCount);
+        void Work(int w)
         {
-            var z = Row(logits, r);
-            var d = Row(dlogits, r);
-            var bb = b.AsSpan(0, z.Length);
-            TensorPrimitives.Add(z, bb, d);
-            float max = TensorPrimitives.Max(d);
-            TensorPrimitives.Subtract(d, max, d);
-            float picked = d[lab[labOff + r]];
-            TensorPrimitives.Exp(d, d);
-            float sum = TensorPrimitives.Sum(d);
-            // loss = log(sum) - (z_y - max)
-            rowLoss[r] = MathF.Log(sum) - picked;
-            TensorPrimitives.Multiply(d, gradScale / sum, d);
-            d[lab[labOff + r]] -= gradScale;
-        }
-        if ((long)rows * logits.Cols >= 1 << 16 && Environment.ProcessorCount > 1)
-            Parallel.For(0, Environment.ProcessorCount, ch =>
+            // Contiguous runs of blocks per worker; each block: its GEMM on this thread, then its softmax.
+            for (int blk = blocks * w / workers; blk < blocks * (w + 1) / workers; blk++)
             {
-                int p = Environment.ProcessorCount;
-                for (int r = rows * ch / p; r < rows * (ch + 1) / p; r++) DoRow(r);
-            });
-        else
-            for (int r = 0; r < rows; r++) DoRow(r);
-        double s = 0;
-        for (int r = 0; r < rows; r++) s += rowLoss[r];
-        _lossSum += s;
-        _lossRows += rows;
+                int r0 = blk * OutputBlockRows, n = Math.Min(OutputBlockRows, rows - r0);
+                var hb = h.RowRange(r0, n);
+                var lg = logits.RowRange(r0, n);
+                CpuGemm.Sgemm(_engine, false, false, n, whq.Cols, h.Cols, 1f, D(h.Tensor), hb.Offset, hb.Stride,
+                    D(whq), 0, whq.Cols, 0f, D(lg.Tensor), lg.Offset, lg.Stride, parallel: false);
+                SoftmaxCrossEntropy(lg, bq, new IdxView(labels.Buffer, labels.Offset + r0, n), dlogits.RowRange(r0, n),
+                    gradScale, rowLoss.RowRange(r0, n));
+            }
+        }
+        if (workers > 1) Parallel.For(0, workers, Work); else Work(0);
     }
 
-    public void ColumnSum(Mat src, Tensor dst)
+    public void AccumulateLoss(Mat rowLoss)
     {
-        var d = D(dst).AsSpan(0, dst.Length);
+        double s = 0;
+        foreach (var v in S(rowLoss)) s += v;
+        _lossSum += s;
+        _lossRows += rowLoss.Rows;
+    }
+
+    public void ColumnSum(Mat src, Mat dst)
+    {
+        var d = Row(dst, 0);
         d.Clear();
         for (int r = 0; r < src.Rows; r++) TensorPrimitives.Add(d, Row(src, r), d);
     }
@@ -184,7 +193,7 @@ public sealed class CpuBackend : IBackend
             for (int c = 0; c < z.Length; c++)
             {
                 float v = z[c] + b[c];
-                if (v > bestV || (c == 0)) { bestV = v; best = c; }
+                if (v > bestV || c == 0) { bestV = v; best = c; }
             }
             o[dst.Offset + r] = best;
         }
@@ -196,13 +205,7 @@ public sealed class CpuBackend : IBackend
     public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta)
     {
         double ss = 0;
-        foreach (var g in grads)
-        {
-            var d = D(g);
-            double part = 0;
-            for (int i = 0; i < g.Length; i++) part += (double)d[i] * d[i];
-            ss += part;
-        }
+        foreach (var g in grads) ss += CpuKernels.SumOfSquares(D(g).AsSpan(0, g.Length));
         _gradNorm = Math.Sqrt(ss);
         _scale = theta > 0 && float.IsFinite(theta) && _gradNorm > theta ? (float)(theta / _gradNorm) : 1f;
     }
@@ -212,23 +215,46 @@ public sealed class CpuBackend : IBackend
     public void SgdUpdate(Tensor p, Tensor g, float lr)
     {
         var pd = D(p).AsSpan(0, p.Length);
-        // p -= lr * scale * g
-        TensorPrimitives.MultiplyAdd(D(g).AsSpan(0, g.Length), -lr * _scale, pd, pd);
+        TensorPrimitives.MultiplyAdd(D(g).AsSpan(0, g.Length), -lr * _scale, pd, pd); // p −= lr·scale·g
     }
 
     public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step)
     {
-        var pd = D(p); var gd = D(g); var md = D(m); var vd = D(v);
         float bc1 = 1f - MathF.Pow(beta1, step);
         float bc2Sqrt = MathF.Sqrt(1f - MathF.Pow(beta2, step));
-        float stepSize = lr / bc1;
-        float s = _scale;
-        for (int i = 0; i < p.Length; i++)
+        int n = p.Length;
+        CpuKernels.Adam(D(p).AsSpan(0, n), D(g).AsSpan(0, n), D(m).AsSpan(0, n), D(v).AsSpan(0, n), _scale, beta1, beta2, eps, lr / bc1, bc2Sqrt);
+    }
+
+    public void Overlap(Action foreground, IReadOnlyList<Action> background)
+    {
+        int next = -1;
+        void Drain()
         {
-            float gi = gd[i] * s;
-            float mi = md[i] = beta1 * md[i] + (1f - beta1) * gi;
-            float vi = vd[i] = beta2 * vd[i] + (1f - beta2) * gi * gi;
-            pd[i] -= stepSize * mi / (MathF.Sqrt(vi) / bc2Sqrt + eps);
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < background.Count) background[i]();
+        }
+        void InRegion(Action a)
+        {
+            bool outer = t_inOverlap;
+            t_inOverlap = true;
+            try { a(); }
+            finally { t_inOverlap = outer; }
+        }
+        if (t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0)
+        {
+            InRegion(() => { foreground(); Drain(); });
+            return;
+        }
+        var helpers = new Task[Math.Min(Environment.ProcessorCount - 1, background.Count)];
+        for (int i = 0; i < helpers.Length; i++) helpers[i] = Task.Run(() => InRegion(Drain));
+        try
+        {
+            InRegion(() => { foreground(); Drain(); });
+        }
+        finally
+        {
+            Task.WaitAll(helpers);
         }
     }
 

@@ -26,8 +26,9 @@ public static unsafe class CpuGemm
         catch (EntryPointNotFoundException) { return "OpenBLAS"; }
     }
 
+    /// <param name="parallel">false: stay on the calling thread (the caller already splits the work across cores).</param>
     public static void Sgemm(Engine engine, bool transA, bool transB, int m, int n, int k, float alpha,
-        float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc)
+        float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc, bool parallel = true)
     {
         if (m == 0 || n == 0) return;
         if (k == 0)
@@ -41,17 +42,58 @@ public static unsafe class CpuGemm
         }
         if (engine == Engine.OpenBlas)
         {
-            fixed (float* pa = a, pb = b, pc = c)
-                OpenBlas.cblas_sgemm(OpenBlas.CblasRowMajor, transA ? OpenBlas.CblasTrans : OpenBlas.CblasNoTrans,
-                    transB ? OpenBlas.CblasTrans : OpenBlas.CblasNoTrans, m, n, k, alpha,
-                    pa + aOff, lda, pb + bOff, ldb, beta, pc + cOff, ldc);
+            // OpenBLAS runs single-threaded (see UseSingleThreadedOpenBlas); big products are split here, over C's
+            // longer side, one block per core. Small ones (the recurrent 32×256×256) stay on the calling thread.
+            int parts = parallel && (long)m * n * k >= ParallelThreshold ? Environment.ProcessorCount : 1;
+            if (parts == 1)
+            {
+                Blas(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+                return;
+            }
+            bool splitRows = m >= n;
+            int len = splitRows ? m : n;
+            Parallel.For(0, parts, part =>
+            {
+                int s0 = (int)((long)len * part / parts), s1 = (int)((long)len * (part + 1) / parts);
+                if (s1 <= s0) return;
+                if (splitRows) // rows s0..s1 of C and of op(A)
+                    Blas(transA, transB, s1 - s0, n, k, alpha, a, aOff + (transA ? s0 : s0 * lda), lda, b, bOff, ldb,
+                        beta, c, cOff + s0 * ldc, ldc);
+                else // columns s0..s1 of C and of op(B)
+                    Blas(transA, transB, m, s1 - s0, k, alpha, a, aOff, lda, b, bOff + (transB ? s0 * ldb : s0), ldb,
+                        beta, c, cOff + s0, ldc);
+            });
             return;
         }
-        Managed(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        Managed(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc, parallel);
+    }
+
+    /// <summary>Products with at least this many multiply-adds are split across cores.</summary>
+    public const long ParallelThreshold = 1L << 21;
+
+    static readonly Lazy<bool> SingleThreaded = new(() =>
+    {
+        try { OpenBlas.openblas_set_num_threads(1); return true; }
+        catch (EntryPointNotFoundException) { return false; }
+    });
+
+    /// <summary>
+    /// Puts OpenBLAS in single-threaded mode, once. Its own worker threads spin between calls and, on a 2-core
+    /// machine, steal the core that the elementwise ops and the other half of a split GEMM need.
+    /// </summary>
+    public static bool UseSingleThreadedOpenBlas() => OpenBlasAvailable && SingleThreaded.Value;
+
+    static void Blas(bool transA, bool transB, int m, int n, int k, float alpha,
+        float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+            OpenBlas.cblas_sgemm(OpenBlas.CblasRowMajor, transA ? OpenBlas.CblasTrans : OpenBlas.CblasNoTrans,
+                transB ? OpenBlas.CblasTrans : OpenBlas.CblasNoTrans, m, n, k, alpha,
+                pa + aOff, lda, pb + bOff, ldb, beta, pc + cOff, ldc);
     }
 
     static void Managed(bool transA, bool transB, int m, int n, int k, float alpha,
-        float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc)
+        float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc, bool parallel)
     {
         // Pack op(A) as m×k and op(B) as k×n, both contiguous (O(mk + kn) work against O(mnk)).
         var ap = ArrayPool<float>.Shared.Rent(m * k);
@@ -62,7 +104,7 @@ public static unsafe class CpuGemm
             Pack(transB, k, n, b, bOff, ldb, bp);
             long work = (long)m * n * k;
             int rowBlocks = (m + 3) / 4;
-            if (work < 1 << 18 || rowBlocks == 1 || Environment.ProcessorCount == 1)
+            if (!parallel || work < 1 << 18 || rowBlocks == 1 || Environment.ProcessorCount == 1)
             {
                 Rows(0, m, n, k, alpha, ap, bp, beta, c, cOff, ldc);
             }

@@ -37,7 +37,6 @@ public sealed unsafe class CudaBackend : IBackend
     readonly DeviceBuffer<double> _loss;      // [sum of row losses, rows] for the current epoch
     readonly DeviceBuffer<double> _norm;      // [global gradient norm]
     readonly DeviceBuffer<float> _scale;      // [clip scale], read by the update kernels
-    DeviceBuffer<float> _rowLoss;             // [rows] per-row losses of the last softmax_xent
     DeviceBuffer<double> _partials;           // [ClipBlocks × tensors] pass-1 sums of squares
     readonly PinnedBuffer<byte>?[] _staging = new PinnedBuffer<byte>?[StagingRing];
     readonly CudaEvent[] _stagingDone = new CudaEvent[StagingRing];
@@ -59,7 +58,6 @@ public sealed unsafe class CudaBackend : IBackend
         _loss = ctx.Own(ctx.Allocate<double>(2));
         _norm = ctx.Own(ctx.Allocate<double>(1));
         _scale = ctx.Own(ctx.Allocate<float>(1));
-        _rowLoss = ctx.Allocate<float>(1);
         _partials = ctx.Allocate<double>(ClipBlocks * 8);
         for (int i = 0; i < StagingRing; i++) _stagingDone[i] = ctx.Own(ctx.CreateEvent());
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
@@ -92,6 +90,7 @@ public sealed unsafe class CudaBackend : IBackend
     public string Target { get; }
     public string Name { get; }
     public string Description { get; }
+    public int OverlapBlock => int.MaxValue;
     public InputMode DefaultInputMode => InputMode.OneHotGemm;
 
     /// <summary>The <c>extern "C" __global__</c> names in a .cu source.</summary>
@@ -117,6 +116,7 @@ public sealed unsafe class CudaBackend : IBackend
     }
 
     static ulong P(Mat m) => ((CudaTensor)m.Tensor).Buffer.At(m.Offset);
+    static ulong PC(Mat m, [System.Runtime.CompilerServices.CallerMemberName] string op = "") => P(m.Contiguous(op)); // kernels index rows as r·cols
     static ulong P(Tensor t) => ((CudaTensor)t).Buffer.Pointer;
     static ulong P(IdxView v) => ((CudaIndices)v.Buffer).Buffer.At(v.Offset);
 
@@ -173,7 +173,7 @@ public sealed unsafe class CudaBackend : IBackend
     public void Zero(Mat m)
     {
         _ctx.Bind();
-        if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(P(m), 0, (nuint)m.Length, _stream.Handle));
+        if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(PC(m), 0, (nuint)m.Length, _stream.Handle));
     }
 
     void Fill(ulong p, float value, int n)
@@ -187,19 +187,19 @@ public sealed unsafe class CudaBackend : IBackend
         if (src.Length != dst.Length) throw new ArgumentException("Copy: sizes differ");
         _ctx.Bind();
         if (src.Length > 0)
-            CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(P(dst), P(src), (nuint)(src.Length * sizeof(float)), _stream.Handle));
+            CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(PC(dst), PC(src), (nuint)(src.Length * sizeof(float)), _stream.Handle));
     }
 
     // ---- ops -------------------------------------------------------------------------------------------------
 
     public void OneHotScatter(IdxView tokens, Mat dst) =>
-        Launch("one_hot_scatter", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(dst)));
+        Launch("one_hot_scatter", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(PC(dst)));
 
     public void GatherRows(IdxView tokens, Tensor table, Mat dst) =>
-        Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(P(dst)));
+        Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(PC(dst)));
 
     public void ScatterAddRows(IdxView tokens, Mat src, Tensor table) =>
-        Launch("scatter_add_rows", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(P(src)), Ptr(P(table)));
+        Launch("scatter_add_rows", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(PC(src)), Ptr(P(table)));
 
     public void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c)
     {
@@ -214,34 +214,42 @@ public sealed unsafe class CudaBackend : IBackend
             else throw new NotSupportedException("GEMM with k = 0 and beta ≠ 0");
             return;
         }
-        _blas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Cols, P(b), b.Cols, beta, P(c), c.Cols);
+        _blas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Stride, P(b), b.Stride, beta, P(c), c.Stride);
     }
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h) =>
-        Launch("bias_act_forward", Blocks(pre.Length), Ptr(P(pre)), Ptr(P(bias)), Ptr(bias2 == null ? 0 : P(bias2)),
-            pre.Rows, pre.Cols, act == Activation.Tanh ? 0 : 1, Ptr(P(h)));
+        Launch("bias_act_forward", Blocks(pre.Length), Ptr(PC(pre)), Ptr(P(bias)), Ptr(bias2 == null ? 0 : P(bias2)),
+            pre.Rows, pre.Cols, act == Activation.Tanh ? 0 : 1, Ptr(PC(h)));
 
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
-        Launch("act_backward", Blocks(dh.Length), Ptr(P(dh)), Ptr(P(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(P(dpre)));
+        Launch("act_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(PC(dpre)));
 
-    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale)
+    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) =>
+        Launch("softmax_xent", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
+            gradScale, Ptr(PC(dlogits)), Ptr(PC(rowLoss)));
+
+    public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss)
     {
-        if (_rowLoss.Length < logits.Rows)
-        {
-            _stream.Synchronize(); // the old buffer may still be read by queued work
-            _rowLoss.Dispose();
-            _rowLoss = _ctx.Allocate<float>(logits.Rows);
-        }
-        Launch("softmax_xent", (uint)logits.Rows, Ptr(P(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
-            gradScale, Ptr(P(dlogits)), Ptr(_rowLoss.Pointer));
-        Launch("loss_accumulate", 1, Ptr(_rowLoss.Pointer), logits.Rows, Ptr(_loss.Pointer));
+        Gemm(false, false, 1f, h, whq.All, 0f, logits);
+        SoftmaxCrossEntropy(logits, bq, labels, dlogits, gradScale, rowLoss);
     }
 
-    public void ColumnSum(Mat src, Tensor dst) =>
-        Launch("column_sum", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(src)), src.Rows, src.Cols, Ptr(P(dst)));
+    public void AccumulateLoss(Mat rowLoss) =>
+        Launch("loss_accumulate", 1, Ptr(PC(rowLoss)), rowLoss.Rows, Ptr(_loss.Pointer));
+
+    public void ColumnSum(Mat src, Mat dst) =>
+        Launch("column_sum", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(src)), src.Rows, src.Cols, src.Stride, Ptr(P(dst)));
+
+    /// <summary>One stream: the foreground's ops, then each background block's, in order (spin-waits in the blocks
+    /// are already satisfied by then).</summary>
+    public void Overlap(Action foreground, IReadOnlyList<Action> background)
+    {
+        foreground();
+        foreach (var b in background) b();
+    }
 
     public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst) =>
-        Launch("argmax_rows", (uint)logits.Rows, Ptr(P(logits)), Ptr(P(bias)), logits.Rows, logits.Cols, Ptr(P(dst)));
+        Launch("argmax_rows", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), logits.Rows, logits.Cols, Ptr(P(dst)));
 
     public void ResetLoss()
     {
@@ -295,7 +303,6 @@ public sealed unsafe class CudaBackend : IBackend
     public void Dispose()
     {
         try { _stream.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
-        _rowLoss.Dispose();
         _partials.Dispose();
         foreach (var s in _staging) s?.Dispose();
         _ctx.Dispose();
