@@ -19,6 +19,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr));
         root.Subcommands.Add(InfoCommand.Create(stdout));
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
+        root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));
         var parse = root.Parse(args);
         var config = new InvocationConfiguration { Output = stdout, Error = stderr };
         try

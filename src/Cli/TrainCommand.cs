@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
@@ -13,16 +14,15 @@ internal static class TrainCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var preset = new Option<string>("--preset")
+        var preset = new Option<string?>("--preset")
         {
-            Description = "scratch-random (book 6.4, default), scratch-consecutive (6.4 with consecutive sampling), " +
+            Description = "scratch-random (book 6.4, the default), scratch-consecutive (6.4 with consecutive sampling), " +
                           "concise (6.5: nn.RNN + Linear, Adam lr 1e-3, consecutive sampling). The book's concise trainer " +
                           "never clips (its clipping loop consumes a generator), so this preset does not clip either; " +
                           "pass --clip 0.01 to clip for real.",
-            DefaultValueFactory = _ => "scratch-random",
         };
         preset.AcceptOnlyFromAmong(TrainOptions.PresetNames);
-        var epochs = new Option<int?>("--epochs") { Description = "Number of epochs (book: 250)." };
+        var epochs = new Option<int?>("--epochs") { Description = "Number of epochs (book: 250). With --resume: the new total." };
         var steps = new Option<int?>("--steps") { Description = "Time steps T per minibatch (book: 35)." };
         var batch = new Option<int?>("--batch") { Description = "Minibatch size B (book: 32)." };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden units H (book: 256)." };
@@ -34,7 +34,7 @@ internal static class TrainCommand
         optimizer.AcceptOnlyFromAmong("sgd", "adam");
         var predPeriod = new Option<int?>("--pred-period") { Description = "Print perplexity and predictions every N epochs (book: 50)." };
         var predLen = new Option<int?>("--pred-len") { Description = "Characters to predict after each prefix (book: 50)." };
-        var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开).", AllowMultipleArgumentsPerToken = false };
+        var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开)." };
         var chars = new Option<string?>("--chars") { Description = "Use the first N characters of the corpus, or 'all' (book: 10000)." };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation and sampling (default 0)." };
         var corpus = new Option<string?>("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };
@@ -45,61 +45,127 @@ internal static class TrainCommand
         blas.AcceptOnlyFromAmong("openblas", "managed");
         var activation = new Option<string?>("--activation") { Description = "tanh (book) or relu." };
         activation.AcceptOnlyFromAmong("tanh", "relu");
+        var valFraction = new Option<double?>("--val-fraction") { Description = "Hold out this fraction of the corpus's tail and report its perplexity every --pred-period epochs." };
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Save checkpoints here (created if missing): epoch-NNNNN.ckpt every --save-every epochs and at the end." };
+        var saveEvery = new Option<int?>("--save-every") { Description = "Epochs between checkpoints (default: --pred-period)." };
+        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint, bit for bit (same backend). Model and optimizer settings come from it; --epochs sets the new total." };
+        var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device) to this .jsonl file." };
+        var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your corpus) and print the book's log.");
+        var modelOptions = new Option[] { preset, steps, batch, hidden, lr, clip, sampling, optimizer, seed, input, activation, valFraction };
         foreach (var o in new Option[] { preset, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
-                     prefix, chars, seed, corpus, device, input, blas, activation })
+                     prefix, chars, seed, corpus, device, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
-            var o = TrainOptions.Preset(pr.GetValue(preset)!);
-            var (clipSet, clipValue) = OptionValues.Clip(pr.GetValue(clip));
+            Checkpoint? from = null;
+            TrainOptions o;
+            if (pr.GetValue(resume) is string resumePath)
+            {
+                var set = modelOptions.Where(opt => pr.GetResult(opt) is { Implicit: false }).Select(opt => opt.Name).ToList();
+                if (set.Count > 0)
+                    throw new CharRnnException($"{string.Join(", ", set)} cannot be changed when resuming: the checkpoint fixes the model, optimizer and data order. Drop {(set.Count == 1 ? "it" : "them")}, or start a new run.");
+                from = Checkpoint.Load(resumePath);
+                o = from.Header.Options;
+            }
+            else
+            {
+                o = TrainOptions.Preset(pr.GetValue(preset) ?? "scratch-random");
+                var (clipSet, clipValue) = OptionValues.Clip(pr.GetValue(clip));
+                o = o with
+                {
+                    Steps = pr.GetValue(steps) ?? o.Steps,
+                    Batch = pr.GetValue(batch) ?? o.Batch,
+                    Hidden = pr.GetValue(hidden) ?? o.Hidden,
+                    LearningRate = pr.GetValue(lr) ?? o.LearningRate,
+                    Clip = clipSet ? clipValue : o.Clip,
+                    Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => o.Sampling },
+                    Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => o.Optimizer },
+                    Seed = pr.GetValue(seed) ?? o.Seed,
+                    Input = pr.GetValue(input) switch { "gather" => InputMode.Gather, "onehot" => InputMode.OneHotGemm, _ => o.Input },
+                    Activation = pr.GetValue(activation) == "relu" ? Activation.Relu : o.Activation,
+                    ValFraction = pr.GetValue(valFraction) ?? o.ValFraction,
+                };
+            }
             var prefixes = pr.GetValue(prefix);
             o = o with
             {
                 Epochs = pr.GetValue(epochs) ?? o.Epochs,
-                Steps = pr.GetValue(steps) ?? o.Steps,
-                Batch = pr.GetValue(batch) ?? o.Batch,
-                Hidden = pr.GetValue(hidden) ?? o.Hidden,
-                LearningRate = pr.GetValue(lr) ?? o.LearningRate,
-                Clip = clipSet ? clipValue : o.Clip,
-                Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => o.Sampling },
-                Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => o.Optimizer },
                 PredPeriod = pr.GetValue(predPeriod) ?? o.PredPeriod,
                 PredLen = pr.GetValue(predLen) ?? o.PredLen,
                 Prefixes = prefixes is { Length: > 0 } ? prefixes : o.Prefixes,
-                Seed = pr.GetValue(seed) ?? o.Seed,
-                Input = pr.GetValue(input) switch { "gather" => InputMode.Gather, "onehot" => InputMode.OneHotGemm, _ => o.Input },
-                Activation = pr.GetValue(activation) == "relu" ? Activation.Relu : o.Activation,
             };
             o.Validate();
-            var maxChars = OptionValues.Chars(pr.GetValue(chars));
-            var corpusPath = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
-            var data = Corpus.Load(corpusPath, maxChars);
+            if (from != null && o.Epochs <= from.Header.Epoch)
+                throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs; pass --epochs with a larger total to continue.");
+            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit : Corpus.BookCharCount;
+            var data = Corpus.Load(pr.GetValue(corpus) ?? OptionValues.DefaultCorpus(), maxChars);
+            if (from != null && Trainer.CorpusFingerprint(data) != from.Header.CorpusSha1)
+                throw new CharRnnException($"The corpus differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters). Pass the same --corpus and --chars.");
+            int saveEveryN = pr.GetValue(saveEvery) ?? o.PredPeriod;
+            if (saveEveryN < 1) throw new CharRnnException($"--save-every must be a positive whole number (got {saveEveryN}).");
+            var dir = pr.GetValue(checkpointDir);
+            if (dir != null)
+            {
+                try { Directory.CreateDirectory(dir); }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CharRnnException($"Cannot create the checkpoint folder {dir}: {e.Message}", e);
+                }
+            }
+            var plotPath = pr.GetValue(plot);
+            if (plotPath != null) PlotWriter.CheckPath(plotPath);
             using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr);
-            return Train(o, data, backend, stdout, stderr);
+            return Train(o, data, backend, from, new Outputs(dir, saveEveryN, pr.GetValue(metrics), plotPath, maxChars), stdout, stderr);
         }));
         return cmd;
     }
 
-    static int Train(TrainOptions o, Corpus data, IBackend backend, TextWriter stdout, TextWriter stderr)
+    sealed record Outputs(string? CheckpointDir, int SaveEvery, string? Metrics, string? Plot, int? CorpusLimit);
+
+    static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr)
     {
-        using var trainer = new Trainer(backend, data, o);
-        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        using var trainer = new Trainer(backend, data, o, resume: from);
+        var inv = CultureInfo.InvariantCulture;
+        stderr.WriteLine(string.Create(inv,
             $"charrnn: {o.Model.ToString().ToLowerInvariant()} RNN, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
-            $"{o.Optimizer.ToString().ToLowerInvariant()} lr {o.LearningRate}, clip {(o.Clip is float c ? c.ToString(CultureInfo.InvariantCulture) : "none")}, " +
+            $"{o.Optimizer.ToString().ToLowerInvariant()} lr {o.LearningRate}, clip {(o.Clip is float c ? c.ToString(inv) : "none")}, " +
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
-            $"{trainer.EpochSize} minibatches/epoch; on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
+            $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
+            $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
+        if (from != null) stderr.WriteLine($"charrnn: resuming after epoch {from.Header.Epoch} (checkpoint written on {from.Header.Backend})");
+        var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached);
+        var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name) : null;
+        var stats = new List<EpochStats>();
+        bool perEpoch = metrics != null || outs.Plot != null || Progress.TerminalAttached;
         var total = Stopwatch.StartNew();
-        trainer.Train(r =>
-        {
-            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"epoch {r.Epoch}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
-            foreach (var p in r.Predictions) stdout.WriteLine($" - {p}");
-            stdout.Flush();
-        });
+        trainer.Train(
+            report: r =>
+            {
+                progress.Clear();
+                stdout.WriteLine(string.Create(inv, $"epoch {r.Epoch}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
+                if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"epoch {r.Epoch}, validation perplexity {vp:F6}"));
+                foreach (var p in r.Predictions) stdout.WriteLine($" - {p}");
+                stdout.Flush();
+            },
+            everyEpoch: perEpoch ? s =>
+            {
+                stats.Add(s);
+                metrics?.Add(s);
+                progress.Update(s);
+            } : null,
+            afterEpoch: epoch =>
+            {
+                if (outs.CheckpointDir != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs))
+                    trainer.ToCheckpoint(outs.CorpusLimit).Save(Path.Combine(outs.CheckpointDir, $"epoch-{epoch:D5}.ckpt"));
+            });
         backend.Synchronize();
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
+        progress.Clear();
+        stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
+        if (outs.Plot != null)
+            PlotWriter.Write(outs.Plot, stats, $"char-RNN {o.Model.ToString().ToLowerInvariant()}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
         return 0;
     }
 }

@@ -118,3 +118,88 @@ public class CliTests
         Assert.That(o, Does.Contain("cpu:"));
     }
 }
+
+public class CliOutputTests
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = CharRnn.Cli.Program.Run(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    static readonly string[] Tiny = ["train", "--device", "cpu", "--epochs", "4", "--pred-period", "2", "--hidden", "16",
+        "--batch", "4", "--steps", "8", "--chars", "1500", "--pred-len", "6"];
+
+    [Test]
+    public void CheckpointsMetricsPlotResumeAndGenerate()
+    {
+        using var dir = new TempDir();
+        var ck = dir.File("ck");
+        var (code, first, e) = Run([.. Tiny, "--checkpoint-dir", ck, "--save-every", "2", "--metrics", dir.File("m.jsonl"),
+            "--plot", dir.File("p.png"), "--val-fraction", "0.25"]);
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(Directory.GetFiles(ck).Select(Path.GetFileName), Is.EquivalentTo(new[] { "epoch-00002.ckpt", "epoch-00004.ckpt" }));
+        Assert.That(e, Does.Contain("validation perplexity"));
+
+        var lines = File.ReadAllLines(dir.File("m.jsonl"));
+        Assert.That(lines, Has.Length.EqualTo(4));
+        using (var doc = System.Text.Json.JsonDocument.Parse(lines[1]))
+        {
+            var r = doc.RootElement;
+            Assert.That(r.GetProperty("epoch").GetInt32(), Is.EqualTo(2));
+            Assert.That(r.GetProperty("perplexity").GetDouble(), Is.GreaterThan(1));
+            Assert.That(r.GetProperty("val_perplexity").GetDouble(), Is.GreaterThan(1));
+            Assert.That(r.GetProperty("seconds").GetDouble(), Is.GreaterThan(0));
+            Assert.That(r.GetProperty("tokens_per_s").GetDouble(), Is.GreaterThan(0));
+            Assert.That(r.GetProperty("device").GetString(), Is.EqualTo("cpu"));
+        }
+        var png = File.ReadAllBytes(dir.File("p.png"));
+        Assert.That(png[..8], Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }), "PNG signature");
+        Assert.That(png.Length, Is.GreaterThan(10_000));
+
+        // Resume from epoch 2: epochs 3 and 4 print exactly what the straight run printed.
+        var (code2, resumed, e2) = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, "epoch-00002.ckpt"), "--epochs", "4",
+            "--pred-period", "2", "--pred-len", "6", "--plot", dir.File("p.svg"));
+        Assert.That(code2, Is.EqualTo(0), e2);
+        string Epoch4(string log) => string.Join("\n", log.Split('\n').SkipWhile(l => !l.StartsWith("epoch 4")).Take(3))
+            .Replace(System.Text.RegularExpressions.Regex.Match(log, @"time \d+\.\d\d sec").Value, "");
+        Assert.That(System.Text.RegularExpressions.Regex.Replace(Epoch4(resumed), @"time \d+\.\d\d", ""),
+            Is.EqualTo(System.Text.RegularExpressions.Regex.Replace(Epoch4(first), @"time \d+\.\d\d", "")));
+        var svg = File.ReadAllText(dir.File("p.svg"));
+        Assert.That(svg, Does.Contain("<svg"));
+        Assert.That(svg.Length, Is.GreaterThan(5_000));
+
+        var (code3, gen, e3) = Run("generate", "--checkpoint", Path.Combine(ck, "epoch-00004.ckpt"), "--device", "cpu",
+            "--prefix", "分开", "--length", "12", "--temperature", "0.7", "--seed", "3", "--count", "2");
+        Assert.That(code3, Is.EqualTo(0), e3);
+        var samples = gen.Split('\n')[..^1];
+        Assert.That(samples, Has.Length.EqualTo(2));
+        Assert.That(samples.All(s => s.StartsWith("分开") && s.EnumerateRunes().Count() == 14), Is.True, gen);
+        Assert.That(Run("generate", "--checkpoint", Path.Combine(ck, "epoch-00004.ckpt"), "--device", "cpu",
+            "--prefix", "分开", "--length", "12", "--temperature", "0.7", "--seed", "3", "--count", "2").Out, Is.EqualTo(gen));
+
+        var bad = Run("generate", "--checkpoint", Path.Combine(ck, "epoch-00004.ckpt"), "--device", "cpu", "--prefix", "分Ω");
+        Assert.That(bad.Code, Is.Not.EqualTo(0));
+        Assert.That(bad.Err, Does.Contain("'Ω'"));
+
+        var change = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, "epoch-00002.ckpt"), "--epochs", "4", "--lr", "3");
+        Assert.That(change.Code, Is.Not.EqualTo(0));
+        Assert.That(change.Err, Does.Contain("--lr cannot be changed when resuming"));
+
+        var done = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, "epoch-00004.ckpt"), "--epochs", "4");
+        Assert.That(done.Err, Does.Contain("already trained 4 epochs"));
+    }
+
+    [Test]
+    public void BadPlotAndCheckpointPaths()
+    {
+        var (code, _, e) = Run([.. Tiny, "--plot", "/tmp/x.jpg"]);
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("--plot must name a .png or .svg"));
+        (code, _, e) = Run("generate", "--checkpoint", "/nonexistent.ckpt");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("Checkpoint not found"));
+    }
+}

@@ -3,6 +3,7 @@ using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Backends.Cpu;
 using CharRnn.Rnn.Backends.Cuda;
+using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
@@ -150,6 +151,28 @@ public class GpuTests
         using var graph = CudaGraph.Capture(gpu.Context, gpu.Stream, () => gpu.Gemm(false, false, 1f, p.All, w.All, 0f, outGraph.All));
         graph.Launch(gpu.Stream);
         Assert.That(gpu.ToArray(outGraph), Is.EqualTo(gpu.ToArray(outEager)));
+    }
+
+    /// <summary>A checkpoint written on the CPU continues on the GPU (and the reverse) with the same losses, to float tolerance.</summary>
+    [Test]
+    public void CheckpointsMoveBetweenBackends()
+    {
+        using var gpu = CreateCudaBackend();
+        using var cpu = new CpuBackend();
+        var corpus = Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
+        var o = TrainOptions.Preset("concise") with { Epochs = 2, Hidden = 64, Batch = 8, Steps = 10, PredPeriod = 1, Seed = 4 };
+        using var dir = new TempDir();
+        foreach (var (from, to) in new[] { ((IBackend)cpu, (IBackend)gpu), (gpu, cpu) })
+        {
+            var path = dir.File($"{from.Name}.ckpt");
+            using (var t = new Trainer(from, corpus, o)) { t.Train(_ => { }); t.ToCheckpoint(3000).Save(path); }
+            var ck = Checkpoint.Load(path);
+            var a = new List<EpochReport>();
+            var b = new List<EpochReport>();
+            using (var t = new Trainer(from, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(a.Add);
+            using (var t = new Trainer(to, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(b.Add);
+            Check.Close(a.Select(r => r.Perplexity).ToArray(), b.Select(r => r.Perplexity).ToArray(), 0, 1e-3, $"{from.Name} → {to.Name}");
+        }
     }
 
     [Test]

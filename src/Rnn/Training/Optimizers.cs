@@ -49,6 +49,16 @@ public sealed class Adam : IOptimizer
             be.AdamUpdate(model.Params[i], model.Grads[i], _m[i], _v[i], _lr, _beta1, _beta2, _eps, StepCount);
     }
 
+    /// <summary>Restores moments and step count saved from an earlier run (checkpoint resume).</summary>
+    public void Restore(RnnModel model, float[][] m, float[][] v, int steps)
+    {
+        var be = model.Backend;
+        Dispose();
+        _m = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, m[i])).ToArray();
+        _v = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, v[i])).ToArray();
+        StepCount = steps;
+    }
+
     public void Dispose()
     {
         foreach (var t in _m ?? []) t.Dispose();

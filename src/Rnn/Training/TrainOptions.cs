@@ -22,6 +22,8 @@ public sealed record TrainOptions
     public int PredLen { get; init; } = 50;
     public IReadOnlyList<string> Prefixes { get; init; } = ["分开", "不分开"];
     public ulong Seed { get; init; } = 0;
+    /// <summary>Hold out this fraction of the corpus's tail for validation (null: none).</summary>
+    public double? ValFraction { get; init; }
     public InputMode? Input { get; init; }
 
     public static readonly string[] PresetNames = ["scratch-random", "scratch-consecutive", "concise"];
@@ -57,8 +59,13 @@ public sealed record TrainOptions
         if (Clip is float c && (float.IsNaN(c) || c <= 0))
             throw new CharRnnException($"--clip must be a positive number, or 'none' to turn clipping off (got {c}).");
         if (Prefixes.Any(p => p.Length == 0)) throw new CharRnnException("--prefix must not be empty.");
+        if (ValFraction is double f && !(f > 0 && f < 1))
+            throw new CharRnnException($"--val-fraction must be between 0 and 1, exclusive (got {f}).");
     }
 }
 
 /// <summary>What is printed every <see cref="TrainOptions.PredPeriod"/> epochs.</summary>
-public sealed record EpochReport(int Epoch, double Perplexity, double Seconds, IReadOnlyList<string> Predictions);
+public sealed record EpochReport(int Epoch, double Perplexity, double Seconds, IReadOnlyList<string> Predictions, double? ValPerplexity = null);
+
+/// <summary>One epoch's numbers, for metrics files and progress displays.</summary>
+public sealed record EpochStats(int Epoch, double Perplexity, double? ValPerplexity, double Seconds, double TokensPerSecond);

@@ -1,0 +1,95 @@
+using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Generation;
+
+/// <summary>
+/// Generation with sampling: the state is warmed on the prefix as in <see cref="Predictor"/>, then each next character
+/// is drawn from softmax(logits / temperature), optionally restricted to the top-k logits, with a seeded
+/// <see cref="Rng"/> (reproducible). Temperature 0 is the book's greedy prediction. The recurrence runs on the model's
+/// backend; each step's V logits are read back to draw from them.
+/// </summary>
+public sealed class TextSampler : IDisposable
+{
+    readonly RnnModel _m;
+    readonly IBackend _be;
+    readonly Tensor _pre, _h0, _h1, _logits;
+    readonly float[] _bq;
+
+    public TextSampler(RnnModel model)
+    {
+        _m = model;
+        _be = model.Backend;
+        int h = model.Spec.Hidden;
+        _pre = _be.Zeros(1, h);
+        _h0 = _be.Zeros(1, h);
+        _h1 = _be.Zeros(1, h);
+        _logits = _be.Zeros(1, model.Spec.Vocab);
+        _bq = _be.ToArray(model.Bq);
+    }
+
+    /// <summary>Returns prefix + <paramref name="length"/> token ids.</summary>
+    public int[] Sample(IReadOnlyList<int> prefix, int length, double temperature, int? topK, Rng rng)
+    {
+        if (temperature < 0 || double.IsNaN(temperature)) throw new CharRnnException($"--temperature must be 0 or more (got {temperature}).");
+        if (topK is < 1) throw new CharRnnException($"--top-k must be at least 1 (got {topK}).");
+        if (temperature == 0)
+        {
+            using var greedy = new Predictor(_m);
+            return greedy.Predict(prefix, length);
+        }
+        if (prefix.Count == 0) throw new CharRnnException("The prefix is empty. Give at least one character with --prefix.");
+        var output = new List<int>(prefix);
+        using var token = _be.Indices(1);
+        _be.Zero(_h0.All);
+        Tensor h = _h0, hNext = _h1;
+        int v = _m.Spec.Vocab;
+        var z = new float[v];
+        var p = new double[v];
+        for (int t = 0; t < prefix.Count + length - 1; t++)
+        {
+            _be.Upload(token, [output[t]]);
+            _be.GatherRows(token.All, _m.Wxh, _pre.All);
+            _be.Gemm(false, false, 1f, h.All, _m.Whh.All, 1f, _pre.All);
+            _be.BiasActivationForward(_m.Spec.Activation, _pre.All, _m.Bh, _m.Bh2, hNext.All);
+            (h, hNext) = (hNext, h);
+            if (t < prefix.Count - 1) continue;
+            _be.Gemm(false, false, 1f, h.All, _m.Whq.All, 0f, _logits.All);
+            _be.Download(_logits, z);
+            output.Add(Draw(z, p, temperature, topK, rng));
+        }
+        return output.ToArray();
+    }
+
+    int Draw(float[] z, double[] p, double temperature, int? topK, Rng rng)
+    {
+        int v = z.Length;
+        // Logits as the greedy path sees them: float z + b_q (then widened), so top-1 picks exactly its argmax.
+        var s = new double[v];
+        for (int i = 0; i < v; i++) s[i] = z[i] + _bq[i];
+        double cutoff = double.NegativeInfinity;
+        if (topK is int k && k < v) cutoff = s.OrderByDescending(x => x).ElementAt(k - 1);
+        double max = s.Max();
+        double sum = 0;
+        for (int i = 0; i < v; i++)
+        {
+            p[i] = s[i] >= cutoff ? Math.Exp((s[i] - max) / temperature) : 0;
+            sum += p[i];
+        }
+        double u = rng.NextDouble() * sum;
+        int last = 0;
+        for (int i = 0; i < v; i++)
+        {
+            if (p[i] <= 0) continue;
+            last = i;
+            u -= p[i];
+            if (u < 0) return i;
+        }
+        return last;
+    }
+
+    public void Dispose()
+    {
+        _pre.Dispose(); _h0.Dispose(); _h1.Dispose(); _logits.Dispose();
+    }
+}
