@@ -17,9 +17,10 @@ internal static class TrainCommand
         var preset = new Option<string?>("--preset")
         {
             Description = "scratch-random (book 6.4, the default), scratch-consecutive (6.4 with consecutive sampling), " +
-                          "concise (6.5: nn.RNN + Linear, Adam lr 1e-3, consecutive sampling). The book's concise trainer " +
-                          "never clips (its clipping loop consumes a generator), so this preset does not clip either; " +
-                          "pass --clip 0.01 to clip for real.",
+                          "concise (6.5: nn.RNN + Linear, Adam lr 1e-3, consecutive sampling), gru-scratch / lstm-scratch " +
+                          "(6.7/6.8: 160 epochs, SGD lr 100, clip 0.01), gru-concise / lstm-concise (nn.GRU/nn.LSTM, Adam lr 1e-2). " +
+                          "The book's concise trainers never clip (their clipping loop consumes a generator), so these presets " +
+                          "do not clip either; pass --clip 0.01 to clip for real.",
         };
         preset.AcceptOnlyFromAmong(TrainOptions.PresetNames);
         var epochs = new Option<int?>("--epochs") { Description = "Number of epochs (book: 250). With --resume: the new total." };
@@ -45,6 +46,9 @@ internal static class TrainCommand
         blas.AcceptOnlyFromAmong("openblas", "managed");
         var activation = new Option<string?>("--activation") { Description = "tanh (book) or relu." };
         activation.AcceptOnlyFromAmong("tanh", "relu");
+        var cell = new Option<string?>("--cell") { Description = "rnn (book 6.4/6.5), gru (6.7) or lstm (6.8); PyTorch's gate order and equations." };
+        cell.AcceptOnlyFromAmong("rnn", "gru", "lstm");
+        var layers = new Option<int?>("--layers") { Description = "Stacked recurrent layers (nn.RNN's num_layers; default 1)." };
         var valFraction = new Option<double?>("--val-fraction") { Description = "Hold out this fraction of the corpus's tail and report its perplexity every --pred-period epochs." };
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Save checkpoints here (created if missing): epoch-NNNNN.ckpt every --save-every epochs and at the end." };
         var saveEvery = new Option<int?>("--save-every") { Description = "Epochs between checkpoints (default: --pred-period)." };
@@ -53,8 +57,8 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your corpus) and print the book's log.");
-        var modelOptions = new Option[] { preset, steps, batch, hidden, lr, clip, sampling, optimizer, seed, input, activation, valFraction };
-        foreach (var o in new Option[] { preset, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
+        var modelOptions = new Option[] { preset, steps, batch, hidden, lr, clip, sampling, optimizer, seed, input, activation, valFraction, cell, layers };
+        foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
                      prefix, chars, seed, corpus, device, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
             cmd.Options.Add(o);
 
@@ -87,6 +91,8 @@ internal static class TrainCommand
                     Input = pr.GetValue(input) switch { "gather" => InputMode.Gather, "onehot" => InputMode.OneHotGemm, _ => o.Input },
                     Activation = pr.GetValue(activation) == "relu" ? Activation.Relu : o.Activation,
                     ValFraction = pr.GetValue(valFraction) ?? o.ValFraction,
+                    Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => o.Cell },
+                    Layers = pr.GetValue(layers) ?? o.Layers,
                 };
             }
             var prefixes = pr.GetValue(prefix);
@@ -130,7 +136,7 @@ internal static class TrainCommand
         using var trainer = new Trainer(backend, data, o, resume: from);
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
-            $"charrnn: {o.Model.ToString().ToLowerInvariant()} RNN, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
+            $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
             $"{o.Optimizer.ToString().ToLowerInvariant()} lr {o.LearningRate}, clip {(o.Clip is float c ? c.ToString(inv) : "none")}, " +
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +

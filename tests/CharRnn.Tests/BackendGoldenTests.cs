@@ -19,11 +19,11 @@ public class BackendGoldenTests(string backendName)
     [SetUp] public void SetUp() => _be = TestBackends.Create(backendName);
     [TearDown] public void TearDown() => _be?.Dispose();
 
-    static RnnParameters ToParams(string file, ReferenceTests.Case c)
+    public static RnnParameters ToParams(ModelSpec spec, Rnn.Reference.ReferenceRnn.Parameters p)
     {
-        var spec = new ModelSpec(file == "rnn_scratch.json" ? ModelKind.Scratch : ModelKind.Concise, c.P.V, c.P.H);
         var host = new RnnParameters(spec);
-        var all = c.P.All().ToList();
+        var all = p.All().ToList();
+        Assert.That(all, Has.Count.EqualTo(spec.Parameters.Count));
         for (int i = 0; i < all.Count; i++) host.Values[i] = Check.ToFloat(all[i]);
         return host;
     }
@@ -31,20 +31,30 @@ public class BackendGoldenTests(string backendName)
     (RnnModel Model, BpttDriver Driver, IndexBuffer X, IndexBuffer Y) Setup(string file, InputMode mode, out ReferenceTests.Case c)
     {
         c = ReferenceTests.Load(file);
-        var model = new RnnModel(_be, ToParams(file, c));
+        var model = new RnnModel(_be, ToParams(c.Spec, c.P));
         var driver = new BpttDriver(model, c.B, c.T, mode);
         var mb = new Rnn.Data.Minibatch(c.B, c.T, c.X, c.Y);
         var x = _be.FromArray(mb.XTimeMajor);
         var y = _be.FromArray(mb.YTimeMajor);
-        var h0 = _be.FromArray(c.B, c.P.H, Check.ToFloat(c.H0));
-        _be.Copy(h0.All, driver.State0);
-        h0.Dispose();
+        SetState(driver, c.H0, c.C0);
         return (model, driver, x, y);
+    }
+
+    void SetState(BpttDriver driver, double[][] h0, double[][]? c0)
+    {
+        for (int l = 0; l < h0.Length; l++)
+        {
+            using var h = _be.FromArray(driver.H0(l).Rows, driver.H0(l).Cols, Check.ToFloat(h0[l]));
+            _be.Copy(h.All, driver.H0(l));
+            if (c0 == null) continue;
+            using var c = _be.FromArray(driver.H0(l).Rows, driver.H0(l).Cols, Check.ToFloat(c0[l]));
+            _be.Copy(c.All, driver.C0(l)!.Value);
+        }
     }
 
     [Test]
     public void ForwardAndGradients(
-        [Values("rnn_scratch.json", "rnn_torch.json")] string file,
+        [Values("rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json")] string file,
         [Values(InputMode.Gather, InputMode.OneHotGemm)] InputMode mode)
     {
         var (model, driver, x, y) = Setup(file, mode, out var c);
@@ -69,11 +79,14 @@ public class BackendGoldenTests(string backendName)
             for (int i = 0; i < names.Length; i++)
                 Check.Close(ReferenceTests.Ours(g, "grads/" + names[i].Name, names[i].Transposed), grads[i], Atol, Rtol, "grad " + names[i].Name);
             Check.Close(g.T("grads/H0"), _be.ToArray(driver.DH0), Atol, Rtol, "grad H0");
+            if (c.Spec.Cell == CellKind.Lstm) Check.Close(g.T("grads/C0"), _be.ToArray(driver.DLayerC0(0)!), Atol, Rtol, "grad C0");
         }
     }
 
     [TestCase("rnn_scratch.json")]
     [TestCase("rnn_torch.json")]
+    [TestCase("gru_torch.json")]
+    [TestCase("lstm_torch.json")]
     public void ClippedSgdStep(string file)
     {
         var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);
@@ -90,19 +103,18 @@ public class BackendGoldenTests(string backendName)
     }
 
     [Test]
-    public void TwoAdamSteps([Values("rnn_scratch.json", "rnn_torch.json")] string file, [Values("adam_unclipped", "adam_clipped")] string variant)
+    public void TwoAdamSteps([Values("rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json")] string file,
+        [Values("adam_unclipped", "adam_clipped")] string variant)
     {
         var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);
         using (model) using (driver) using (x) using (y)
         {
-            using var h0 = _be.Zeros(c.B, c.P.H);
-            _be.Copy(driver.State0, h0.All);
             using var adam = new Adam((float)c.G.D("config/adam/lr"));
             float clip = variant == "adam_clipped" ? (float)c.G.D("config/clip_theta") : 0f;
             var names = ReferenceTests.Names(file);
             for (int k = 1; k <= 2; k++)
             {
-                _be.Copy(h0.All, driver.State0); // the same H0 for both steps
+                SetState(driver, c.H0, c.C0); // the same H0 (C0) for both steps
                 driver.TrainStep(x.All, y.All, clip, adam);
                 string s = $"{variant}/step{k}/";
                 var after = model.ToHost();
@@ -113,6 +125,65 @@ public class BackendGoldenTests(string backendName)
                     Check.Close(ReferenceTests.Ours(c.G, s + "exp_avg_sq/" + names[i].Name, names[i].Transposed), _be.ToArray(adam.SecondMoments![i]), 1e-10, 1e-3, s + "exp_avg_sq " + names[i].Name);
                 }
             }
+        }
+    }
+}
+
+/// <summary>
+/// Whole models the golden files do not cover — GRU and LSTM with one bias (the scratch variants), two layers, ReLU —
+/// on each backend against the double reference on fresh random values: loss, every gradient, dH_0 and dC_0 of every
+/// layer. Same float32 tolerances as <see cref="BackendGoldenTests"/>.
+/// </summary>
+[TestFixtureSource(typeof(TestBackends), nameof(TestBackends.All))]
+public class BackendReferenceTests(string backendName)
+{
+    IBackend _be = null!;
+
+    [SetUp] public void SetUp() => _be = TestBackends.Create(backendName);
+    [TearDown] public void TearDown() => _be?.Dispose();
+
+    [Test]
+    public void WholeModelMatchesTheReference([Values] CellKind cell, [Values] bool concise, [Values(1, 2)] int layers,
+        [Values(InputMode.Gather, InputMode.OneHotGemm)] InputMode mode)
+    {
+        var rng = new Rnn.Rng((ulong)(31 + (int)cell * 7 + layers * 3 + (concise ? 1 : 0)));
+        int v = 9, h = 6, b = 3, t = 5;
+        var p = ReferenceTests.RandomModel(rng, cell, concise, layers, v, h);
+        var spec = new ModelSpec(concise ? ModelKind.Concise : ModelKind.Scratch, v, h, Activation.Tanh, cell, layers);
+        var x = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+        var y = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+        var h0 = Enumerable.Range(0, layers).Select(_ => Enumerable.Range(0, b * h).Select(_ => rng.NextNormal() * 0.5).ToArray()).ToArray();
+        var c0 = cell == CellKind.Lstm ? Enumerable.Range(0, layers).Select(_ => Enumerable.Range(0, b * h).Select(_ => rng.NextNormal() * 0.5).ToArray()).ToArray() : null;
+        var f = Rnn.Reference.ReferenceRnn.Forward(p, x, y, h0, c0, b, t);
+        var want = Rnn.Reference.ReferenceRnn.Backward(p, x, y, h0, c0, b, t, f);
+
+        using var model = new RnnModel(_be, BackendGoldenTests.ToParams(spec, p));
+        using var driver = new BpttDriver(model, b, t, mode);
+        var mb = new Rnn.Data.Minibatch(b, t, x, y);
+        using var tx = _be.FromArray(mb.XTimeMajor);
+        using var ty = _be.FromArray(mb.YTimeMajor);
+        for (int l = 0; l < layers; l++)
+        {
+            using var hh = _be.FromArray(b, h, Check.ToFloat(h0[l]));
+            _be.Copy(hh.All, driver.H0(l));
+            if (c0 == null) continue;
+            using var cc = _be.FromArray(b, h, Check.ToFloat(c0[l]));
+            _be.Copy(cc.All, driver.C0(l)!.Value);
+        }
+        _be.ResetLoss();
+        driver.Forward(tx.All, ty.All);
+        driver.Backward(tx.All, wantDH0: true);
+        var (sum, rows) = _be.ReadLoss();
+        const double Atol = 2e-5, Rtol = 2e-4;
+        Check.Close(f.Loss, sum / rows, Atol, Rtol, "loss");
+        Check.Close(f.Hidden.SelectMany(a => a).ToArray(), _be.ToArray(driver.Hs).Skip(b * h).ToArray(), Atol, Rtol, "top hidden states");
+        var grads = model.GradsToHost();
+        for (int i = 0; i < grads.Length; i++)
+            Check.Close(want.Params[i], grads[i], Atol, Rtol, "grad " + spec.Parameters[i].Name);
+        for (int l = 0; l < layers; l++)
+        {
+            Check.Close(want.H0[l], _be.ToArray(driver.DLayerH0(l)), Atol, Rtol, $"dH0 layer {l}");
+            if (c0 != null) Check.Close(want.C0![l], _be.ToArray(driver.DLayerC0(l)!), Atol, Rtol, $"dC0 layer {l}");
         }
     }
 }

@@ -27,9 +27,10 @@ public class CheckpointTests(string backendName)
 
     /// <summary>Train 6 epochs straight, and 3 + save + load + 3: every later loss, prediction and parameter equal bit for bit.</summary>
     [Test]
-    public void ResumeIsBitExact([Values("scratch-random", "scratch-consecutive", "concise")] string preset)
+    public void ResumeIsBitExact([Values("scratch-random", "scratch-consecutive", "concise", "gru-scratch", "lstm-concise")] string preset,
+        [Values(1, 2)] int layers)
     {
-        var o = Opts(preset);
+        var o = Opts(preset) with { Layers = layers };
         var straight = new List<EpochReport>();
         RnnParameters straightParams;
         using (var t = new Trainer(_be, Small, o))
@@ -48,6 +49,7 @@ public class CheckpointTests(string backendName)
         Assert.That(Directory.GetFiles(dir.Path), Is.EqualTo(new[] { path }), "no temp file left behind");
         var ck = Checkpoint.Load(path);
         Assert.That(ck.Header.Epoch, Is.EqualTo(3));
+        Assert.That((ck.Header.Cell, ck.Header.Layers), Is.EqualTo((o.Cell, layers)), "cell kind and layer count recorded");
         using (var t = new Trainer(_be, Small, ck.Header.Options with { Epochs = 6 }, resume: ck))
         {
             Assert.That(t.CompletedEpochs, Is.EqualTo(3));
@@ -112,7 +114,7 @@ public class CheckpointFileTests
         var ck = Checkpoint.Load(Saved(dir));
         Assert.That(ck.Header.Model, Is.EqualTo(ModelKind.Concise));
         Assert.That(ck.Header.AdamSteps, Is.GreaterThan(0));
-        Assert.That(ck.Tensors.Keys, Does.Contain("adam_m/W_xh").And.Contain("state/H").And.Contain("param/b_hh"));
+        Assert.That(ck.Tensors.Keys, Does.Contain("adam_m/W_xh").And.Contain("state/H0").And.Contain("param/b_hh"));
         Assert.That(ck.Header.VocabChars.EnumerateRunes().Count(), Is.EqualTo(ck.Spec.Vocab));
     }
 

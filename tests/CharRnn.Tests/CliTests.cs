@@ -51,6 +51,8 @@ public class CliTests
         yield return new TestCaseData(new[] { "--prefix", "分开Q" }, "'Q' (U+0051)").SetName("PrefixOutsideVocabulary");
         yield return new TestCaseData(new[] { "--device", "tpu" }, "--device must be").SetName("UnknownDevice");
         yield return new TestCaseData(new[] { "--lr", "3e38", "--clip", "none", "--epochs", "6" }, "diverged").SetName("DivergingLoss");
+        yield return new TestCaseData(new[] { "--layers", "0" }, "--layers must be a positive").SetName("ZeroLayers");
+        yield return new TestCaseData(new[] { "--cell", "lstm", "--activation", "relu" }, "relu applies to the plain RNN cell only").SetName("ReluLstm");
     }
 
     /// <summary>Tiny with options replaced or added (System.CommandLine rejects a repeated single-value option).</summary>
@@ -95,6 +97,15 @@ public class CliTests
     }
 
     [Test]
+    public void GatedCellsAndLayersFromTheCommandLine([Values("gru-scratch", "lstm-concise")] string preset)
+    {
+        var (code, o, e) = Run(With(["--preset", preset, "--layers", "2"]));
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(e, Does.Contain(preset.StartsWith("gru") ? "GRU ×2 layers" : "LSTM ×2 layers"));
+        Assert.That(o, Does.Contain("epoch 4, perplexity"));
+    }
+
+    [Test]
     public void UnknownOptionIsRejected()
     {
         var (code, _, e) = Run("train", "--epoch", "3");
@@ -107,7 +118,7 @@ public class CliTests
     {
         var (code, o, _) = Run("train", "--help");
         Assert.That(code, Is.EqualTo(0));
-        Assert.That(o, Does.Contain("never clips"));
+        Assert.That(o, Does.Contain("never clip"));
     }
 
     [Test]

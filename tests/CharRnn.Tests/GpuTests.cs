@@ -32,14 +32,18 @@ public class GpuTests
     static Corpus Corpus10k => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"));
 
     /// <summary>Book-sized shapes (V 1027, H 256, B 32, T 35): one whole SGD step and one Adam step, GPU vs CPU.</summary>
-    [TestCase(ModelKind.Scratch, OptimizerKind.Sgd)]
-    [TestCase(ModelKind.Concise, OptimizerKind.Adam)]
-    public void OneTrainingStepMatchesTheCpu(ModelKind kind, OptimizerKind opt)
+    [TestCase(ModelKind.Scratch, OptimizerKind.Sgd, CellKind.Rnn, 1)]
+    [TestCase(ModelKind.Concise, OptimizerKind.Adam, CellKind.Rnn, 1)]
+    [TestCase(ModelKind.Scratch, OptimizerKind.Sgd, CellKind.Gru, 1)]
+    [TestCase(ModelKind.Concise, OptimizerKind.Adam, CellKind.Gru, 2)]
+    [TestCase(ModelKind.Scratch, OptimizerKind.Sgd, CellKind.Lstm, 1)]
+    [TestCase(ModelKind.Concise, OptimizerKind.Adam, CellKind.Lstm, 2)]
+    public void OneTrainingStepMatchesTheCpu(ModelKind kind, OptimizerKind opt, CellKind cell, int layers)
     {
         using var gpu = CreateCudaBackend();
         using var cpu = new CpuBackend();
         var corpus = Corpus10k;
-        var spec = new ModelSpec(kind, corpus.Vocab.Count, 256);
+        var spec = new ModelSpec(kind, corpus.Vocab.Count, 256, Activation.Tanh, cell, layers);
         var init = RnnParameters.Initialize(spec, new Rng(3));
         var mb = Samplers.Random(corpus.Indices, 32, 35, new Rng(4)).First();
         var results = new List<(float[][] Grads, RnnParameters After, double Loss)>();
@@ -101,9 +105,9 @@ public class GpuTests
     }
 
     [Test]
-    public void RepeatedRunIsBitIdentical()
+    public void RepeatedRunIsBitIdentical([Values("scratch-random", "lstm-concise")] string preset)
     {
-        var o = TrainOptions.Preset("scratch-random") with { Epochs = 4, PredPeriod = 2, Seed = 2 };
+        var o = TrainOptions.Preset(preset) with { Epochs = 4, PredPeriod = 2, Seed = 2, Layers = preset == "lstm-concise" ? 2 : 1 };
         var runs = new List<List<EpochReport>>();
         for (int i = 0; i < 2; i++)
         {

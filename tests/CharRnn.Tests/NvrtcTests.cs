@@ -24,12 +24,13 @@ public class NvrtcTests
     [Test]
     public void KernelFilesAreEmbedded()
     {
-        Assert.That(Files, Is.EquivalentTo(new[] { "activation.cu", "onehot.cu", "optim.cu", "reduce.cu", "softmax_xent.cu" }));
+        Assert.That(Files, Is.EquivalentTo(new[] { "activation.cu", "gates.cu", "onehot.cu", "optim.cu", "reduce.cu", "softmax_xent.cu" }));
         var names = KernelSources.All.Values.SelectMany(CudaBackend.KernelNames).ToList();
         Assert.That(names, Is.EquivalentTo(new[]
         {
             "bias_act_forward", "act_backward", "one_hot_scatter", "gather_rows", "scatter_add_rows", "sumsq_partial",
             "clip_finalize", "sgd_update", "adam_update", "column_sum", "argmax_rows", "softmax_xent", "loss_accumulate",
+            "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
         }));
     }
 

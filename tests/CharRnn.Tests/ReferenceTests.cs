@@ -1,3 +1,4 @@
+using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Reference;
 
 namespace CharRnn.Tests;
@@ -11,31 +12,38 @@ public class ReferenceTests
 {
     const double Tol = 1e-10;
 
-    public sealed record Case(ReferenceRnn.Parameters P, int[] X, int[] Y, double[] H0, int B, int T, Golden G);
+    public static readonly string[] Files = ["rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json"];
+
+    /// <summary>A golden case in the reference's layout (weights transposed from PyTorch's, gate blocks as columns).</summary>
+    public sealed record Case(ReferenceRnn.Parameters P, int[] X, int[] Y, double[][] H0, double[][]? C0, int B, int T, Golden G, ModelSpec Spec);
 
     public static Case Load(string file)
     {
-        var (p, x, y, h0, b, t, g) = LoadCase(file);
-        return new Case(p, x, y, h0, b, t, g);
-    }
-
-    /// <summary>Loads params and inputs of rnn_scratch.json or rnn_torch.json into the reference's layout.</summary>
-    public static (ReferenceRnn.Parameters P, int[] X, int[] Y, double[] H0, int B, int T, Golden G) LoadCase(string file)
-    {
         var g = Golden.Load(file);
         int v = g.I("config/vocab"), h = g.I("config/hidden"), b = g.I("config/batch"), t = g.I("config/steps");
-        ReferenceRnn.Parameters p = file == "rnn_scratch.json"
-            ? new() { Wxh = g.T("params/W_xh"), Whh = g.T("params/W_hh"), Bh = g.T("params/b_h"), Whq = g.T("params/W_hq"), Bq = g.T("params/b_q"), V = v, H = h }
-            : new()
+        bool scratch = file == "rnn_scratch.json";
+        var cell = file switch { "gru_torch.json" => CellKind.Gru, "lstm_torch.json" => CellKind.Lstm, _ => CellKind.Rnn };
+        int gates = cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
+        var layer = scratch
+            ? new ReferenceRnn.Layer { Wx = g.T("params/W_xh"), Wh = g.T("params/W_hh"), Bx = g.T("params/b_h"), In = v }
+            : new ReferenceRnn.Layer
             {
-                Wxh = Golden.Transpose(g.T("params/rnn.weight_ih_l0"), h, v), Whh = Golden.Transpose(g.T("params/rnn.weight_hh_l0"), h, h),
-                Bh = g.T("params/rnn.bias_ih_l0"), Bh2 = g.T("params/rnn.bias_hh_l0"),
-                Whq = Golden.Transpose(g.T("params/dense.weight"), v, h), Bq = g.T("params/dense.bias"), V = v, H = h,
+                Wx = Golden.Transpose(g.T("params/rnn.weight_ih_l0"), gates * h, v),
+                Wh = Golden.Transpose(g.T("params/rnn.weight_hh_l0"), gates * h, h),
+                Bx = g.T("params/rnn.bias_ih_l0"), Bh = g.T("params/rnn.bias_hh_l0"), In = v,
             };
-        return (p, g.Ints("inputs/X"), g.Ints("inputs/Y"), g.T("inputs/H0"), b, t, g);
+        var p = new ReferenceRnn.Parameters
+        {
+            Layers = [layer], V = v, H = h, Cell = cell,
+            Whq = scratch ? g.T("params/W_hq") : Golden.Transpose(g.T("params/dense.weight"), v, h),
+            Bq = scratch ? g.T("params/b_q") : g.T("params/dense.bias"),
+        };
+        var spec = new ModelSpec(scratch ? ModelKind.Scratch : ModelKind.Concise, v, h, Activation.Tanh, cell, 1);
+        var c0 = cell == CellKind.Lstm ? new[] { g.T("inputs/C0") } : null;
+        return new Case(p, g.Ints("inputs/X"), g.Ints("inputs/Y"), [g.T("inputs/H0")], c0, b, t, g, spec);
     }
 
-    /// <summary>Golden names of the parameters in reference order, with whether they are stored transposed.</summary>
+    /// <summary>Golden names of the parameters in <see cref="ModelSpec.Parameters"/> order, and whether PyTorch stores them transposed.</summary>
     public static (string Name, bool Transposed)[] Names(string file) => file == "rnn_scratch.json"
         ? [("W_xh", false), ("W_hh", false), ("b_h", false), ("W_hq", false), ("b_q", false)]
         : [("rnn.weight_ih_l0", true), ("rnn.weight_hh_l0", true), ("rnn.bias_ih_l0", false), ("rnn.bias_hh_l0", false), ("dense.weight", true), ("dense.bias", false)];
@@ -49,106 +57,114 @@ public class ReferenceTests
         return Golden.Transpose(data, shape[0], shape[1]);
     }
 
-    [TestCase("rnn_scratch.json")]
-    [TestCase("rnn_torch.json")]
+    [TestCaseSource(nameof(Files))]
     public void ForwardMatchesPyTorch(string file)
     {
-        var (p, x, y, h0, b, t, g) = LoadCase(file);
-        var f = ReferenceRnn.Forward(p, x, y, h0, b, t);
-        Check.Close(g.T("forward/logits"), f.Logits, Tol, Tol, "logits");
-        Check.Close(g.T("forward/hidden_states"), f.Hidden.SelectMany(a => a).ToArray(), Tol, Tol, "hidden states");
-        Check.Close(g.T("forward/H_final"), f.Hidden[^1], Tol, Tol, "H_final");
-        Check.Close(g.D("forward/loss"), f.Loss, Tol, Tol, "loss");
-        Check.Close(g.D("forward/perplexity"), Math.Exp(f.Loss), Tol, Tol, "perplexity");
+        var c = Load(file);
+        var f = ReferenceRnn.Forward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T);
+        Check.Close(c.G.T("forward/logits"), f.Logits, Tol, Tol, "logits");
+        Check.Close(c.G.T("forward/hidden_states"), f.Hidden.SelectMany(a => a).ToArray(), Tol, Tol, "hidden states");
+        Check.Close(c.G.T("forward/H_final"), f.Hidden[^1], Tol, Tol, "H_final");
+        if (c.Spec.Cell == CellKind.Lstm) Check.Close(c.G.T("forward/C_final"), f.C![0][^1], Tol, Tol, "C_final");
+        Check.Close(c.G.D("forward/loss"), f.Loss, Tol, Tol, "loss");
+        Check.Close(c.G.D("forward/perplexity"), Math.Exp(f.Loss), Tol, Tol, "perplexity");
     }
 
-    [TestCase("rnn_scratch.json")]
-    [TestCase("rnn_torch.json")]
+    [TestCaseSource(nameof(Files))]
     public void GradientsMatchPyTorch(string file)
     {
-        var (p, x, y, h0, b, t, g) = LoadCase(file);
-        var grads = ReferenceRnn.Backward(p, x, y, h0, b, t, ReferenceRnn.Forward(p, x, y, h0, b, t));
+        var c = Load(file);
+        var grads = ReferenceRnn.Backward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T, ReferenceRnn.Forward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T));
         var names = Names(file);
-        var ours = grads.Params().ToList();
         for (int i = 0; i < names.Length; i++)
-            Check.Close(Ours(g, "grads/" + names[i].Name, names[i].Transposed), ours[i], Tol, Tol, "grad " + names[i].Name);
-        Check.Close(g.T("grads/H0"), grads.H0, Tol, Tol, "grad H0");
+            Check.Close(Ours(c.G, "grads/" + names[i].Name, names[i].Transposed), grads.Params[i], Tol, Tol, "grad " + names[i].Name);
+        Check.Close(c.G.T("grads/H0"), grads.H0[0], Tol, Tol, "grad H0");
+        if (c.Spec.Cell == CellKind.Lstm) Check.Close(c.G.T("grads/C0"), grads.C0![0], Tol, Tol, "grad C0");
     }
 
-    [TestCase("rnn_scratch.json")]
-    [TestCase("rnn_torch.json")]
+    [TestCaseSource(nameof(Files))]
     public void ClippingAndSgdMatchPyTorch(string file)
     {
-        var (p, x, y, h0, b, t, g) = LoadCase(file);
-        var grads = ReferenceRnn.Backward(p, x, y, h0, b, t, ReferenceRnn.Forward(p, x, y, h0, b, t));
-        double norm = ReferenceRnn.Clip(grads.Params(), g.D("config/clip_theta"));
-        Check.Close(g.D("clip/norm"), norm, Tol, Tol, "norm");
-        Assert.That(g.Get("clip/clipped").GetBoolean(), Is.True);
+        var c = Load(file);
+        var grads = ReferenceRnn.Backward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T, ReferenceRnn.Forward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T));
+        double norm = ReferenceRnn.Clip(grads.Params, c.G.D("config/clip_theta"));
+        Check.Close(c.G.D("clip/norm"), norm, Tol, Tol, "norm");
+        Assert.That(c.G.Get("clip/clipped").GetBoolean(), Is.True);
         var names = Names(file);
-        var ours = grads.Params().ToList();
-        var ps = p.All().ToList();
+        var ps = c.P.All().ToList();
         for (int i = 0; i < names.Length; i++)
         {
-            Check.Close(Ours(g, "clip/grads/" + names[i].Name, names[i].Transposed), ours[i], Tol, Tol, "clipped " + names[i].Name);
-            ReferenceRnn.Sgd(ps[i], ours[i], g.D("config/sgd_lr"));
-            Check.Close(Ours(g, "sgd_step/" + names[i].Name, names[i].Transposed), ps[i], Tol, Tol, "sgd " + names[i].Name);
+            Check.Close(Ours(c.G, "clip/grads/" + names[i].Name, names[i].Transposed), grads.Params[i], Tol, Tol, "clipped " + names[i].Name);
+            ReferenceRnn.Sgd(ps[i], grads.Params[i], c.G.D("config/sgd_lr"));
+            Check.Close(Ours(c.G, "sgd_step/" + names[i].Name, names[i].Transposed), ps[i], Tol, Tol, "sgd " + names[i].Name);
         }
     }
 
-    [TestCase("rnn_scratch.json", "adam_unclipped")]
-    [TestCase("rnn_scratch.json", "adam_clipped")]
-    [TestCase("rnn_torch.json", "adam_unclipped")]
-    [TestCase("rnn_torch.json", "adam_clipped")]
+    static IEnumerable<TestCaseData> AdamCases() =>
+        Files.SelectMany(f => new[] { "adam_unclipped", "adam_clipped" }.Select(v => new TestCaseData(f, v)));
+
+    [TestCaseSource(nameof(AdamCases))]
     public void TwoAdamStepsMatchPyTorch(string file, string variant)
     {
-        var (p, x, y, h0, b, t, g) = LoadCase(file);
+        var c = Load(file);
         var names = Names(file);
-        var ms = p.All().Select(a => new double[a.Length]).ToList();
-        var vs = p.All().Select(a => new double[a.Length]).ToList();
+        var ms = c.P.All().Select(a => new double[a.Length]).ToList();
+        var vs = c.P.All().Select(a => new double[a.Length]).ToList();
         for (int k = 1; k <= 2; k++)
         {
             string s = $"{variant}/step{k}/";
-            var f = ReferenceRnn.Forward(p, x, y, h0, b, t);
-            Check.Close(g.D(s + "loss_before_step"), f.Loss, Tol, Tol, s + "loss");
-            var grads = ReferenceRnn.Backward(p, x, y, h0, b, t, f);
-            if (variant == "adam_clipped") ReferenceRnn.Clip(grads.Params(), g.D("config/clip_theta"));
-            var gs = grads.Params().ToList();
-            var ps = p.All().ToList();
+            var f = ReferenceRnn.Forward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T);
+            Check.Close(c.G.D(s + "loss_before_step"), f.Loss, Tol, Tol, s + "loss");
+            var grads = ReferenceRnn.Backward(c.P, c.X, c.Y, c.H0, c.C0, c.B, c.T, f);
+            if (variant == "adam_clipped") ReferenceRnn.Clip(grads.Params, c.G.D("config/clip_theta"));
+            var ps = c.P.All().ToList();
             for (int i = 0; i < names.Length; i++)
             {
                 var n = names[i];
-                Check.Close(Ours(g, s + "grads_used/" + n.Name, n.Transposed), gs[i], Tol, Tol, s + "grad " + n.Name);
-                ReferenceRnn.Adam(ps[i], gs[i], ms[i], vs[i], g.D("config/adam/lr"), k);
-                Check.Close(Ours(g, s + "params_after/" + n.Name, n.Transposed), ps[i], Tol, Tol, s + "param " + n.Name);
-                Check.Close(Ours(g, s + "exp_avg/" + n.Name, n.Transposed), ms[i], Tol, Tol, s + "exp_avg " + n.Name);
-                Check.Close(Ours(g, s + "exp_avg_sq/" + n.Name, n.Transposed), vs[i], Tol, Tol, s + "exp_avg_sq " + n.Name);
+                Check.Close(Ours(c.G, s + "grads_used/" + n.Name, n.Transposed), grads.Params[i], Tol, Tol, s + "grad " + n.Name);
+                ReferenceRnn.Adam(ps[i], grads.Params[i], ms[i], vs[i], c.G.D("config/adam/lr"), k);
+                Check.Close(Ours(c.G, s + "params_after/" + n.Name, n.Transposed), ps[i], Tol, Tol, s + "param " + n.Name);
+                Check.Close(Ours(c.G, s + "exp_avg/" + n.Name, n.Transposed), ms[i], Tol, Tol, s + "exp_avg " + n.Name);
+                Check.Close(Ours(c.G, s + "exp_avg_sq/" + n.Name, n.Transposed), vs[i], Tol, Tol, s + "exp_avg_sq " + n.Name);
             }
         }
     }
 
-    /// <summary>
-    /// Every gradient against central finite differences of the double reference, on fresh random values
-    /// (step 1e-6: truncation error ~h² and rounding ~1e-16/h both stay below 1e-8 here; tolerance 1e-6 abs + 1e-5 rel).
-    /// </summary>
-    [TestCase(false, false)]
-    [TestCase(true, false)]
-    [TestCase(false, true)]
-    public void GradientsMatchFiniteDifferences(bool concise, bool relu)
+    /// <summary>A random model of the given shape in the reference's layout (fresh values, not the book's init).</summary>
+    public static ReferenceRnn.Parameters RandomModel(CharRnn.Rnn.Rng rng, CellKind cell, bool concise, int layers, int v, int h, bool relu = false)
     {
-        var rng = new CharRnn.Rnn.Rng(7);
-        int v = 6, h = 4, b = 2, t = 3;
+        int g = cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
         double[] R(int n, double s) => Enumerable.Range(0, n).Select(_ => rng.NextNormal() * s).ToArray();
-        var p = new ReferenceRnn.Parameters
+        return new ReferenceRnn.Parameters
         {
-            Wxh = R(v * h, 0.5), Whh = R(h * h, 0.5), Bh = R(h, 0.3), Bh2 = concise ? R(h, 0.3) : null,
-            Whq = R(h * v, 0.5), Bq = R(v, 0.1), V = v, H = h, Relu = relu,
+            Layers = Enumerable.Range(0, layers).Select(l => new ReferenceRnn.Layer
+            {
+                Wx = R((l == 0 ? v : h) * g * h, 0.5), Wh = R(h * g * h, 0.5), Bx = R(g * h, 0.3), Bh = concise ? R(g * h, 0.3) : null,
+                In = l == 0 ? v : h,
+            }).ToList(),
+            Whq = R(h * v, 0.5), Bq = R(v, 0.1), V = v, H = h, Cell = cell, Relu = relu,
         };
+    }
+
+    /// <summary>
+    /// Every gradient (parameters, H_0 and C_0 of every layer) against central finite differences of the double
+    /// reference, on fresh random values, for each cell, one and two layers, with and without PyTorch's second bias
+    /// (step 1e-6: truncation ~h² and rounding ~1e-16/h both stay below 1e-8; tolerance 1e-6 abs + 1e-5 rel).
+    /// </summary>
+    [Test]
+    public void GradientsMatchFiniteDifferences([Values] CellKind cell, [Values] bool concise, [Values(1, 2)] int layers)
+    {
+        var rng = new CharRnn.Rnn.Rng((ulong)(7 + (int)cell * 10 + layers + (concise ? 100 : 0)));
+        int v = 6, h = 4, b = 2, t = 3;
+        var p = RandomModel(rng, cell, concise, layers, v, h);
         var x = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
         var y = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
-        var h0 = R(b * h, 0.5);
-        var grads = ReferenceRnn.Backward(p, x, y, h0, b, t, ReferenceRnn.Forward(p, x, y, h0, b, t));
-        var arrays = p.All().Append(h0).ToList();
-        var gradArrays = grads.Params().Append(grads.H0).ToList();
+        var h0 = Enumerable.Range(0, layers).Select(_ => Enumerable.Range(0, b * h).Select(_ => rng.NextNormal() * 0.5).ToArray()).ToArray();
+        var c0 = cell == CellKind.Lstm ? Enumerable.Range(0, layers).Select(_ => Enumerable.Range(0, b * h).Select(_ => rng.NextNormal() * 0.5).ToArray()).ToArray() : null;
+        var grads = ReferenceRnn.Backward(p, x, y, h0, c0, b, t, ReferenceRnn.Forward(p, x, y, h0, c0, b, t));
+        var arrays = p.All().Concat(h0).Concat(c0 ?? []).ToList();
+        var gradArrays = grads.Params.Concat(grads.H0).Concat(grads.C0 ?? []).ToList();
+        Assert.That(gradArrays, Has.Count.EqualTo(arrays.Count));
         const double eps = 1e-6;
         for (int a = 0; a < arrays.Count; a++)
         {
@@ -157,13 +173,36 @@ public class ReferenceTests
             {
                 double keep = arrays[a][i];
                 arrays[a][i] = keep + eps;
-                double lp = ReferenceRnn.Forward(p, x, y, h0, b, t).Loss;
+                double lp = ReferenceRnn.Forward(p, x, y, h0, c0, b, t).Loss;
                 arrays[a][i] = keep - eps;
-                double lm = ReferenceRnn.Forward(p, x, y, h0, b, t).Loss;
+                double lm = ReferenceRnn.Forward(p, x, y, h0, c0, b, t).Loss;
                 arrays[a][i] = keep;
                 numeric[i] = (lp - lm) / (2 * eps);
             }
             Check.Close(numeric, gradArrays[a], 1e-6, 1e-5, $"array {a}");
         }
+    }
+
+    [Test]
+    public void ReluGradientsMatchFiniteDifferences()
+    {
+        var rng = new CharRnn.Rnn.Rng(3);
+        int v = 6, h = 4, b = 2, t = 3;
+        var p = RandomModel(rng, CellKind.Rnn, false, 1, v, h, relu: true);
+        var x = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+        var y = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+        double[][] h0 = [Enumerable.Range(0, b * h).Select(_ => rng.NextNormal() * 0.5).ToArray()];
+        var grads = ReferenceRnn.Backward(p, x, y, h0, null, b, t, ReferenceRnn.Forward(p, x, y, h0, null, b, t));
+        var w = p.Layers[0].Wh;
+        var numeric = new double[w.Length];
+        for (int i = 0; i < w.Length; i++)
+        {
+            double keep = w[i];
+            w[i] = keep + 1e-6; double lp = ReferenceRnn.Forward(p, x, y, h0, null, b, t).Loss;
+            w[i] = keep - 1e-6; double lm = ReferenceRnn.Forward(p, x, y, h0, null, b, t).Loss;
+            w[i] = keep;
+            numeric[i] = (lp - lm) / 2e-6;
+        }
+        Check.Close(numeric, grads.Params[1], 1e-6, 1e-5, "dW_hh (relu)");
     }
 }

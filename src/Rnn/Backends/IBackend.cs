@@ -117,6 +117,31 @@ public interface IBackend : IDisposable
     void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
 
     /// <summary>
+    /// <c>lstm_forward</c>: pre (n × 4H) = x·W_x + h·W_h for the gate blocks i, f, g, o, biases not yet added.
+    /// i, f, o = σ(pre + bx (+ bh)), g = tanh(…); c = f ⊙ cPrev + i ⊙ g; h = o ⊙ tanh(c). gates (n × 4H) ← i, f, g, o.
+    /// </summary>
+    void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h);
+
+    /// <summary>
+    /// <c>lstm_backward</c>: dh (n × H) is d loss / d h_t (all of it); dc (n × H) holds d loss / d c_t arriving from step
+    /// t+1 and is replaced by d loss / d c_{t−1}; dpre (n × 4H) ← d loss / d pre-activations of i, f, g, o.
+    /// </summary>
+    void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre);
+
+    /// <summary>
+    /// <c>gru_forward</c> (PyTorch's GRU): xpre = x·W_x and hproj = h·W_h (n × 3H, no biases); r = σ(x_r + b_xr + h_r + b_hr),
+    /// z = σ(x_z + b_xz + h_z + b_hz), n = tanh(x_n + b_xn + r ⊙ (h_n + b_hn)); h = (1 − z) ⊙ n + z ⊙ hPrev;
+    /// gates (n × 3H) ← r, z, n.
+    /// </summary>
+    void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h);
+
+    /// <summary>
+    /// <c>gru_backward</c>: from dh (n × H) = d loss / d h_t: dxpre (n × 3H) ← d loss / d (x·W_x + b_x),
+    /// dhproj (n × 3H) ← d loss / d (h·W_h + b_h), and dhPrev (n × H) += z ⊙ dh (the direct path to h_{t−1}).
+    /// </summary>
+    void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
+
+    /// <summary>
     /// <c>softmax_xent</c>: for each row r, p = softmax(logits[r] + bias); dlogits[r] = (p − onehot(labels[r]))·gradScale;
     /// rowLoss[r] = −log p[labels[r]] (rowLoss is rows × 1). <see cref="AccumulateLoss"/> adds them up.
     /// </summary>

@@ -53,6 +53,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h) => Time(() => inner.BiasActivationForward(act, pre, bias, bias2, h));
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) => Time(() => inner.ActivationBackward(act, dh, h, dpre));
+    public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h) => Time(() => inner.LstmForward(pre, bx, bh, cPrev, gates, c, h));
+    public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre) => Time(() => inner.LstmBackward(dh, dc, gates, cPrev, c, dpre));
+    public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h) => Time(() => inner.GruForward(xpre, hproj, bx, bh, hPrev, gates, h));
+    public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) => Time(() => inner.GruBackward(dh, gates, hproj, bh, hPrev, dxpre, dhproj, dhPrev));
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) => Time(() => inner.SoftmaxCrossEntropy(logits, bias, labels, dlogits, gradScale, rowLoss));
     public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss) => Time(() => inner.OutputLayerForward(h, whq, bq, labels, logits, dlogits, gradScale, rowLoss));
     public void AccumulateLoss(Mat rowLoss) => Time(() => inner.AccumulateLoss(rowLoss));

@@ -29,7 +29,7 @@ public sealed class Checkpoint
     /// <summary>Named float32 tensors: "param/W_xh", …, "adam_m/W_xh", "adam_v/…", "state/H".</summary>
     public required IReadOnlyDictionary<string, float[]> Tensors { get; init; }
 
-    public ModelSpec Spec => new(Header.Model, Header.VocabChars.EnumerateRunes().Count(), Header.Hidden, Header.Activation);
+    public ModelSpec Spec => new(Header.Model, Header.VocabChars.EnumerateRunes().Count(), Header.Hidden, Header.Activation, Header.Cell, Header.Layers);
 
     public RnnParameters Parameters()
     {
@@ -127,6 +127,8 @@ public sealed record TensorEntry(string Name, int Length);
 public sealed record CheckpointHeader
 {
     public required ModelKind Model { get; init; }
+    public CellKind Cell { get; init; } = CellKind.Rnn;
+    public int Layers { get; init; } = 1;
     public required int Hidden { get; init; }
     public required Activation Activation { get; init; }
     /// <summary>The vocabulary, in index order, as one string.</summary>

@@ -13,17 +13,15 @@ public sealed class TextSampler : IDisposable
 {
     readonly RnnModel _m;
     readonly IBackend _be;
-    readonly Tensor _pre, _h0, _h1, _logits;
+    readonly Training.BpttDriver _step;
+    readonly Tensor _logits;
     readonly float[] _bq;
 
     public TextSampler(RnnModel model)
     {
         _m = model;
         _be = model.Backend;
-        int h = model.Spec.Hidden;
-        _pre = _be.Zeros(1, h);
-        _h0 = _be.Zeros(1, h);
-        _h1 = _be.Zeros(1, h);
+        _step = new Training.BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
         _logits = _be.Zeros(1, model.Spec.Vocab);
         _bq = _be.ToArray(model.Bq);
     }
@@ -41,20 +39,17 @@ public sealed class TextSampler : IDisposable
         if (prefix.Count == 0) throw new CharRnnException("The prefix is empty. Give at least one character with --prefix.");
         var output = new List<int>(prefix);
         using var token = _be.Indices(1);
-        _be.Zero(_h0.All);
-        Tensor h = _h0, hNext = _h1;
         int v = _m.Spec.Vocab;
         var z = new float[v];
         var p = new double[v];
+        _step.ResetState();
         for (int t = 0; t < prefix.Count + length - 1; t++)
         {
+            if (t > 0) _step.CarryState();
             _be.Upload(token, [output[t]]);
-            _be.GatherRows(token.All, _m.Wxh, _pre.All);
-            _be.Gemm(false, false, 1f, h.All, _m.Whh.All, 1f, _pre.All);
-            _be.BiasActivationForward(_m.Spec.Activation, _pre.All, _m.Bh, _m.Bh2, hNext.All);
-            (h, hNext) = (hNext, h);
+            _step.Advance(token.All);
             if (t < prefix.Count - 1) continue;
-            _be.Gemm(false, false, 1f, h.All, _m.Whq.All, 0f, _logits.All);
+            _be.Gemm(false, false, 1f, _step.StateT, _m.Whq.All, 0f, _logits.All);
             _be.Download(_logits, z);
             output.Add(Draw(z, p, temperature, topK, rng));
         }
@@ -90,6 +85,7 @@ public sealed class TextSampler : IDisposable
 
     public void Dispose()
     {
-        _pre.Dispose(); _h0.Dispose(); _h1.Dispose(); _logits.Dispose();
+        _step.Dispose();
+        _logits.Dispose();
     }
 }

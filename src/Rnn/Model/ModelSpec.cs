@@ -1,40 +1,70 @@
 namespace CharRnn.Rnn.Model;
 
-/// <summary>Scratch = book 6.4 (one bias, N(0, 0.01) init); Concise = book 6.5 nn.RNN + Linear (two biases, uniform init).</summary>
+/// <summary>
+/// Scratch = the book's from-scratch models (6.4/6.7/6.8: one bias per gate, N(0, 0.01) weights, zero biases);
+/// Concise = PyTorch's nn.RNN/nn.GRU/nn.LSTM + Linear (6.5 and the concise sections: two biases, U(±1/√H) init).
+/// </summary>
 public enum ModelKind { Scratch, Concise }
+
+/// <summary>The recurrent cell. Gate blocks are in PyTorch's order: GRU r, z, n; LSTM i, f, g, o.</summary>
+public enum CellKind { Rnn, Gru, Lstm }
 
 public enum Activation { Tanh, Relu }
 
-/// <summary>The shape of a one-layer char-RNN: vocabulary V, hidden size H.</summary>
-public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation Activation = Activation.Tanh)
+/// <summary>The shape of a char-RNN: vocabulary V, hidden size H, cell, layers.</summary>
+public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation Activation = Activation.Tanh,
+    CellKind Cell = CellKind.Rnn, int Layers = 1)
 {
+    /// <summary>Gates per cell: RNN 1, GRU 3, LSTM 4.</summary>
+    public int Gates => Cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
+
     /// <summary>
-    /// Parameters in a fixed order. Layouts are input-major (<c>x @ W</c>) for both kinds; PyTorch's
-    /// <c>rnn.weight_ih_l0</c> (H×V) is the transpose of W_xh, <c>dense.weight</c> (V×H) the transpose of W_hq.
+    /// Parameters in a fixed order: per layer l (names suffixed _l1, _l2… above layer 0) W_xh (In×G·H), W_hh (H×G·H),
+    /// then b_h (scratch) or b_ih, b_hh (concise), each 1×G·H; then W_hq (H×V), b_q (1×V). Layouts are input-major
+    /// (<c>x @ W</c>), gate blocks side by side in columns; PyTorch's <c>rnn.weight_ih_lN</c> (G·H×In) is the transpose of
+    /// W_xh, its <c>dense.weight</c> (V×H) the transpose of W_hq.
     /// </summary>
-    public IReadOnlyList<ParameterInfo> Parameters => Kind == ModelKind.Scratch
-        ?
-        [
-            new("W_xh", Vocab, Hidden, null), new("W_hh", Hidden, Hidden, null), new("b_h", 1, Hidden, null),
-            new("W_hq", Hidden, Vocab, null), new("b_q", 1, Vocab, null),
-        ]
-        :
-        [
-            new("W_xh", Vocab, Hidden, "rnn.weight_ih_l0"), new("W_hh", Hidden, Hidden, "rnn.weight_hh_l0"),
-            new("b_ih", 1, Hidden, "rnn.bias_ih_l0"), new("b_hh", 1, Hidden, "rnn.bias_hh_l0"),
-            new("W_hq", Hidden, Vocab, "dense.weight"), new("b_q", 1, Vocab, "dense.bias"),
-        ];
+    public IReadOnlyList<ParameterInfo> Parameters
+    {
+        get
+        {
+            var list = new List<ParameterInfo>();
+            int gh = Gates * Hidden;
+            for (int l = 0; l < Layers; l++)
+            {
+                string s = l == 0 ? "" : $"_l{l}";
+                int inputs = l == 0 ? Vocab : Hidden;
+                bool concise = Kind == ModelKind.Concise;
+                list.Add(new($"W_xh{s}", inputs, gh, concise ? $"rnn.weight_ih_l{l}" : null, l, ParameterRole.InputWeight));
+                list.Add(new($"W_hh{s}", Hidden, gh, concise ? $"rnn.weight_hh_l{l}" : null, l, ParameterRole.HiddenWeight));
+                if (concise)
+                {
+                    list.Add(new($"b_ih{s}", 1, gh, $"rnn.bias_ih_l{l}", l, ParameterRole.InputBias));
+                    list.Add(new($"b_hh{s}", 1, gh, $"rnn.bias_hh_l{l}", l, ParameterRole.HiddenBias));
+                }
+                else list.Add(new($"b_h{s}", 1, gh, null, l, ParameterRole.InputBias));
+            }
+            list.Add(new("W_hq", Hidden, Vocab, Kind == ModelKind.Concise ? "dense.weight" : null, -1, ParameterRole.OutputWeight));
+            list.Add(new("b_q", 1, Vocab, Kind == ModelKind.Concise ? "dense.bias" : null, -1, ParameterRole.OutputBias));
+            return list;
+        }
+    }
 
     public void Validate()
     {
         if (Vocab < 1) throw new CharRnnException($"The vocabulary must have at least one character (got {Vocab}).");
         if (Hidden < 1) throw new CharRnnException($"--hidden must be at least 1 (got {Hidden}).");
+        if (Layers < 1) throw new CharRnnException($"--layers must be at least 1 (got {Layers}).");
+        if (Activation == Activation.Relu && Cell != CellKind.Rnn)
+            throw new CharRnnException("--activation relu applies to the plain RNN cell only (GRU and LSTM use their own sigmoid/tanh gates).");
     }
 }
 
-/// <summary>One parameter: our name, shape (Rows×Cols, biases 1×n), and the PyTorch state_dict name where it has one
-/// (stored transposed for the two weight matrices marked in <see cref="ModelSpec.Parameters"/>).</summary>
-public sealed record ParameterInfo(string Name, int Rows, int Cols, string? TorchName)
+public enum ParameterRole { InputWeight, HiddenWeight, InputBias, HiddenBias, OutputWeight, OutputBias }
+
+/// <summary>One parameter: our name, shape (Rows×Cols, biases 1×n), the PyTorch state_dict name where it has one
+/// (weights stored transposed there), the layer (-1 for the output layer) and its role.</summary>
+public sealed record ParameterInfo(string Name, int Rows, int Cols, string? TorchName, int Layer = -1, ParameterRole Role = ParameterRole.InputWeight)
 {
     public int Length => Rows * Cols;
 }

@@ -2,6 +2,13 @@ using CharRnn.Rnn.Backends;
 
 namespace CharRnn.Rnn.Model;
 
+/// <summary>One recurrent layer's parameters and gradients (see <see cref="ModelSpec.Parameters"/> for shapes).</summary>
+public sealed class LayerTensors
+{
+    public required Tensor Wx, Wh, Bx, DWx, DWh, DBx;   // (In × G·H), (H × G·H), (1 × G·H) and their gradients
+    public Tensor? Bh, DBh;                              // (1 × G·H) PyTorch's bias_hh (concise only)
+}
+
 /// <summary>A model's parameters and their gradients, resident on one backend.</summary>
 public sealed class RnnModel : IDisposable
 {
@@ -17,30 +24,38 @@ public sealed class RnnModel : IDisposable
             Params[i] = backend.FromArray(infos[i].Rows, infos[i].Cols, host.Values[i]);
             Grads[i] = backend.Zeros(infos[i].Rows, infos[i].Cols);
         }
-        int k = 0;
-        Wxh = Params[k]; DWxh = Grads[k++];                      // (V × H)
-        Whh = Params[k]; DWhh = Grads[k++];                      // (H × H)
-        Bh = Params[k]; DBh = Grads[k++];                        // (1 × H)
-        if (Spec.Kind == ModelKind.Concise) { Bh2 = Params[k]; DBh2 = Grads[k++]; } // (1 × H) nn.RNN's second bias
-        Whq = Params[k]; DWhq = Grads[k++];                      // (H × V)
-        Bq = Params[k]; DBq = Grads[k];                          // (1 × V)
+        var layers = new List<LayerTensors>();
+        for (int l = 0; l < Spec.Layers; l++)
+        {
+            Tensor P(ParameterRole r) => Params[IndexOf(l, r)];
+            Tensor G(ParameterRole r) => Grads[IndexOf(l, r)];
+            bool two = Spec.Kind == ModelKind.Concise;
+            layers.Add(new LayerTensors
+            {
+                Wx = P(ParameterRole.InputWeight), Wh = P(ParameterRole.HiddenWeight), Bx = P(ParameterRole.InputBias),
+                DWx = G(ParameterRole.InputWeight), DWh = G(ParameterRole.HiddenWeight), DBx = G(ParameterRole.InputBias),
+                Bh = two ? P(ParameterRole.HiddenBias) : null, DBh = two ? G(ParameterRole.HiddenBias) : null,
+            });
+        }
+        Layers = layers;
+        Whq = Params[^2]; DWhq = Grads[^2];   // (H × V)
+        Bq = Params[^1]; DBq = Grads[^1];     // (1 × V)
+    }
+
+    int IndexOf(int layer, ParameterRole role)
+    {
+        var infos = Spec.Parameters;
+        for (int i = 0; i < infos.Count; i++) if (infos[i].Layer == layer && infos[i].Role == role) return i;
+        throw new KeyNotFoundException($"layer {layer} {role}");
     }
 
     public IBackend Backend { get; }
     public ModelSpec Spec { get; }
     public Tensor[] Params { get; }
     public Tensor[] Grads { get; }
-
-    public Tensor Wxh { get; }
-    public Tensor Whh { get; }
-    public Tensor Bh { get; }
-    public Tensor? Bh2 { get; }
+    public IReadOnlyList<LayerTensors> Layers { get; }
     public Tensor Whq { get; }
     public Tensor Bq { get; }
-    public Tensor DWxh { get; }
-    public Tensor DWhh { get; }
-    public Tensor DBh { get; }
-    public Tensor? DBh2 { get; }
     public Tensor DWhq { get; }
     public Tensor DBq { get; }
 

@@ -23,8 +23,8 @@ public sealed class RnnParameters
     }
 
     /// <summary>
-    /// The book's initialisation. Scratch: weights N(0, 0.01), biases 0 (d2l 6.4 <c>get_params</c>).
-    /// Concise: every parameter U(-1/√H, 1/√H), which is what nn.RNN and nn.Linear(H, V) both draw.
+    /// The book's initialisation. Scratch: weights N(0, 0.01), biases 0 (d2l 6.4/6.7/6.8 <c>get_params</c>).
+    /// Concise: every parameter U(-1/√H, 1/√H), which is what nn.RNN/GRU/LSTM and nn.Linear(H, V) all draw.
     /// </summary>
     public static RnnParameters Initialize(ModelSpec spec, Rng rng)
     {

@@ -1,86 +1,169 @@
+using CharRnn.Rnn.Model;
+
 namespace CharRnn.Rnn.Reference;
 
 /// <summary>
-/// The readable double-precision reference for one char-RNN minibatch, written straight from the book's equations
-/// with plain loops and no cleverness. The tests hold it against PyTorch's float64 values (golden files) and hold
-/// every backend against it. Layouts: W_xh (V×H), W_hh (H×H), b (H), W_hq (H×V), b_q (V); row-major arrays.
+/// The readable double-precision reference for one minibatch of a (stacked) RNN/GRU/LSTM char model, written straight
+/// from the equations with plain loops. The tests hold it against PyTorch's float64 values (golden files) and finite
+/// differences, and hold every backend against it. Layouts as <see cref="ModelSpec.Parameters"/>: input-major weights
+/// with gate blocks side by side (GRU r, z, n; LSTM i, f, g, o); row-major arrays; X, Y batch-major (B×T).
+/// <code>
+///   RNN : h' = tanh(x Wx + bx + h Wh + bh)                      (relu instead of tanh if asked)
+///   GRU : r = σ(x Wr + bxr + h Ur + bhr), z = σ(x Wz + bxz + h Uz + bhz),
+///         n = tanh(x Wn + bxn + r ⊙ (h Un + bhn)),  h' = (1 − z) ⊙ n + z ⊙ h
+///   LSTM: i, f, o = σ(x W· + bx· + h U· + bh·), g = tanh(…),  c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
+/// </code>
+/// (bh is absent — zero — for the scratch models, which have one bias per gate.)
 /// </summary>
 public static class ReferenceRnn
 {
+    public sealed class Layer
+    {
+        public required double[] Wx, Wh, Bx;
+        public double[]? Bh;
+        public required int In;
+    }
+
     public sealed class Parameters
     {
-        public required double[] Wxh, Whh, Bh, Whq, Bq;
-        public double[]? Bh2;      // nn.RNN's second bias (concise); null for the scratch model
+        public required List<Layer> Layers;
+        public required double[] Whq, Bq;
         public required int V, H;
+        public CellKind Cell = CellKind.Rnn;
         public bool Relu;
 
+        public int Gates => Cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
+
+        /// <summary>All parameter arrays in <see cref="ModelSpec.Parameters"/> order.</summary>
         public IEnumerable<double[]> All()
         {
-            yield return Wxh; yield return Whh; yield return Bh;
-            if (Bh2 != null) yield return Bh2;
+            foreach (var l in Layers)
+            {
+                yield return l.Wx; yield return l.Wh; yield return l.Bx;
+                if (l.Bh != null) yield return l.Bh;
+            }
             yield return Whq; yield return Bq;
         }
-
-        public Parameters Clone() => new()
-        {
-            Wxh = (double[])Wxh.Clone(), Whh = (double[])Whh.Clone(), Bh = (double[])Bh.Clone(),
-            Bh2 = (double[]?)Bh2?.Clone(), Whq = (double[])Whq.Clone(), Bq = (double[])Bq.Clone(), V = V, H = H, Relu = Relu,
-        };
     }
 
     public sealed class ForwardResult
     {
-        public required double[][] Hidden;   // T arrays of (B×H): H_1 .. H_T
+        public required double[][][] H;      // [layer][t] (B×H): H_1 … H_T
+        public required double[][][]? C;     // [layer][t] (B×H), LSTM only
+        public required double[][][] Gates;  // [layer][t] (B×G·H) activated gates (RNN: h itself)
+        public required double[][][] HProj;  // [layer][t] (B×G·H) h_{t-1}·Wh (no bias)
         public required double[] Logits;     // (T·B × V) time-major, with b_q
         public required double Loss;         // mean cross-entropy
+        public double[][] Hidden => H[^1];   // top layer
     }
 
     public sealed class Gradients
     {
-        public required double[] Wxh, Whh, Bh, Whq, Bq, H0;
-        public double[]? Bh2;
-
-        public IEnumerable<double[]> Params()
-        {
-            yield return Wxh; yield return Whh; yield return Bh;
-            if (Bh2 != null) yield return Bh2;
-            yield return Whq; yield return Bq;
-        }
+        public required List<double[]> Params;  // in ModelSpec.Parameters order
+        public required double[][] H0;          // [layer] (B×H)
+        public double[][]? C0;                  // [layer] (B×H), LSTM only
     }
 
-    /// <summary>X, Y are (B×T) batch-major as the book's iterators yield them; H0 is (B×H).</summary>
-    public static ForwardResult Forward(Parameters p, int[] x, int[] y, double[] h0, int batch, int steps)
+    static double Sig(double x) => 1 / (1 + Math.Exp(-x));
+
+    /// <summary>x_t per layer: one-hot tokens for layer 0 (as a row index), the layer below's H_t above.</summary>
+    public static ForwardResult Forward(Parameters p, int[] x, int[] y, double[][] h0, double[][]? c0, int batch, int steps)
     {
-        int V = p.V, H = p.H;
-        var hidden = new double[steps][];
+        int V = p.V, H = p.H, G = p.Gates, L = p.Layers.Count;
+        var hs = new double[L][][];
+        var cs = p.Cell == CellKind.Lstm ? new double[L][][] : null;
+        var gates = new double[L][][];
+        var hproj = new double[L][][];
+        for (int l = 0; l < L; l++)
+        {
+            var ly = p.Layers[l];
+            hs[l] = new double[steps][];
+            gates[l] = new double[steps][];
+            hproj[l] = new double[steps][];
+            if (cs != null) cs[l] = new double[steps][];
+            var hPrev = h0[l];
+            var cPrev = c0?[l];
+            for (int t = 0; t < steps; t++)
+            {
+                var h = new double[batch * H];
+                var c = new double[batch * H];
+                var gt = new double[batch * G * H];
+                var hp = new double[batch * G * H];
+                for (int b = 0; b < batch; b++)
+                {
+                    // a = x·Wx + bx (input part) and u = h·Wh (hidden part) for every gate column.
+                    var a = new double[G * H];
+                    var u = new double[G * H];
+                    for (int k = 0; k < G * H; k++)
+                    {
+                        double s = ly.Bx[k];
+                        if (l == 0) s += ly.Wx[x[b * steps + t] * G * H + k];
+                        else for (int i = 0; i < H; i++) s += hs[l - 1][t][b * H + i] * ly.Wx[i * G * H + k];
+                        a[k] = s;
+                        double v = 0;
+                        for (int i = 0; i < H; i++) v += hPrev[b * H + i] * ly.Wh[i * G * H + k];
+                        u[k] = v;
+                        hp[b * G * H + k] = v;
+                    }
+                    double Bh(int k) => ly.Bh?[k] ?? 0.0;
+                    for (int j = 0; j < H; j++)
+                    {
+                        int o = b * H + j, og = b * G * H;
+                        switch (p.Cell)
+                        {
+                            case CellKind.Rnn:
+                            {
+                                double s = a[j] + u[j] + Bh(j);
+                                h[o] = p.Relu ? Math.Max(0, s) : Math.Tanh(s);
+                                gt[og + j] = h[o];
+                                break;
+                            }
+                            case CellKind.Gru:
+                            {
+                                double r = Sig(a[j] + u[j] + Bh(j));
+                                double z = Sig(a[H + j] + u[H + j] + Bh(H + j));
+                                double n = Math.Tanh(a[2 * H + j] + r * (u[2 * H + j] + Bh(2 * H + j)));
+                                h[o] = (1 - z) * n + z * hPrev[o];
+                                gt[og + j] = r; gt[og + H + j] = z; gt[og + 2 * H + j] = n;
+                                break;
+                            }
+                            default:
+                            {
+                                double i = Sig(a[j] + u[j] + Bh(j));
+                                double f = Sig(a[H + j] + u[H + j] + Bh(H + j));
+                                double g = Math.Tanh(a[2 * H + j] + u[2 * H + j] + Bh(2 * H + j));
+                                double oo = Sig(a[3 * H + j] + u[3 * H + j] + Bh(3 * H + j));
+                                c[o] = f * cPrev![o] + i * g;
+                                h[o] = oo * Math.Tanh(c[o]);
+                                gt[og + j] = i; gt[og + H + j] = f; gt[og + 2 * H + j] = g; gt[og + 3 * H + j] = oo;
+                                break;
+                            }
+                        }
+                    }
+                }
+                hs[l][t] = h;
+                gates[l][t] = gt;
+                hproj[l][t] = hp;
+                if (cs != null) cs[l][t] = c;
+                hPrev = h;
+                cPrev = c;
+            }
+        }
         var logits = new double[steps * batch * V];
-        var hPrev = h0;
         double lossSum = 0;
         for (int t = 0; t < steps; t++)
-        {
-            var h = new double[batch * H];
             for (int b = 0; b < batch; b++)
             {
-                int xt = x[b * steps + t];
-                for (int j = 0; j < H; j++)
-                {
-                    double s = p.Wxh[xt * H + j] + p.Bh[j] + (p.Bh2?[j] ?? 0.0); // one-hot row times W_xh
-                    for (int i = 0; i < H; i++) s += hPrev[b * H + i] * p.Whh[i * H + j];
-                    h[b * H + j] = p.Relu ? Math.Max(0, s) : Math.Tanh(s);
-                }
                 int row = t * batch + b;
                 for (int k = 0; k < V; k++)
                 {
                     double o = p.Bq[k];
-                    for (int j = 0; j < H; j++) o += h[b * H + j] * p.Whq[j * V + k];
+                    for (int j = 0; j < H; j++) o += hs[L - 1][t][b * H + j] * p.Whq[j * V + k];
                     logits[row * V + k] = o;
                 }
                 lossSum += CrossEntropy(logits.AsSpan(row * V, V), y[b * steps + t]);
             }
-            hidden[t] = h;
-            hPrev = h;
-        }
-        return new ForwardResult { Hidden = hidden, Logits = logits, Loss = lossSum / (steps * batch) };
+        return new ForwardResult { H = hs, C = cs, Gates = gates, HProj = hproj, Logits = logits, Loss = lossSum / (steps * batch) };
     }
 
     static double CrossEntropy(ReadOnlySpan<double> z, int label)
@@ -92,25 +175,29 @@ public static class ReferenceRnn
         return Math.Log(sum) + max - z[label];
     }
 
-    /// <summary>Gradients of the mean loss by backpropagation through time.</summary>
-    public static Gradients Backward(Parameters p, int[] x, int[] y, double[] h0, int batch, int steps, ForwardResult f)
+    /// <summary>Gradients of the mean loss by backpropagation through time, top layer first.</summary>
+    public static Gradients Backward(Parameters p, int[] x, int[] y, double[][] h0, double[][]? c0, int batch, int steps, ForwardResult f)
     {
-        int V = p.V, H = p.H, n = steps * batch;
-        var g = new Gradients
+        int V = p.V, H = p.H, G = p.Gates, L = p.Layers.Count, n = steps * batch;
+        var grads = p.All().Select(a => new double[a.Length]).ToList();
+        int gi = 0;
+        var layerGrads = new List<(double[] Wx, double[] Wh, double[] Bx, double[]? Bh)>();
+        foreach (var ly in p.Layers)
         {
-            Wxh = new double[V * H], Whh = new double[H * H], Bh = new double[H], Whq = new double[H * V],
-            Bq = new double[V], H0 = new double[batch * H], Bh2 = p.Bh2 == null ? null : new double[H],
-        };
-        var dNext = new double[batch * H]; // d loss / d H_t arriving from step t+1
-        for (int t = steps - 1; t >= 0; t--)
-        {
-            var h = f.Hidden[t];
-            var hPrev = t == 0 ? h0 : f.Hidden[t - 1];
-            var dh = (double[])dNext.Clone();
+            var wx = grads[gi++]; var wh = grads[gi++]; var bx = grads[gi++];
+            var bh = ly.Bh != null ? grads[gi++] : null;
+            layerGrads.Add((wx, wh, bx, bh));
+        }
+        var dWhq = grads[gi++];
+        var dBq = grads[gi];
+
+        // Output layer: dO = (softmax − onehot)/n; dH_top[t] = dO·W_hqᵀ.
+        var dOut = new double[L][][];  // [layer][t] (B×H): gradient arriving at H_t from above (output or next layer)
+        for (int l = 0; l < L; l++) dOut[l] = Enumerable.Range(0, steps).Select(_ => new double[batch * H]).ToArray();
+        for (int t = 0; t < steps; t++)
             for (int b = 0; b < batch; b++)
             {
                 int row = t * batch + b;
-                // d loss / d logits = (softmax - onehot) / n
                 var z = f.Logits.AsSpan(row * V, V);
                 double max = double.NegativeInfinity;
                 foreach (var v in z) max = Math.Max(max, v);
@@ -119,35 +206,98 @@ public static class ReferenceRnn
                 for (int k = 0; k < V; k++)
                 {
                     double d = (Math.Exp(z[k] - max) / sum - (k == y[b * steps + t] ? 1 : 0)) / n;
-                    g.Bq[k] += d;
+                    dBq[k] += d;
                     for (int j = 0; j < H; j++)
                     {
-                        g.Whq[j * V + k] += h[b * H + j] * d;
-                        dh[b * H + j] += p.Whq[j * V + k] * d;
+                        dWhq[j * V + k] += f.H[L - 1][t][b * H + j] * d;
+                        dOut[L - 1][t][b * H + j] += p.Whq[j * V + k] * d;
                     }
                 }
             }
-            Array.Clear(dNext);
-            for (int b = 0; b < batch; b++)
+
+        var dH0 = new double[L][];
+        var dC0 = p.Cell == CellKind.Lstm ? new double[L][] : null;
+        for (int l = L - 1; l >= 0; l--)
+        {
+            var ly = p.Layers[l];
+            var (dWx, dWh, dBx, dBh) = layerGrads[l];
+            var dhNext = new double[batch * H]; // recurrent gradient into H_t from step t+1
+            var dcNext = new double[batch * H];
+            for (int t = steps - 1; t >= 0; t--)
             {
-                int xt = x[b * steps + t];
-                for (int j = 0; j < H; j++)
+                var hPrev = t == 0 ? h0[l] : f.H[l][t - 1];
+                var cPrev = p.Cell == CellKind.Lstm ? (t == 0 ? c0![l] : f.C![l][t - 1]) : null;
+                var gt = f.Gates[l][t];
+                var dhPrev = new double[batch * H];
+                var dcPrev = new double[batch * H];
+                for (int b = 0; b < batch; b++)
                 {
-                    double hv = h[b * H + j];
-                    double dpre = dh[b * H + j] * (p.Relu ? (hv > 0 ? 1 : 0) : 1 - hv * hv);
-                    g.Bh[j] += dpre;
-                    if (g.Bh2 != null) g.Bh2[j] += dpre;
-                    g.Wxh[xt * H + j] += dpre;
-                    for (int i = 0; i < H; i++)
+                    var dA = new double[G * H]; // d loss / d (x·Wx + bx) per gate column
+                    var dU = new double[G * H]; // d loss / d (h·Wh [+ bh]) per gate column
+                    for (int j = 0; j < H; j++)
                     {
-                        g.Whh[i * H + j] += hPrev[b * H + i] * dpre;
-                        dNext[b * H + i] += p.Whh[i * H + j] * dpre;
+                        int o = b * H + j, og = b * G * H;
+                        double dh = dOut[l][t][o] + dhNext[o];
+                        switch (p.Cell)
+                        {
+                            case CellKind.Rnn:
+                            {
+                                double hv = gt[og + j];
+                                double d = dh * (p.Relu ? (hv > 0 ? 1 : 0) : 1 - hv * hv);
+                                dA[j] = d; dU[j] = d;
+                                break;
+                            }
+                            case CellKind.Gru:
+                            {
+                                double r = gt[og + j], z = gt[og + H + j], nn = gt[og + 2 * H + j];
+                                double hn = f.HProj[l][t][og + 2 * H + j] + (ly.Bh?[2 * H + j] ?? 0);
+                                double dn = dh * (1 - z) * (1 - nn * nn);
+                                double dz = dh * (hPrev[o] - nn) * z * (1 - z);
+                                double dr = dn * hn * r * (1 - r);
+                                dA[j] = dr; dA[H + j] = dz; dA[2 * H + j] = dn;
+                                dU[j] = dr; dU[H + j] = dz; dU[2 * H + j] = dn * r;
+                                dhPrev[o] += dh * z;
+                                break;
+                            }
+                            default:
+                            {
+                                double i = gt[og + j], fg = gt[og + H + j], g = gt[og + 2 * H + j], oo = gt[og + 3 * H + j];
+                                double c = f.C![l][t][o], tc = Math.Tanh(c);
+                                double dc = dcNext[o] + dh * oo * (1 - tc * tc);
+                                double di = dc * g * i * (1 - i), df = dc * cPrev![o] * fg * (1 - fg);
+                                double dg = dc * i * (1 - g * g), dO = dh * tc * oo * (1 - oo);
+                                dA[j] = di; dA[H + j] = df; dA[2 * H + j] = dg; dA[3 * H + j] = dO;
+                                dU[j] = di; dU[H + j] = df; dU[2 * H + j] = dg; dU[3 * H + j] = dO;
+                                dcPrev[o] = dc * fg;
+                                break;
+                            }
+                        }
+                    }
+                    for (int k = 0; k < G * H; k++)
+                    {
+                        dBx[k] += dA[k];
+                        if (dBh != null) dBh[k] += dU[k];
+                        if (l == 0) dWx[x[b * steps + t] * G * H + k] += dA[k];
+                        else
+                            for (int i = 0; i < H; i++)
+                            {
+                                dWx[i * G * H + k] += f.H[l - 1][t][b * H + i] * dA[k];
+                                dOut[l - 1][t][b * H + i] += ly.Wx[i * G * H + k] * dA[k];
+                            }
+                        for (int i = 0; i < H; i++)
+                        {
+                            dWh[i * G * H + k] += hPrev[b * H + i] * dU[k];
+                            dhPrev[b * H + i] += ly.Wh[i * G * H + k] * dU[k];
+                        }
                     }
                 }
+                dhNext = dhPrev;
+                dcNext = dcPrev;
             }
+            dH0[l] = dhNext;
+            if (dC0 != null) dC0[l] = dcNext;
         }
-        Array.Copy(dNext, g.H0, dNext.Length);
-        return g;
+        return new Gradients { Params = grads, H0 = dH0, C0 = dC0 };
     }
 
     /// <summary>The book's <c>grad_clipping</c>: scale all gradients by θ/norm when norm &gt; θ. Returns the norm.</summary>

@@ -32,12 +32,20 @@ public sealed record BenchResult
 public static class Benchmark
 {
     /// <summary>
-    /// GEMM FLOPs of one minibatch step, N = T·B rows. With one-hot GEMMs: forward 2N(VH + H² + HV), backward
-    /// 2N(VH + 2H² + 2HV) (dW_xh, dW_hh, the recurrent dH, dW_hq, dH from the output) — 2N(5VH + 3H²), what PyTorch's
-    /// nn.RNN on one-hot inputs executes. The gather path skips the two input GEMMs: 2N(3VH + 3H²).
+    /// GEMM FLOPs of one minibatch step, N = T·B rows, G gates, L layers. Output layer: 3 products of 2N·H·V (logits,
+    /// dW_hq, dH). Per layer: the recurrent h·W_hh, dW_hh and recurrent dH, 3 × 2N·H·GH; input products: layer 0 with
+    /// one-hot GEMMs 2 × 2N·V·GH (x·W_xh, dW_xh; the gather path skips both), layers above 3 × 2N·H·GH (x·W_xh, dW_xh,
+    /// dH below). For a one-layer RNN with one-hot GEMMs that is 2N(5VH + 3H²), what PyTorch's nn.RNN executes.
     /// </summary>
-    public static double StepFlops(int vocab, int hidden, int batch, int steps, InputMode input) =>
-        2.0 * steps * batch * ((input == InputMode.OneHotGemm ? 5.0 : 3.0) * vocab * hidden + 3.0 * hidden * hidden);
+    public static double StepFlops(int vocab, int hidden, int batch, int steps, InputMode input, int gates = 1, int layers = 1)
+    {
+        double n = (double)steps * batch, gh = (double)gates * hidden;
+        double f = 3 * 2 * n * hidden * vocab;
+        f += layers * 3 * 2 * n * hidden * gh;
+        if (input == InputMode.OneHotGemm) f += 2 * 2 * n * vocab * gh;
+        f += (layers - 1) * 3 * 2 * n * hidden * gh;
+        return f;
+    }
 
     /// <summary>A whole run (every epoch of <paramref name="o"/>), timed from the first epoch to the final sync.</summary>
     public static BenchResult Run(IBackend be, Corpus corpus, TrainOptions o, string config)
@@ -66,7 +74,7 @@ public static class Benchmark
             Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
             Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
             TokensPerSecond = steps * o.Batch * o.Steps / seconds,
-            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input),
+            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
             Input = t.Driver.Input.ToString(),
             FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
         };
@@ -103,7 +111,7 @@ public static class Benchmark
             Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
             Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
             TokensPerSecond = (double)steps * tb / seconds,
-            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input),
+            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
             Input = t.Driver.Input.ToString(),
             FinalPerplexity = Math.Exp(sum / rows),
         };

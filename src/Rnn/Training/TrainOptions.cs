@@ -8,6 +8,8 @@ namespace CharRnn.Rnn.Training;
 public sealed record TrainOptions
 {
     public ModelKind Model { get; init; } = ModelKind.Scratch;
+    public CellKind Cell { get; init; } = CellKind.Rnn;
+    public int Layers { get; init; } = 1;
     public Activation Activation { get; init; } = Activation.Tanh;
     public int Epochs { get; init; } = 250;
     public int Steps { get; init; } = 35;
@@ -26,9 +28,14 @@ public sealed record TrainOptions
     public double? ValFraction { get; init; }
     public InputMode? Input { get; init; }
 
-    public static readonly string[] PresetNames = ["scratch-random", "scratch-consecutive", "concise"];
+    public static readonly string[] PresetNames =
+        ["scratch-random", "scratch-consecutive", "concise", "gru-scratch", "lstm-scratch", "gru-concise", "lstm-concise"];
 
-    /// <summary>The book's runs. concise: Adam lr 1e-3, consecutive sampling, and — like the book — no clipping.</summary>
+    /// <summary>
+    /// The book's runs. concise: Adam lr 1e-3, consecutive sampling, and — like the book — no clipping.
+    /// gru-/lstm-scratch (6.7/6.8): consecutive sampling, 160 epochs, SGD lr 100, clip 0.01, report every 40;
+    /// gru-/lstm-concise: the same with nn.GRU/nn.LSTM, Adam lr 1e-2 and (as the book) no clipping.
+    /// </summary>
     public static TrainOptions Preset(string name) => name switch
     {
         "scratch-random" => new TrainOptions(),
@@ -38,7 +45,19 @@ public sealed record TrainOptions
             Model = ModelKind.Concise, Sampling = SamplingKind.Consecutive, Optimizer = OptimizerKind.Adam,
             LearningRate = 1e-3f, Clip = null,
         },
+        "gru-scratch" => Gated(CellKind.Gru, ModelKind.Scratch),
+        "lstm-scratch" => Gated(CellKind.Lstm, ModelKind.Scratch),
+        "gru-concise" => Gated(CellKind.Gru, ModelKind.Concise),
+        "lstm-concise" => Gated(CellKind.Lstm, ModelKind.Concise),
         _ => throw new CharRnnException($"Unknown preset '{name}'. Choose one of: {string.Join(", ", PresetNames)}."),
+    };
+
+    static TrainOptions Gated(CellKind cell, ModelKind kind) => new()
+    {
+        Model = kind, Cell = cell, Sampling = SamplingKind.Consecutive, Epochs = 160, PredPeriod = 40,
+        Optimizer = kind == ModelKind.Scratch ? OptimizerKind.Sgd : OptimizerKind.Adam,
+        LearningRate = kind == ModelKind.Scratch ? 100f : 1e-2f,
+        Clip = kind == ModelKind.Scratch ? 0.01f : null,
     };
 
     /// <summary>Throws one clear message for the first bad value.</summary>
@@ -52,6 +71,9 @@ public sealed record TrainOptions
         Positive("--steps", Steps);
         Positive("--batch", Batch);
         Positive("--hidden", Hidden);
+        Positive("--layers", Layers);
+        if (Activation == Activation.Relu && Cell != CellKind.Rnn)
+            throw new CharRnnException("--activation relu applies to the plain RNN cell only (GRU and LSTM use their own sigmoid/tanh gates).");
         Positive("--pred-period", PredPeriod);
         if (PredLen < 0) throw new CharRnnException($"--pred-len must be zero or more (got {PredLen}).");
         if (!float.IsFinite(LearningRate) || LearningRate <= 0)

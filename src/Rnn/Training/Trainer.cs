@@ -40,7 +40,7 @@ public sealed class Trainer : IDisposable
         _be = backend;
         _corpus = corpus;
         _o = options;
-        var spec = new ModelSpec(options.Model, corpus.Vocab.Count, options.Hidden, options.Activation);
+        var spec = new ModelSpec(options.Model, corpus.Vocab.Count, options.Hidden, options.Activation, options.Cell, options.Layers);
         var init = resume?.Parameters() ?? initial ?? RnnParameters.Initialize(spec, new Rng(options.Seed));
         _dataRng = resume != null ? new Rng(resume.Header.DataRngState) : new Rng(options.Seed ^ 0xD2106030UL);
         Model = new RnnModel(backend, init);
@@ -55,12 +55,26 @@ public sealed class Trainer : IDisposable
                     spec.Parameters.Select(p => resume.Tensors["adam_m/" + p.Name]).ToArray(),
                     spec.Parameters.Select(p => resume.Tensors["adam_v/" + p.Name]).ToArray(),
                     resume.Header.AdamSteps);
-            if (resume.Tensors.TryGetValue("state/H", out var h) && h.Length == Driver.StateT.Length)
+            for (int l = 0; l < options.Layers; l++)
             {
-                using var tmp = backend.FromArray(options.Batch, options.Hidden, h);
-                backend.Copy(tmp.All, Driver.StateT);
+                Restore(resume, $"state/H{l}", Driver.HT(l));
+                if (Driver.CT(l) is Mat ct) Restore(resume, $"state/C{l}", ct);
             }
         }
+    }
+
+    void Restore(Checkpoint ck, string name, Mat dst)
+    {
+        if (!ck.Tensors.TryGetValue(name, out var data) || data.Length != dst.Length) return;
+        using var tmp = _be.FromArray(dst.Rows, dst.Cols, data);
+        _be.Copy(tmp.All, dst);
+    }
+
+    float[] Save(Mat src)
+    {
+        using var tmp = _be.Zeros(src.Rows, src.Cols);
+        _be.Copy(src, tmp.All);
+        return _be.ToArray(tmp);
     }
 
     public RnnModel Model { get; }
@@ -204,18 +218,17 @@ public sealed class Trainer : IDisposable
                 tensors["adam_v/" + spec.Parameters[i].Name] = _be.ToArray(adam.SecondMoments![i]);
             }
         }
-        var state = new float[Driver.StateT.Length];
-        using (var tmp = _be.Zeros(_o.Batch, _o.Hidden))
+        for (int l = 0; l < _o.Layers; l++)
         {
-            _be.Copy(Driver.StateT, tmp.All);
-            _be.Download(tmp, state);
+            tensors[$"state/H{l}"] = Save(Driver.HT(l));
+            if (Driver.CT(l) is Mat ct) tensors[$"state/C{l}"] = Save(ct);
         }
-        tensors["state/H"] = state;
         return new Checkpoint
         {
             Header = new CheckpointHeader
             {
-                Model = spec.Kind, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = _corpus.Vocab.ToString(),
+                Model = spec.Kind, Cell = spec.Cell, Layers = spec.Layers, Hidden = spec.Hidden, Activation = spec.Activation,
+                VocabChars = _corpus.Vocab.ToString(),
                 Options = _o, Epoch = CompletedEpochs, Minibatch = 0, DataRngState = _dataRng.State, AdamSteps = adamSteps,
                 CorpusSha1 = CorpusFingerprint(_corpus), CorpusChars = _corpus.Length, CorpusLimit = corpusLimit,
                 WrittenBy = "charrnn " + (typeof(Trainer).Assembly.GetName().Version?.ToString() ?? "?"),

@@ -130,6 +130,91 @@ public sealed class CpuBackend : IBackend
             for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
     }
 
+    static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
+
+    public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
+    {
+        int hd = h.Cols;
+        var b1 = D(bx);
+        var b2 = bh != null ? D(bh) : null;
+        for (int r = 0; r < h.Rows; r++)
+        {
+            var p = Row(pre, r); var g = Row(gates, r); var cp = Row(cPrev, r); var cr = Row(c, r); var hr = Row(h, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float B(int k) => b1[k] + (b2 != null ? b2[k] : 0f);
+                float i = Sigmoid(p[j] + B(j)), f = Sigmoid(p[hd + j] + B(hd + j));
+                float gg = MathF.Tanh(p[2 * hd + j] + B(2 * hd + j)), o = Sigmoid(p[3 * hd + j] + B(3 * hd + j));
+                float cv = f * cp[j] + i * gg;
+                cr[j] = cv;
+                hr[j] = o * MathF.Tanh(cv);
+                g[j] = i; g[hd + j] = f; g[2 * hd + j] = gg; g[3 * hd + j] = o;
+            }
+        }
+    }
+
+    public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre)
+    {
+        int hd = dh.Cols;
+        for (int r = 0; r < dh.Rows; r++)
+        {
+            var dhr = Row(dh, r); var dcr = Row(dc, r); var g = Row(gates, r); var cp = Row(cPrev, r); var cr = Row(c, r); var d = Row(dpre, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float i = g[j], f = g[hd + j], gg = g[2 * hd + j], o = g[3 * hd + j];
+                float tc = MathF.Tanh(cr[j]);
+                float dct = dcr[j] + dhr[j] * o * (1f - tc * tc);
+                d[j] = dct * gg * i * (1f - i);
+                d[hd + j] = dct * cp[j] * f * (1f - f);
+                d[2 * hd + j] = dct * i * (1f - gg * gg);
+                d[3 * hd + j] = dhr[j] * tc * o * (1f - o);
+                dcr[j] = dct * f;
+            }
+        }
+    }
+
+    public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h)
+    {
+        int hd = h.Cols;
+        var b1 = D(bx);
+        var b2 = bh != null ? D(bh) : null;
+        for (int r = 0; r < h.Rows; r++)
+        {
+            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var hr = Row(h, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float Bh(int k) => b2 != null ? b2[k] : 0f;
+                float rg = Sigmoid(x[j] + b1[j] + u[j] + Bh(j));
+                float z = Sigmoid(x[hd + j] + b1[hd + j] + u[hd + j] + Bh(hd + j));
+                float n = MathF.Tanh(x[2 * hd + j] + b1[2 * hd + j] + rg * (u[2 * hd + j] + Bh(2 * hd + j)));
+                hr[j] = (1f - z) * n + z * hp[j];
+                g[j] = rg; g[hd + j] = z; g[2 * hd + j] = n;
+            }
+        }
+    }
+
+    public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
+    {
+        int hd = dh.Cols;
+        var b2 = bh != null ? D(bh) : null;
+        for (int r = 0; r < dh.Rows; r++)
+        {
+            var dhr = Row(dh, r); var g = Row(gates, r); var u = Row(hproj, r); var hp = Row(hPrev, r);
+            var dx = Row(dxpre, r); var du = Row(dhproj, r); var dprev = Row(dhPrev, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float rg = g[j], z = g[hd + j], n = g[2 * hd + j], d = dhr[j];
+                float hn = u[2 * hd + j] + (b2 != null ? b2[2 * hd + j] : 0f);
+                float dn = d * (1f - z) * (1f - n * n);
+                float dz = d * (hp[j] - n) * z * (1f - z);
+                float dr = dn * hn * rg * (1f - rg);
+                dx[j] = dr; dx[hd + j] = dz; dx[2 * hd + j] = dn;
+                du[j] = dr; du[hd + j] = dz; du[2 * hd + j] = dn * rg;
+                dprev[j] += d * z;
+            }
+        }
+    }
+
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
     {
         // Sequential: one row's three passes stay in L1, and the op is memory-bound; threads measured no faster.

@@ -224,6 +224,22 @@ public sealed unsafe class CudaBackend : IBackend
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
         Launch("act_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(PC(dpre)));
 
+    public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h) =>
+        Launch("lstm_forward", Blocks(h.Length), Ptr(PC(pre)), Ptr(P(bx)), Ptr(bh == null ? 0 : P(bh)), Ptr(PC(cPrev)),
+            h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(c)), Ptr(PC(h)));
+
+    public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre) =>
+        Launch("lstm_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(dc)), Ptr(PC(gates)), Ptr(PC(cPrev)), Ptr(PC(c)),
+            dh.Rows, dh.Cols, Ptr(PC(dpre)));
+
+    public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h) =>
+        Launch("gru_forward", Blocks(h.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(bh == null ? 0 : P(bh)),
+            Ptr(PC(hPrev)), h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(h)));
+
+    public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
+        Launch("gru_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(gates)), Ptr(PC(hproj)), Ptr(bh == null ? 0 : P(bh)),
+            Ptr(PC(hPrev)), dh.Rows, dh.Cols, Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
+
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) =>
         Launch("softmax_xent", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
             gradScale, Ptr(PC(dlogits)), Ptr(PC(rowLoss)));
