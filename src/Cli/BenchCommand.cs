@@ -26,13 +26,11 @@ internal static class BenchCommand
         var hidden = new Option<int?>("--hidden") { Description = "Override H." };
         var batch = new Option<int?>("--batch") { Description = "Override B." };
         var sgemm = new Option<int?>("--sgemm") { Description = "Also measure an n×n×n SGEMM on the same device (default: 8192 on a GPU, 2048 on the CPU; 0 = skip)." };
-        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N.", DefaultValueFactory = _ => "auto" };
-        var blas = new Option<string?>("--blas") { Description = "CPU GEMM engine: openblas or managed." };
-        blas.AcceptOnlyFromAmong("openblas", "managed");
-        var input = new Option<string?>("--input") { Description = "gather or onehot." };
-        input.AcceptOnlyFromAmong("gather", "onehot");
+        var device = CommonOptions.Device();
+        var blas = CommonOptions.Blas();
+        var input = CommonOptions.Input();
         var json = new Option<string?>("--json") { Description = "Write the result as JSON to this file (atomically)." };
-        var corpus = new Option<string?>("--corpus") { Description = "Corpus (default: the shipped Jay Chou lyrics)." };
+        var corpus = CommonOptions.Corpus();
         var profile = new Option<bool>("--profile") { Description = "Also print the time per backend op (each op synchronised; slower overall)." };
 
         var cmd = new Command("bench", "Time training (tokens/s, GFLOP/s) on one device, without start-up or generation.");
@@ -48,7 +46,7 @@ internal static class BenchCommand
                 Epochs = pr.GetValue(epochs) ?? o.Epochs,
                 Hidden = pr.GetValue(hidden) ?? o.Hidden,
                 Batch = pr.GetValue(batch) ?? o.Batch,
-                Input = pr.GetValue(input) switch { "gather" => InputMode.Gather, "onehot" => InputMode.OneHotGemm, _ => null },
+                Input = CommonOptions.InputMode(pr.GetValue(input)),
             };
             o.Validate();
             int steps = pr.GetValue(minibatches);

@@ -19,7 +19,7 @@ internal static class GenerateCommand
         var topK = new Option<int?>("--top-k") { Description = "Sample only among the K most likely characters." };
         var seed = new Option<ulong>("--seed") { Description = "Random seed for sampling (the same seed gives the same text).", DefaultValueFactory = _ => 0UL };
         var count = new Option<int>("--count") { Description = "Number of samples.", DefaultValueFactory = _ => 1 };
-        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or cuda:N.", DefaultValueFactory = _ => "auto" };
+        var device = CommonOptions.Device();
         var cmd = new Command("generate", "Generate text from a saved model (greedy, or sampled with a temperature).");
         foreach (var o in new Option[] { checkpoint, prefix, length, temperature, topK, seed, count, device }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>

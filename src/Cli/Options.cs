@@ -1,7 +1,41 @@
 using System.Globalization;
+using System.CommandLine;
 using CharRnn.Rnn;
+using CharRnn.Rnn.Backends;
 
 namespace CharRnn.Cli;
+
+/// <summary>The options several commands share, defined once.</summary>
+internal static class CommonOptions
+{
+    public static Option<string> Device() =>
+        new("--device") { Description = "auto (GPU if usable, else CPU), cpu, cuda or cuda:N.", DefaultValueFactory = _ => "auto" };
+
+    public static Option<string?> Blas()
+    {
+        var o = new Option<string?>("--blas") { Description = "CPU GEMM engine: openblas (default when libopenblas.so.0 loads) or managed." };
+        o.AcceptOnlyFromAmong("openblas", "managed");
+        return o;
+    }
+
+    public static Option<string?> Input()
+    {
+        var o = new Option<string?>("--input") { Description = "How onehot(X)·W_xh is computed: gather (CPU default) or onehot (one-hot scatter + GEMM, GPU default). Equal results." };
+        o.AcceptOnlyFromAmong("gather", "onehot");
+        return o;
+    }
+
+    public static Option<string?> Corpus() =>
+        new("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };
+
+    /// <summary>The --input value as an <see cref="InputMode"/> (null: the backend's default).</summary>
+    public static InputMode? InputMode(string? value) => value switch
+    {
+        "gather" => Rnn.Backends.InputMode.Gather,
+        "onehot" => Rnn.Backends.InputMode.OneHotGemm,
+        _ => null,
+    };
+}
 
 /// <summary>Parsing of option values that are not plain numbers ("all", "none").</summary>
 internal static class OptionValues

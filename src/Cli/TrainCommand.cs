@@ -38,12 +38,10 @@ internal static class TrainCommand
         var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开)." };
         var chars = new Option<string?>("--chars") { Description = "Use the first N characters of the corpus, or 'all' (book: 10000)." };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation and sampling (default 0)." };
-        var corpus = new Option<string?>("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };
-        var device = new Option<string>("--device") { Description = "auto (GPU if usable, else CPU), cpu, cuda or cuda:N.", DefaultValueFactory = _ => "auto" };
-        var input = new Option<string?>("--input") { Description = "How onehot(X)·W_xh is computed: gather (CPU default) or onehot (one-hot scatter + GEMM, GPU default). Equal results." };
-        input.AcceptOnlyFromAmong("gather", "onehot");
-        var blas = new Option<string?>("--blas") { Description = "CPU GEMM engine: openblas (default when libopenblas.so.0 loads) or managed." };
-        blas.AcceptOnlyFromAmong("openblas", "managed");
+        var corpus = CommonOptions.Corpus();
+        var device = CommonOptions.Device();
+        var input = CommonOptions.Input();
+        var blas = CommonOptions.Blas();
         var activation = new Option<string?>("--activation") { Description = "tanh (book) or relu." };
         activation.AcceptOnlyFromAmong("tanh", "relu");
         var cell = new Option<string?>("--cell") { Description = "rnn (book 6.4/6.5), gru (6.7) or lstm (6.8); PyTorch's gate order and equations." };
@@ -88,7 +86,7 @@ internal static class TrainCommand
                     Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => o.Sampling },
                     Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => o.Optimizer },
                     Seed = pr.GetValue(seed) ?? o.Seed,
-                    Input = pr.GetValue(input) switch { "gather" => InputMode.Gather, "onehot" => InputMode.OneHotGemm, _ => o.Input },
+                    Input = CommonOptions.InputMode(pr.GetValue(input)) ?? o.Input,
                     Activation = pr.GetValue(activation) == "relu" ? Activation.Relu : o.Activation,
                     ValFraction = pr.GetValue(valFraction) ?? o.ValFraction,
                     Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => o.Cell },

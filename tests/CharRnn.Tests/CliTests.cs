@@ -5,7 +5,7 @@ namespace CharRnn.Tests;
 
 public class CliTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var o = new StringWriter();
         var e = new StringWriter();
@@ -56,7 +56,7 @@ public class CliTests
     }
 
     /// <summary>Tiny with options replaced or added (System.CommandLine rejects a repeated single-value option).</summary>
-    static string[] With(string[] extra)
+    internal static string[] With(string[] extra)
     {
         var args = Tiny.ToList();
         for (int i = 0; i < extra.Length; i += 2)
@@ -132,16 +132,9 @@ public class CliTests
 
 public class CliOutputTests
 {
-    static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = CharRnn.Cli.Program.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
-    static readonly string[] Tiny = ["train", "--device", "cpu", "--epochs", "4", "--pred-period", "2", "--hidden", "16",
-        "--batch", "4", "--steps", "8", "--chars", "1500", "--pred-len", "6"];
+    static readonly string[] Tiny = [.. CliTests.With(["--chars", "1500"])];
 
     [Test]
     public void CheckpointsMetricsPlotResumeAndGenerate()
