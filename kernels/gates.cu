@@ -1,8 +1,8 @@
-// gates.cu — the fused per-step gate kernels of the GRU and LSTM cells (PyTorch's gate order and equations).
+// gates.cu — the fused per-step gate kernels of the GRU and LSTM cells (PyTorch's gate order i,f,g,o and r,z,n; PyTorch's GRU and the book's scratch GRU).
 //
 // Rows are batch rows of one time step (n = B); H hidden units; gate blocks side by side in columns, so element
 // (row, gate k, unit j) of an (n × G·H) matrix is at row·G·H + k·H + j. Biases bx, bh are (G·H); bh may be null.
-// Launch (all four): 1-D grid-stride over n·H (row, unit) pairs, 256 threads per block. Row-major float32.
+// Launch (all eight): 1-D grid-stride over n·H (row, unit) pairs, 256 threads per block. Row-major float32.
 //
 // lstm_forward(pre[n×4H], bx, bh, c_prev[n×H], n, H, gates[n×4H], c[n×H], h[n×H])
 //     pre = x·W_x + h·W_h (no biases). i, f, o = σ(pre + b), g = tanh(pre + b); c = f·c_prev + i·g; h = o·tanh(c);
@@ -16,6 +16,16 @@
 // gru_backward(dh[n×H], gates[n×3H], hproj[n×3H], bh, h_prev[n×H], n, H, dxpre[n×3H], dhproj[n×3H], dh_prev[n×H])
 //     dn = dh(1−z)(1−n²), dz = dh(h_prev − n)z(1−z), dr = dn·(h_n + bh_n)·r(1−r);
 //     dxpre = (dr, dz, dn); dhproj = (dr, dz, dn·r); dh_prev += dh·z.
+//
+// The book's scratch GRU (d2l 6.7): n = tanh(x·W_n + b_n + (r ⊙ h)·U_n) — r applied before the product.
+// gru_reset_gates(xpre[n×3H], hproj[n×3H], bx, h_prev[n×H], n, H, gates[n×3H], rh[n×H])
+//     hproj's r, z blocks = h·U (no bias). r = σ(x_r + b_r + h_r), z = σ(x_z + b_z + h_z) → gates; rh = r·h_prev.
+// gru_candidate(xpre[n×3H], hproj[n×3H], bx, h_prev[n×H], n, H, gates[n×3H], h[n×H])
+//     hproj's n block = rh·U_n. n = tanh(x_n + b_n + hproj_n) → gates; h = z·h_prev + (1 − z)·n.
+// gru_candidate_backward(dh[n×H], gates[n×3H], h_prev[n×H], n, H, dxpre[n×3H], dhproj[n×3H], dh_prev[n×H])
+//     z, n columns of dxpre and dhproj: dz = dh(h_prev − n)z(1−z), dn = dh(1−z)(1−n²); dh_prev += dh·z.
+// gru_reset_backward(drh[n×H], gates[n×3H], h_prev[n×H], n, H, dxpre[n×3H], dhproj[n×3H], dh_prev[n×H])
+//     drh = d/d(r·h_prev). r columns: drh·h_prev·r(1−r); dh_prev += drh·r.
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -104,5 +114,77 @@ extern "C" __global__ void gru_backward(const float* __restrict__ dh, const floa
         dx[j] = dr; dx[H + j] = dz; dx[2 * H + j] = dn;
         du[j] = dr; du[H + j] = dz; du[2 * H + j] = dn * rg;
         dh_prev[e] += d * z;
+    }
+}
+
+
+extern "C" __global__ void gru_reset_gates(const float* __restrict__ xpre, const float* __restrict__ hproj,
+                                           const float* __restrict__ bx, const float* __restrict__ h_prev, int n, int H,
+                                           float* __restrict__ gates, float* __restrict__ rh)
+{
+    long long total = (long long)n * H;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x)
+    {
+        int r = (int)(e / H), j = (int)(e - (long long)r * H);
+        const float* x = xpre + (long long)r * 3 * H;
+        const float* u = hproj + (long long)r * 3 * H;
+        float rg = sigmoidf_(x[j] + bx[j] + u[j]);
+        float* gt = gates + (long long)r * 3 * H;
+        gt[j] = rg;
+        gt[H + j] = sigmoidf_(x[H + j] + bx[H + j] + u[H + j]);
+        rh[e] = rg * h_prev[e];
+    }
+}
+
+extern "C" __global__ void gru_candidate(const float* __restrict__ xpre, const float* __restrict__ hproj,
+                                         const float* __restrict__ bx, const float* __restrict__ h_prev, int n, int H,
+                                         float* __restrict__ gates, float* __restrict__ h)
+{
+    long long total = (long long)n * H;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x)
+    {
+        int r = (int)(e / H), j = (int)(e - (long long)r * H);
+        float* gt = gates + (long long)r * 3 * H;
+        float nn = tanhf(xpre[(long long)r * 3 * H + 2 * H + j] + bx[2 * H + j] + hproj[(long long)r * 3 * H + 2 * H + j]);
+        float z = gt[H + j];
+        gt[2 * H + j] = nn;
+        h[e] = z * h_prev[e] + (1.0f - z) * nn;
+    }
+}
+
+extern "C" __global__ void gru_candidate_backward(const float* __restrict__ dh, const float* __restrict__ gates,
+                                                  const float* __restrict__ h_prev, int n, int H,
+                                                  float* __restrict__ dxpre, float* __restrict__ dhproj,
+                                                  float* __restrict__ dh_prev)
+{
+    long long total = (long long)n * H;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x)
+    {
+        int r = (int)(e / H), j = (int)(e - (long long)r * H);
+        const float* gt = gates + (long long)r * 3 * H;
+        float z = gt[H + j], nn = gt[2 * H + j], d = dh[e];
+        float dn = d * (1.0f - z) * (1.0f - nn * nn);
+        float dz = d * (h_prev[e] - nn) * z * (1.0f - z);
+        long long row = (long long)r * 3 * H;
+        dxpre[row + H + j] = dz; dhproj[row + H + j] = dz;
+        dxpre[row + 2 * H + j] = dn; dhproj[row + 2 * H + j] = dn;
+        dh_prev[e] += d * z;
+    }
+}
+
+extern "C" __global__ void gru_reset_backward(const float* __restrict__ drh, const float* __restrict__ gates,
+                                              const float* __restrict__ h_prev, int n, int H,
+                                              float* __restrict__ dxpre, float* __restrict__ dhproj,
+                                              float* __restrict__ dh_prev)
+{
+    long long total = (long long)n * H;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total; e += (long long)gridDim.x * blockDim.x)
+    {
+        int r = (int)(e / H), j = (int)(e - (long long)r * H);
+        float rg = gates[(long long)r * 3 * H + j], d = drh[e];
+        float dr = d * h_prev[e] * rg * (1.0f - rg);
+        dxpre[(long long)r * 3 * H + j] = dr;
+        dhproj[(long long)r * 3 * H + j] = dr;
+        dh_prev[e] += d * rg;
     }
 }

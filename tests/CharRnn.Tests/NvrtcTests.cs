@@ -31,6 +31,7 @@ public class NvrtcTests
             "bias_act_forward", "act_backward", "one_hot_scatter", "gather_rows", "scatter_add_rows", "sumsq_partial",
             "clip_finalize", "sgd_update", "adam_update", "column_sum", "argmax_rows", "softmax_xent", "loss_accumulate",
             "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+            "gru_reset_gates", "gru_candidate", "gru_candidate_backward", "gru_reset_backward",
         }));
     }
 

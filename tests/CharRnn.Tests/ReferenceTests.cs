@@ -143,6 +143,7 @@ public class ReferenceTests
                 In = l == 0 ? v : h,
             }).ToList(),
             Whq = R(h * v, 0.5), Bq = R(v, 0.1), V = v, H = h, Cell = cell, Relu = relu,
+            ResetBeforeMatmul = cell == CellKind.Gru && !concise, // the book's scratch GRU, as ModelSpec.GruResetBeforeMatmul
         };
     }
 

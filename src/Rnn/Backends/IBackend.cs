@@ -142,6 +142,31 @@ public interface IBackend : IDisposable
     void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
 
     /// <summary>
+    /// The book's scratch GRU (d2l 6.7), first half of a step, <c>gru_reset_gates</c>: with xpre = x·W_x and
+    /// hproj[:, 0:2H] = h·W_h[:, 0:2H] (no biases), r = σ(x_r + b_r + h_r), z = σ(x_z + b_z + h_z) into gates' r, z
+    /// blocks, and rh = r ⊙ hPrev (n × H), whose product with U_n is the candidate's hidden part.
+    /// </summary>
+    void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh);
+
+    /// <summary>
+    /// Second half, <c>gru_candidate</c>: with hproj[:, 2H:3H] = rh·U_n, n = tanh(x_n + b_n + hproj_n) into gates' n
+    /// block and h = z ⊙ hPrev + (1 − z) ⊙ n.
+    /// </summary>
+    void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h);
+
+    /// <summary>
+    /// <c>gru_candidate_backward</c>: from dh, the n and z columns of dxpre and dhproj (dn_pre = dh(1−z)(1−n²);
+    /// dz_pre = dh(hPrev − n)z(1−z)), and dhPrev += z ⊙ dh.
+    /// </summary>
+    void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
+
+    /// <summary>
+    /// <c>gru_reset_backward</c>: from drh = d loss / d (r ⊙ hPrev) (n × H), the r columns of dxpre and dhproj
+    /// (drh ⊙ hPrev ⊙ r(1−r)), and dhPrev += drh ⊙ r.
+    /// </summary>
+    void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
+
+    /// <summary>
     /// <c>softmax_xent</c>: for each row r, p = softmax(logits[r] + bias); dlogits[r] = (p − onehot(labels[r]))·gradScale;
     /// rowLoss[r] = −log p[labels[r]] (rowLoss is rows × 1). <see cref="AccumulateLoss"/> adds them up.
     /// </summary>

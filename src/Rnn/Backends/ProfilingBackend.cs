@@ -57,6 +57,10 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre) => Time(() => inner.LstmBackward(dh, dc, gates, cPrev, c, dpre));
     public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h) => Time(() => inner.GruForward(xpre, hproj, bx, bh, hPrev, gates, h));
     public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) => Time(() => inner.GruBackward(dh, gates, hproj, bh, hPrev, dxpre, dhproj, dhPrev));
+    public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh) => Time(() => inner.GruResetGates(xpre, hproj, bx, hPrev, gates, rh));
+    public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h) => Time(() => inner.GruCandidate(xpre, hproj, bx, hPrev, gates, h));
+    public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) => Time(() => inner.GruCandidateBackward(dh, gates, hPrev, dxpre, dhproj, dhPrev));
+    public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) => Time(() => inner.GruResetBackward(drh, gates, hPrev, dxpre, dhproj, dhPrev));
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) => Time(() => inner.SoftmaxCrossEntropy(logits, bias, labels, dlogits, gradScale, rowLoss));
     public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss) => Time(() => inner.OutputLayerForward(h, whq, bq, labels, logits, dlogits, gradScale, rowLoss));
     public void AccumulateLoss(Mat rowLoss) => Time(() => inner.AccumulateLoss(rowLoss));

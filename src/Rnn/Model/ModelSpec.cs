@@ -15,6 +15,12 @@ public enum Activation { Tanh, Relu }
 public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation Activation = Activation.Tanh,
     CellKind Cell = CellKind.Rnn, int Layers = 1)
 {
+    /// <summary>
+    /// The book's scratch GRU (6.7) applies the reset gate before the product: n = tanh(x·W_n + b_n + (r ⊙ h)·U_n);
+    /// PyTorch's nn.GRU (the concise models) after it: n = tanh(x·W_n + b_in + r ⊙ (h·U_n + b_hn)).
+    /// </summary>
+    public bool GruResetBeforeMatmul => Cell == CellKind.Gru && Kind == ModelKind.Scratch;
+
     /// <summary>Gates per cell: RNN 1, GRU 3, LSTM 4.</summary>
     public int Gates => Cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
 

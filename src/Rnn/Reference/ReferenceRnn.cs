@@ -10,7 +10,8 @@ namespace CharRnn.Rnn.Reference;
 /// <code>
 ///   RNN : h' = tanh(x Wx + bx + h Wh + bh)                      (relu instead of tanh if asked)
 ///   GRU : r = σ(x Wr + bxr + h Ur + bhr), z = σ(x Wz + bxz + h Uz + bhz),
-///         n = tanh(x Wn + bxn + r ⊙ (h Un + bhn)),  h' = (1 − z) ⊙ n + z ⊙ h
+///         n = tanh(x Wn + bxn + r ⊙ (h Un + bhn)),  h' = (1 − z) ⊙ n + z ⊙ h          (PyTorch's nn.GRU)
+///         the book's scratch GRU (6.7): n = tanh(x Wn + bn + (r ⊙ h) Un)           (ResetBeforeMatmul)
 ///   LSTM: i, f, o = σ(x W· + bx· + h U· + bh·), g = tanh(…),  c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
 /// </code>
 /// (bh is absent — zero — for the scratch models, which have one bias per gate.)
@@ -31,6 +32,8 @@ public static class ReferenceRnn
         public required int V, H;
         public CellKind Cell = CellKind.Rnn;
         public bool Relu;
+        /// <summary>GRU only: the book's scratch cell, whose candidate multiplies (r ⊙ h) by U_n.</summary>
+        public bool ResetBeforeMatmul;
 
         public int Gates => Cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
 
@@ -106,6 +109,28 @@ public static class ReferenceRnn
                         hp[b * G * H + k] = v;
                     }
                     double Bh(int k) => ly.Bh?[k] ?? 0.0;
+                    if (p.Cell == CellKind.Gru && p.ResetBeforeMatmul)
+                    {
+                        // r and z first; then the candidate's hidden part is (r ⊙ h)·U_n.
+                        int og = b * G * H;
+                        var rh = new double[H];
+                        for (int j = 0; j < H; j++)
+                        {
+                            gt[og + j] = Sig(a[j] + u[j]);
+                            gt[og + H + j] = Sig(a[H + j] + u[H + j]);
+                            rh[j] = gt[og + j] * hPrev[b * H + j];
+                        }
+                        for (int j = 0; j < H; j++)
+                        {
+                            double un = 0;
+                            for (int i = 0; i < H; i++) un += rh[i] * ly.Wh[i * G * H + 2 * H + j];
+                            hp[og + 2 * H + j] = un;
+                            double n = Math.Tanh(a[2 * H + j] + un), z = gt[og + H + j];
+                            gt[og + 2 * H + j] = n;
+                            h[b * H + j] = (1 - z) * n + z * hPrev[b * H + j];
+                        }
+                        continue;
+                    }
                     for (int j = 0; j < H; j++)
                     {
                         int o = b * H + j, og = b * G * H;
@@ -234,6 +259,12 @@ public static class ReferenceRnn
                 {
                     var dA = new double[G * H]; // d loss / d (x·Wx + bx) per gate column
                     var dU = new double[G * H]; // d loss / d (h·Wh [+ bh]) per gate column
+                    if (p.Cell == CellKind.Gru && p.ResetBeforeMatmul)
+                    {
+                        BookGruStep(p, ly, l, t, b, f, hPrev, dOut[l][t], dhNext, dA, dhPrev, dWh);
+                        AccumulateLayerGrads(p, ly, l, t, b, f, x, steps, hPrev, dA, dA, dWx, dBx, null, dWh, dOut, dhPrev, rzOnly: true);
+                        continue;
+                    }
                     for (int j = 0; j < H; j++)
                     {
                         int o = b * H + j, og = b * G * H;
@@ -273,23 +304,7 @@ public static class ReferenceRnn
                             }
                         }
                     }
-                    for (int k = 0; k < G * H; k++)
-                    {
-                        dBx[k] += dA[k];
-                        if (dBh != null) dBh[k] += dU[k];
-                        if (l == 0) dWx[x[b * steps + t] * G * H + k] += dA[k];
-                        else
-                            for (int i = 0; i < H; i++)
-                            {
-                                dWx[i * G * H + k] += f.H[l - 1][t][b * H + i] * dA[k];
-                                dOut[l - 1][t][b * H + i] += ly.Wx[i * G * H + k] * dA[k];
-                            }
-                        for (int i = 0; i < H; i++)
-                        {
-                            dWh[i * G * H + k] += hPrev[b * H + i] * dU[k];
-                            dhPrev[b * H + i] += ly.Wh[i * G * H + k] * dU[k];
-                        }
-                    }
+                    AccumulateLayerGrads(p, ly, l, t, b, f, x, steps, hPrev, dA, dU, dWx, dBx, dBh, dWh, dOut, dhPrev, rzOnly: false);
                 }
                 dhNext = dhPrev;
                 dcNext = dcPrev;
@@ -298,6 +313,68 @@ public static class ReferenceRnn
             if (dC0 != null) dC0[l] = dcNext;
         }
         return new Gradients { Params = grads, H0 = dH0, C0 = dC0 };
+    }
+
+    /// <summary>
+    /// Adds one batch row's contributions: dW_x, db_x (and db_h) from dA, dU; the layer below's dH from dA·W_xᵀ;
+    /// dW_h and dH_{t−1} from dU through h_{t−1} (for the book's GRU only the r, z columns go through h_{t−1}).
+    /// </summary>
+    static void AccumulateLayerGrads(Parameters p, Layer ly, int l, int t, int b, ForwardResult f, int[] x, int steps,
+        double[] hPrev, double[] dA, double[] dU, double[] dWx, double[] dBx, double[]? dBh, double[] dWh, double[][][] dOut,
+        double[] dhPrev, bool rzOnly)
+    {
+        int H = p.H, G = p.Gates;
+        for (int k = 0; k < G * H; k++)
+        {
+            dBx[k] += dA[k];
+            if (dBh != null) dBh[k] += dU[k];
+            if (l == 0) dWx[x[b * steps + t] * G * H + k] += dA[k];
+            else
+                for (int i = 0; i < H; i++)
+                {
+                    dWx[i * G * H + k] += f.H[l - 1][t][b * H + i] * dA[k];
+                    dOut[l - 1][t][b * H + i] += ly.Wx[i * G * H + k] * dA[k];
+                }
+            if (rzOnly && k >= 2 * H) continue;
+            for (int i = 0; i < H; i++)
+            {
+                dWh[i * G * H + k] += hPrev[b * H + i] * dU[k];
+                dhPrev[b * H + i] += ly.Wh[i * G * H + k] * dU[k];
+            }
+        }
+    }
+
+    /// <summary>
+    /// One batch row of the book's GRU backward: dA ← (dr, dz, dn) pre-activation gradients; the candidate's path
+    /// through (r ⊙ h)·U_n goes into dW_h's n columns and into dH_{t−1} here; z's direct path too.
+    /// </summary>
+    static void BookGruStep(Parameters p, Layer ly, int l, int t, int b, ForwardResult f, double[] hPrev, double[] dFromAbove,
+        double[] dhNext, double[] dA, double[] dhPrev, double[] dWh)
+    {
+        int H = p.H, G = p.Gates, og = b * G * H;
+        var gt = f.Gates[l][t];
+        var dnPre = new double[H];
+        for (int j = 0; j < H; j++)
+        {
+            int o = b * H + j;
+            double dh = dFromAbove[o] + dhNext[o];
+            double z = gt[og + H + j], n = gt[og + 2 * H + j];
+            dnPre[j] = dh * (1 - z) * (1 - n * n);
+            dA[H + j] = dh * (hPrev[o] - n) * z * (1 - z);
+            dA[2 * H + j] = dnPre[j];
+            dhPrev[o] += dh * z;
+        }
+        for (int i = 0; i < H; i++)
+        {
+            double r = gt[og + i], rh = r * hPrev[b * H + i], drh = 0;
+            for (int j = 0; j < H; j++)
+            {
+                dWh[i * G * H + 2 * H + j] += rh * dnPre[j];
+                drh += ly.Wh[i * G * H + 2 * H + j] * dnPre[j];
+            }
+            dA[i] = drh * hPrev[b * H + i] * r * (1 - r);
+            dhPrev[b * H + i] += drh * r;
+        }
     }
 
     /// <summary>The book's <c>grad_clipping</c>: scale all gradients by θ/norm when norm &gt; θ. Returns the norm.</summary>

@@ -26,10 +26,12 @@ public sealed class BpttDriver : IDisposable
         public Tensor? DC;              // (B × H) LSTM: d loss / d c carried backwards
         public required Tensor DH0;     // (B × H) d loss / d H_0 (only when asked)
         public Tensor? DC0;             // (B × H) LSTM: d loss / d C_0 (only when asked)
+        public Tensor? RH;              // (T·B × H) book's GRU: r_t ⊙ h_{t−1}, the candidate's hidden input
+        public Tensor? DRH;             // (B × H) book's GRU: d loss / d (r ⊙ h_{t−1}) of the current step
 
         public void Dispose()
         {
-            foreach (var t in new[] { Pre, HProj, Gates, Hs, Cs, DH, DPre, DHProj, DC, DH0, DC0 }) t?.Dispose();
+            foreach (var t in new[] { Pre, HProj, Gates, Hs, Cs, DH, DPre, DHProj, DC, DH0, DC0, RH, DRH }) t?.Dispose();
         }
     }
 
@@ -57,6 +59,7 @@ public sealed class BpttDriver : IDisposable
                 Hs = _be.Zeros((steps + 1) * batch, h), Cs = lstm ? _be.Zeros((steps + 1) * batch, h) : null,
                 DH = _be.Zeros(tb, h), DPre = _be.Zeros(tb, gh), DHProj = gru ? _be.Zeros(tb, gh) : null,
                 DC = lstm ? _be.Zeros(batch, h) : null, DH0 = _be.Zeros(batch, h), DC0 = lstm ? _be.Zeros(batch, h) : null,
+                RH = _spec.GruResetBeforeMatmul ? _be.Zeros(tb, h) : null, DRH = _spec.GruResetBeforeMatmul ? _be.Zeros(batch, h) : null,
             };
         Logits = _be.Zeros(tb, v);             // (T·B × V)   H_top·W_hq, without b_q (the softmax kernel adds it)
         DLogits = _be.Zeros(tb, v);            // (T·B × V)   d loss / d logits
@@ -150,11 +153,24 @@ public sealed class BpttDriver : IDisposable
                     _be.Gemm(false, false, 1f, hPrev, p.Wh.All, 1f, pre);                 // all four gates at once
                     _be.LstmForward(pre, p.Bx, p.Bh, Rows(b.Cs!, t), Rows(b.Gates!, t), Rows(b.Cs!, t + 1), h);
                     break;
+                case CellKind.Gru when _spec.GruResetBeforeMatmul:
+                {
+                    // The book's GRU: r, z from h·U_rz; then the candidate's hidden part (r ⊙ h)·U_n.
+                    int hd = _spec.Hidden;
+                    var hp = Rows(b.HProj!, t);
+                    _be.Gemm(false, false, 1f, hPrev, p.Wh.All.ColumnRange(0, 2 * hd), 0f, hp.ColumnRange(0, 2 * hd));
+                    _be.GruResetGates(pre, hp, p.Bx, hPrev, Rows(b.Gates!, t), Rows(b.RH!, t));
+                    _be.Gemm(false, false, 1f, Rows(b.RH!, t), p.Wh.All.ColumnRange(2 * hd, hd), 0f, hp.ColumnRange(2 * hd, hd));
+                    _be.GruCandidate(pre, hp, p.Bx, hPrev, Rows(b.Gates!, t), h);
+                    break;
+                }
                 default:
+                {
                     var hp = Rows(b.HProj!, t);
                     _be.Gemm(false, false, 1f, hPrev, p.Wh.All, 0f, hp);                  // r, z, n hidden parts
                     _be.GruForward(pre, hp, p.Bx, p.Bh, hPrev, Rows(b.Gates!, t), h);
                     break;
+                }
             }
             if (stepsDone != null) Volatile.Write(ref stepsDone[0], t + 1);
         }
@@ -256,6 +272,18 @@ public sealed class BpttDriver : IDisposable
                     if (t < Steps - 1) _be.Gemm(false, true, 1f, Rows(b.DPre, t + 1), p.Wh.All, 1f, dh);
                     _be.LstmBackward(dh, b.DC!.All, Rows(b.Gates!, t), Rows(b.Cs!, t), Rows(b.Cs!, t + 1), dpre);
                     break;
+                case CellKind.Gru when _spec.GruResetBeforeMatmul:
+                {
+                    int hd = _spec.Hidden;
+                    var uRZ = p.Wh.All.ColumnRange(0, 2 * hd);
+                    if (t < Steps - 1) _be.Gemm(false, true, 1f, Rows(b.DHProj!, t + 1).ColumnRange(0, 2 * hd), uRZ, 1f, dh);
+                    var dPrev = t > 0 ? Rows(b.DH, t - 1) : b.DH0.All;
+                    var dhp = Rows(b.DHProj!, t);
+                    _be.GruCandidateBackward(dh, Rows(b.Gates!, t), Rows(b.Hs, t), dpre, dhp, dPrev);        // z, n; z ⊙ dh
+                    _be.Gemm(false, true, 1f, dhp.ColumnRange(2 * hd, hd), p.Wh.All.ColumnRange(2 * hd, hd), 0f, b.DRH!.All);
+                    _be.GruResetBackward(b.DRH!.All, Rows(b.Gates!, t), Rows(b.Hs, t), dpre, dhp, dPrev);  // r; r ⊙ d(rh)
+                    break;
+                }
                 default:
                     if (t < Steps - 1) _be.Gemm(false, true, 1f, Rows(b.DHProj!, t + 1), p.Wh.All, 1f, dh); // + dHProj_{t+1}·W_hhᵀ
                     _be.GruBackward(dh, Rows(b.Gates!, t), Rows(b.HProj!, t), p.Bh, Rows(b.Hs, t), dpre, Rows(b.DHProj!, t),
@@ -264,8 +292,11 @@ public sealed class BpttDriver : IDisposable
             }
         }
         if (!wantDH0) return;
-        var dRec = _spec.Cell == CellKind.Gru ? Rows(b.DHProj!, 0) : Rows(b.DPre, 0);
-        _be.Gemm(false, true, 1f, dRec, p.Wh.All, _spec.Cell == CellKind.Gru ? 1f : 0f, b.DH0.All);
+        bool gru = _spec.Cell == CellKind.Gru;
+        if (_spec.GruResetBeforeMatmul)
+            _be.Gemm(false, true, 1f, Rows(b.DHProj!, 0).ColumnRange(0, 2 * _spec.Hidden), p.Wh.All.ColumnRange(0, 2 * _spec.Hidden), 1f, b.DH0.All);
+        else
+            _be.Gemm(false, true, 1f, gru ? Rows(b.DHProj!, 0) : Rows(b.DPre, 0), p.Wh.All, gru ? 1f : 0f, b.DH0.All);
         if (b.DC0 != null) _be.Copy(b.DC!.All, b.DC0.All);
     }
 
@@ -276,7 +307,13 @@ public sealed class BpttDriver : IDisposable
         var p = _m.Layers[l];
         int tb = Steps * Batch;
         var dRec = (b.DHProj ?? b.DPre).All;                                       // d/d(h·W_h + b_h)
-        _be.Gemm(true, false, 1f, b.Hs.RowRange(0, tb), dRec, 0f, p.DWh.All);      // dW_hh = H_{t-1}ᵀ·dRec
+        if (_spec.GruResetBeforeMatmul)
+        {
+            int hd = _spec.Hidden;                                                  // book's GRU: U_n multiplies r ⊙ h
+            _be.Gemm(true, false, 1f, b.Hs.RowRange(0, tb), dRec.ColumnRange(0, 2 * hd), 0f, p.DWh.All.ColumnRange(0, 2 * hd));
+            _be.Gemm(true, false, 1f, b.RH!.All, dRec.ColumnRange(2 * hd, hd), 0f, p.DWh.All.ColumnRange(2 * hd, hd));
+        }
+        else _be.Gemm(true, false, 1f, b.Hs.RowRange(0, tb), dRec, 0f, p.DWh.All); // dW_hh = H_{t-1}ᵀ·dRec
         _be.ColumnSum(b.DPre.All, p.DBx.All);                                       // db_x (the book's b)
         if (p.DBh != null)
         {

@@ -215,6 +215,72 @@ public sealed class CpuBackend : IBackend
         }
     }
 
+    public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh)
+    {
+        int hd = hPrev.Cols;
+        var b = D(bx);
+        for (int r = 0; r < hPrev.Rows; r++)
+        {
+            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var o = Row(rh, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float rg = Sigmoid(x[j] + b[j] + u[j]);
+                g[j] = rg;
+                g[hd + j] = Sigmoid(x[hd + j] + b[hd + j] + u[hd + j]);
+                o[j] = rg * hp[j];
+            }
+        }
+    }
+
+    public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h)
+    {
+        int hd = h.Cols;
+        var b = D(bx);
+        for (int r = 0; r < h.Rows; r++)
+        {
+            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var hr = Row(h, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float n = MathF.Tanh(x[2 * hd + j] + b[2 * hd + j] + u[2 * hd + j]), z = g[hd + j];
+                g[2 * hd + j] = n;
+                hr[j] = z * hp[j] + (1f - z) * n;
+            }
+        }
+    }
+
+    public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
+    {
+        int hd = dh.Cols;
+        for (int r = 0; r < dh.Rows; r++)
+        {
+            var d = Row(dh, r); var g = Row(gates, r); var hp = Row(hPrev, r); var dx = Row(dxpre, r); var du = Row(dhproj, r); var dp = Row(dhPrev, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float z = g[hd + j], n = g[2 * hd + j];
+                float dn = d[j] * (1f - z) * (1f - n * n);
+                float dz = d[j] * (hp[j] - n) * z * (1f - z);
+                dx[hd + j] = du[hd + j] = dz;
+                dx[2 * hd + j] = du[2 * hd + j] = dn;
+                dp[j] += d[j] * z;
+            }
+        }
+    }
+
+    public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
+    {
+        int hd = drh.Cols;
+        for (int r = 0; r < drh.Rows; r++)
+        {
+            var d = Row(drh, r); var g = Row(gates, r); var hp = Row(hPrev, r); var dx = Row(dxpre, r); var du = Row(dhproj, r); var dp = Row(dhPrev, r);
+            for (int j = 0; j < hd; j++)
+            {
+                float rg = g[j];
+                dx[j] = du[j] = d[j] * hp[j] * rg * (1f - rg);
+                dp[j] += d[j] * rg;
+            }
+        }
+    }
+
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
     {
         // Sequential: one row's three passes stay in L1, and the op is memory-bound; threads measured no faster.

@@ -240,6 +240,22 @@ public sealed unsafe class CudaBackend : IBackend
         Launch("gru_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(gates)), Ptr(PC(hproj)), Ptr(bh == null ? 0 : P(bh)),
             Ptr(PC(hPrev)), dh.Rows, dh.Cols, Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
 
+    public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh) =>
+        Launch("gru_reset_gates", Blocks(hPrev.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(PC(hPrev)),
+            hPrev.Rows, hPrev.Cols, Ptr(PC(gates)), Ptr(PC(rh)));
+
+    public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h) =>
+        Launch("gru_candidate", Blocks(h.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(PC(hPrev)),
+            h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(h)));
+
+    public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
+        Launch("gru_candidate_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(gates)), Ptr(PC(hPrev)), dh.Rows, dh.Cols,
+            Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
+
+    public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
+        Launch("gru_reset_backward", Blocks(drh.Length), Ptr(PC(drh)), Ptr(PC(gates)), Ptr(PC(hPrev)), drh.Rows, drh.Cols,
+            Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
+
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) =>
         Launch("softmax_xent", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
             gradScale, Ptr(PC(dlogits)), Ptr(PC(rowLoss)));
