@@ -132,65 +132,33 @@ public sealed class CpuBackend : IBackend
 
     static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
+    /// <summary>bx + bh (or bx alone), the bias the gate kernels add.</summary>
+    static float[] BiasSum(Tensor bx, Tensor? bh)
+    {
+        var b = D(bx).AsSpan(0, bx.Length).ToArray();
+        if (bh != null) TensorPrimitives.Add(b, D(bh).AsSpan(0, bh.Length), b);
+        return b;
+    }
+
     public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
     {
-        int hd = h.Cols;
-        var b1 = D(bx);
-        var b2 = bh != null ? D(bh) : null;
+        var b = BiasSum(bx, bh);
         for (int r = 0; r < h.Rows; r++)
-        {
-            var p = Row(pre, r); var g = Row(gates, r); var cp = Row(cPrev, r); var cr = Row(c, r); var hr = Row(h, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float B(int k) => b1[k] + (b2 != null ? b2[k] : 0f);
-                float i = Sigmoid(p[j] + B(j)), f = Sigmoid(p[hd + j] + B(hd + j));
-                float gg = MathF.Tanh(p[2 * hd + j] + B(2 * hd + j)), o = Sigmoid(p[3 * hd + j] + B(3 * hd + j));
-                float cv = f * cp[j] + i * gg;
-                cr[j] = cv;
-                hr[j] = o * MathF.Tanh(cv);
-                g[j] = i; g[hd + j] = f; g[2 * hd + j] = gg; g[3 * hd + j] = o;
-            }
-        }
+            CpuKernels.LstmForwardRow(Row(pre, r), b, Row(cPrev, r), Row(gates, r), Row(c, r), Row(h, r));
     }
 
     public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre)
     {
-        int hd = dh.Cols;
         for (int r = 0; r < dh.Rows; r++)
-        {
-            var dhr = Row(dh, r); var dcr = Row(dc, r); var g = Row(gates, r); var cp = Row(cPrev, r); var cr = Row(c, r); var d = Row(dpre, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float i = g[j], f = g[hd + j], gg = g[2 * hd + j], o = g[3 * hd + j];
-                float tc = MathF.Tanh(cr[j]);
-                float dct = dcr[j] + dhr[j] * o * (1f - tc * tc);
-                d[j] = dct * gg * i * (1f - i);
-                d[hd + j] = dct * cp[j] * f * (1f - f);
-                d[2 * hd + j] = dct * i * (1f - gg * gg);
-                d[3 * hd + j] = dhr[j] * tc * o * (1f - o);
-                dcr[j] = dct * f;
-            }
-        }
+            CpuKernels.LstmBackwardRow(Row(dh, r), Row(dc, r), Row(gates, r), Row(cPrev, r), Row(c, r), Row(dpre, r));
     }
 
     public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h)
     {
-        int hd = h.Cols;
-        var b1 = D(bx);
-        var b2 = bh != null ? D(bh) : null;
+        var b1 = D(bx).AsSpan(0, bx.Length);
+        var b2 = bh != null ? D(bh).AsSpan(0, bh.Length) : new float[bx.Length];
         for (int r = 0; r < h.Rows; r++)
-        {
-            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var hr = Row(h, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float Bh(int k) => b2 != null ? b2[k] : 0f;
-                float rg = Sigmoid(x[j] + b1[j] + u[j] + Bh(j));
-                float z = Sigmoid(x[hd + j] + b1[hd + j] + u[hd + j] + Bh(hd + j));
-                float n = MathF.Tanh(x[2 * hd + j] + b1[2 * hd + j] + rg * (u[2 * hd + j] + Bh(2 * hd + j)));
-                hr[j] = (1f - z) * n + z * hp[j];
-                g[j] = rg; g[hd + j] = z; g[2 * hd + j] = n;
-            }
-        }
+            CpuKernels.GruForwardRow(Row(xpre, r), Row(hproj, r), b1, b2, Row(hPrev, r), Row(gates, r), Row(h, r));
     }
 
     public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
