@@ -13,6 +13,7 @@ namespace CharRnn.Cuda;
 public sealed unsafe class CudaContext : IDisposable
 {
     [ThreadStatic] static IntPtr t_current;
+    static readonly HashSet<int> s_keptAlive = [];
     readonly List<IDisposable> _owned = [];
     long _allocated;
     bool _disposed;
@@ -56,6 +57,17 @@ public sealed unsafe class CudaContext : IDisposable
         CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceGet(&dev, ordinal));
         IntPtr ctx;
         CudaCheck.ThrowIfFailed(CudaDriver.cuDevicePrimaryCtxRetain(&ctx, dev));
+        lock (s_keptAlive)
+        {
+            // One extra retain per device for the life of the process: releasing the last reference destroys the primary
+            // context (and creating it again costs ~0.1–0.5 s), which a test suite or a probe-then-train would pay each
+            // time. The driver tears it down at exit.
+            if (s_keptAlive.Add(dev))
+            {
+                IntPtr extra;
+                CudaCheck.ThrowIfFailed(CudaDriver.cuDevicePrimaryCtxRetain(&extra, dev));
+            }
+        }
         CudaCheck.ThrowIfFailed(CudaDriver.cuCtxSetCurrent(ctx));
         t_current = ctx;
         return new CudaContext(dev, ctx);

@@ -27,7 +27,7 @@ public sealed class CudaIndices : IndexBuffer
 public sealed unsafe class CudaBackend : IBackend
 {
     const int Threads = 256;
-    const int ClipBlocks = 64; // must match the partials layout expected by clip_finalize's callers (optim.cu)
+    const int ClipBlocks = 64; // blocks of sumsq_partial per gradient tensor: each tensor owns 64 slots of _partials
     const int StagingRing = 4;
 
     readonly CudaContext _ctx;
