@@ -83,7 +83,7 @@ public sealed unsafe class Blas : IDisposable
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;
-        _ctx.Bind();
+        _ctx.BindForCleanup();
         Cublas.cublasDestroy_v2(_handle);
         _handle = IntPtr.Zero;
         _workspace.Dispose();

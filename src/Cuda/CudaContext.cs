@@ -88,8 +88,16 @@ public sealed unsafe class CudaContext : IDisposable
         return v;
     }
 
-    /// <summary>True after <see cref="Dispose"/>: the context, and all device memory in it, is gone.</summary>
+    /// <summary>True after <see cref="Dispose"/>. The primary context itself lives on (it is kept alive for the process),
+    /// so buffers disposed later can still be freed through <see cref="BindForCleanup"/>.</summary>
     public bool IsDisposed => _disposed;
+
+    /// <summary>Makes the (kept-alive) primary context current even after <see cref="Dispose"/>, to free memory.</summary>
+    internal void BindForCleanup()
+    {
+        if (t_current == Handle) return;
+        if (CudaDriver.cuCtxSetCurrent(Handle) == CUresult.CUDA_SUCCESS) t_current = Handle;
+    }
 
     public void Bind()
     {

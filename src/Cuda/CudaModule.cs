@@ -49,7 +49,7 @@ public sealed unsafe class CudaModule : IDisposable
     public void Dispose()
     {
         if (_module == IntPtr.Zero) return;
-        _ctx.Bind();
+        _ctx.BindForCleanup();
         CudaDriver.cuModuleUnload(_module);
         _module = IntPtr.Zero;
     }

@@ -27,7 +27,7 @@ public sealed unsafe class CudaStream : IDisposable
     public void Dispose()
     {
         if (Handle == IntPtr.Zero) return;
-        _ctx.Bind();
+        _ctx.BindForCleanup();
         CudaDriver.cuStreamDestroy_v2(Handle);
         Handle = IntPtr.Zero;
     }
@@ -64,7 +64,7 @@ public sealed unsafe class CudaEvent : IDisposable
     public void Dispose()
     {
         if (Handle == IntPtr.Zero) return;
-        _ctx.Bind();
+        _ctx.BindForCleanup();
         CudaDriver.cuEventDestroy_v2(Handle);
         Handle = IntPtr.Zero;
     }
@@ -115,7 +115,7 @@ public sealed unsafe class CudaGraph : IDisposable
     public void Dispose()
     {
         if (_exec == IntPtr.Zero) return;
-        _ctx.Bind();
+        _ctx.BindForCleanup();
         CudaDriver.cuGraphExecDestroy(_exec);
         CudaDriver.cuGraphDestroy(_graph);
         _exec = _graph = IntPtr.Zero;

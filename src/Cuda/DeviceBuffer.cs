@@ -39,12 +39,9 @@ public sealed unsafe class DeviceBuffer<T> : IDisposable where T : unmanaged
     public void Dispose()
     {
         if (_ptr == 0) return;
-        if (!_ctx.IsDisposed) // else the memory went with the context
-        {
-            _ctx.Bind();
-            CudaDriver.cuMemFree_v2(_ptr);
-            _ctx.TrackAllocation(-SizeInBytes);
-        }
+        _ctx.BindForCleanup(); // also after the context object is disposed: the primary context is kept alive
+        CudaDriver.cuMemFree_v2(_ptr);
+        _ctx.TrackAllocation(-SizeInBytes);
         _ptr = 0;
     }
 }
@@ -72,11 +69,8 @@ public sealed unsafe class PinnedBuffer<T> : IDisposable where T : unmanaged
     public void Dispose()
     {
         if (_p == null) return;
-        if (!_ctx.IsDisposed)
-        {
-            _ctx.Bind();
-            CudaDriver.cuMemFreeHost(_p);
-        }
+        _ctx.BindForCleanup();
+        CudaDriver.cuMemFreeHost(_p);
         _p = null;
     }
 }
