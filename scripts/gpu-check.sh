@@ -60,8 +60,29 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 echo "== tests (CHARRNN_REQUIRE_GPU=1)"
 CHARRNN_REQUIRE_GPU=1 CHARRNN_KERNEL_CACHE="$OUT/kernel-cache" "$BUNDLE/CharRnn.Tests" --report-trx --report-trx-filename tests.trx \
   --results-directory "$OUT" > "$OUT/tests.log" 2>&1 || status=1
-grep -E "^(failed|  [A-Za-z].*Exception|  Expected|  But was)" "$OUT/tests.log" | head -60
-tail -6 "$OUT/tests.log"
+python3 - "$OUT/tests.trx" <<'PY' || true
+import collections, sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception as e:
+    sys.exit(f"no test results ({e})")
+counts = collections.Counter()
+failures = []
+for r in root.iter("{%s}UnitTestResult" % ns["t"]):
+    outcome = r.get("outcome")
+    counts[outcome] += 1
+    if outcome == "Failed":
+        msg = r.find(".//t:Message", ns)
+        failures.append((r.get("testName"), (msg.text or "").strip().splitlines()[:3] if msg is not None else []))
+print("tests:", ", ".join(f"{n} {k.lower()}" for k, n in sorted(counts.items())))
+by_first_line = collections.defaultdict(list)
+for name, lines in failures:
+    by_first_line[lines[0] if lines else "?"].append(name)
+for first, names in sorted(by_first_line.items(), key=lambda kv: -len(kv[1]))[:15]:
+    print(f"  FAILED x{len(names)}: {first[:200]}")
+    print(f"    e.g. {names[0]}")
+PY
 
 echo "== benchmarks"
 run() { echo "+ $*" >&2; "$@" || { status=1; echo "FAILED: $*" >&2; }; }
