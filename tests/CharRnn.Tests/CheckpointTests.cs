@@ -162,6 +162,26 @@ public class CheckpointFileTests
         Assert.That(LoadError(path), Does.Contain("newer").And.Contain("Update charrnn"));
     }
 
+    /// <summary>A checkpoint written with one CPU GEMM engine continues on the other with the same losses to float
+    /// tolerance (their summation orders differ, so not bit for bit).</summary>
+    [Test]
+    public void CheckpointMovesBetweenCpuEngines()
+    {
+        if (!Rnn.Backends.Cpu.CpuGemm.OpenBlasAvailable) Assert.Ignore("libopenblas.so.0 is not installed");
+        var corpus = Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 2000);
+        var o = TrainOptions.Preset("lstm-concise") with { Epochs = 2, Hidden = 16, Batch = 4, Steps = 8, PredPeriod = 1 };
+        using var dir = new TempDir();
+        using var blas = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.OpenBlas);
+        using var managed = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.Managed);
+        using (var t = new Trainer(blas, corpus, o)) { t.Train(_ => { }); t.ToCheckpoint(2000).Save(dir.File("a.ckpt")); }
+        var ck = Checkpoint.Load(dir.File("a.ckpt"));
+        var a = new List<EpochReport>();
+        var b = new List<EpochReport>();
+        using (var t = new Trainer(blas, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(a.Add);
+        using (var t = new Trainer(managed, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(b.Add);
+        Check.Close(a.Select(r => r.Perplexity).ToArray(), b.Select(r => r.Perplexity).ToArray(), 0, 1e-4, "openblas → managed");
+    }
+
     [Test]
     public void MissingFileIsNamed()
     {
