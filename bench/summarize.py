@@ -31,6 +31,7 @@ def ratio(a, b):
 
 ours, scratch, nnrnn = load("charrnn_book.json"), load("torch_scratch_book.json"), load("torch_nnrnn_book.json")
 large, tlarge = load("charrnn_large.json"), load("torch_large.json")
+large_tf32 = load("charrnn_large_tf32.json")
 print("(a) book scratch-random config (V 1027, H 256, B 32, T 35)")
 print("| run | train s | tokens/s | final ppl | GFLOP/s |")
 print("|---|---|---|---|---|")
@@ -44,6 +45,7 @@ print("| run | train s | tokens/s | ppl | GFLOP/s |")
 print("|---|---|---|---|---|")
 print(row("CharRnn cuda", large))
 print(row("PyTorch nn.RNN + Linear", tlarge))
+print(row("CharRnn cuda --tf32", large_tf32))
 print(f"CharRnn vs PyTorch nn.RNN: {ratio(large, tlarge)}")
 if large and large.get("SgemmGflopsPerSecond"):
     print("cuBLAS SGEMM %d³: %.0f GFLOP/s; CharRnn training step: %.0f GFLOP/s = %.1f%% of it" % (

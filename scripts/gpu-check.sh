@@ -91,6 +91,7 @@ run python3 bench/pytorch/d2l_peer.py --model scratch --device cuda --epochs "$E
 run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
   --device cuda --epochs "$EPOCHS" --json "$OUT/torch_nnrnn_book.json"
 run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --json "$OUT/charrnn_large.json"
+run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --tf32 --sgemm 0 --json "$OUT/charrnn_large_tf32.json"
 run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
   --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --json "$OUT/torch_large.json"
 

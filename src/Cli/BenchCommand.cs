@@ -27,6 +27,7 @@ internal static class BenchCommand
         var batch = new Option<int?>("--batch") { Description = "Override B." };
         var sgemm = new Option<int?>("--sgemm") { Description = "Also measure an n×n×n SGEMM on the same device (default: 8192 on a GPU, 2048 on the CPU; 0 = skip)." };
         var device = CommonOptions.Device();
+        var tf32 = CommonOptions.Tf32();
         var blas = CommonOptions.Blas();
         var input = CommonOptions.Input();
         var json = new Option<string?>("--json") { Description = "Write the result as JSON to this file (atomically)." };
@@ -34,7 +35,7 @@ internal static class BenchCommand
         var profile = new Option<bool>("--profile") { Description = "Also print the time per backend op (each op synchronised; slower overall)." };
 
         var cmd = new Command("bench", "Time training (tokens/s, GFLOP/s) on one device, without start-up or generation.");
-        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, batch, sgemm, device, blas, input, json, corpus, profile }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, batch, sgemm, device, tf32, blas, input, json, corpus, profile }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
@@ -52,7 +53,7 @@ internal static class BenchCommand
             int steps = pr.GetValue(minibatches);
             if (steps < 1) throw new CharRnnException($"--minibatches must be a positive whole number (got {steps}).");
             var data = Corpus.Load(path, large ? null : Corpus.BookCharCount);
-            IBackend be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr);
+            IBackend be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
             if (pr.GetValue(profile)) be = new ProfilingBackend(be);
             using var disposeBackend = be;
             stderr.WriteLine($"charrnn bench: {(large ? "large" : pr.GetValue(preset))} on {be.Description}");

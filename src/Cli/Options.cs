@@ -25,6 +25,9 @@ internal static class CommonOptions
         return o;
     }
 
+    public static Option<bool> Tf32() =>
+        new("--tf32") { Description = "GPU: let cuBLAS use TF32 tensor cores for the GEMMs (faster; 10-bit-mantissa products). Off by default, as in PyTorch." };
+
     public static Option<string?> Corpus() =>
         new("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };
 

@@ -40,6 +40,7 @@ internal static class TrainCommand
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation and sampling (default 0)." };
         var corpus = CommonOptions.Corpus();
         var device = CommonOptions.Device();
+        var tf32 = CommonOptions.Tf32();
         var input = CommonOptions.Input();
         var blas = CommonOptions.Blas();
         var activation = new Option<string?>("--activation") { Description = "tanh (book) or relu." };
@@ -57,7 +58,7 @@ internal static class TrainCommand
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your corpus) and print the book's log.");
         var modelOptions = new Option[] { preset, steps, batch, hidden, lr, clip, sampling, optimizer, seed, input, activation, valFraction, cell, layers };
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
-                     prefix, chars, seed, corpus, device, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
+                     prefix, chars, seed, corpus, device, tf32, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
@@ -121,7 +122,7 @@ internal static class TrainCommand
             }
             var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath);
-            using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr);
+            using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
             return Train(o, data, backend, from, new Outputs(dir, saveEveryN, pr.GetValue(metrics), plotPath, maxChars), stdout, stderr);
         }));
         return cmd;

@@ -72,6 +72,25 @@ public class GpuTests
         }
     }
 
+    /// <summary>--tf32 (tensor-core GEMMs with 10-bit-mantissa products) stays within 1 % of FP32 over a few steps.</summary>
+    [Test]
+    public void Tf32GemmsStayClose()
+    {
+        CreateCudaBackend().Dispose();
+        var o = TrainOptions.Preset("scratch-random") with { Epochs = 2, PredPeriod = 1, Seed = 3 };
+        var runs = new List<double>();
+        foreach (bool tf32 in new[] { false, true })
+        {
+            using var gpu = CudaBackend.Create(0, tf32);
+            Assert.That(gpu.Description.Contains("TF32"), Is.EqualTo(tf32));
+            using var t = new Trainer(gpu, Corpus10k, o);
+            var reports = new List<EpochReport>();
+            t.Train(reports.Add);
+            runs.Add(reports[^1].Perplexity);
+        }
+        Check.Close(runs[0], runs[1], 0, 1e-2, "perplexity after 2 epochs, TF32 vs FP32");
+    }
+
     /// <summary>20 minibatches of the book's scratch-random run: per-step loss on the GPU tracks the CPU.</summary>
     [Test]
     public void TwentyStepLossParity()

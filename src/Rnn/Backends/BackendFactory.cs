@@ -8,7 +8,8 @@ namespace CharRnn.Rnn.Backends;
 /// <summary>Turns <c>--device auto|cpu|cuda[:N]</c> (and <c>--blas</c>) into a backend.</summary>
 public static class BackendFactory
 {
-    public static IBackend Create(string device, string? blas, TextWriter log)
+    /// <param name="tf32">GPU only: allow TF32 tensor-core GEMMs (see <see cref="CudaBackend.Create"/>).</param>
+    public static IBackend Create(string device, string? blas, TextWriter log, bool tf32 = false)
     {
         CpuGemm.Engine? engine = blas switch
         {
@@ -22,7 +23,7 @@ public static class BackendFactory
         if (d == "auto")
         {
             var probe = GpuProbe.Run(0);
-            if (probe.Usable) return CreateCuda(0);
+            if (probe.Usable) return CreateCuda(0, tf32);
             log.WriteLine($"charrnn: no usable GPU ({probe.Reason}); training on the CPU.");
             return new CpuBackend(engine);
         }
@@ -34,16 +35,16 @@ public static class BackendFactory
             var probe = GpuProbe.Run(ordinal);
             if (!probe.Usable)
                 throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason}. Use --device cpu (or auto, which falls back to the CPU).");
-            return CreateCuda(ordinal);
+            return CreateCuda(ordinal, tf32);
         }
         throw new CharRnnException($"--device must be auto, cpu, cuda or cuda:N (got '{device}').");
     }
 
-    static IBackend CreateCuda(int ordinal)
+    static IBackend CreateCuda(int ordinal, bool tf32)
     {
         try
         {
-            return CudaBackend.Create(ordinal);
+            return CudaBackend.Create(ordinal, tf32);
         }
         catch (CudaException e)
         {

@@ -44,11 +44,11 @@ public sealed unsafe class CudaBackend : IBackend
     int _nextStaging;
     readonly uint _maxBlocks;
 
-    CudaBackend(CudaContext ctx, string target)
+    CudaBackend(CudaContext ctx, string target, bool allowTf32)
     {
         _ctx = ctx;
         _stream = ctx.Own(ctx.CreateStream());
-        _blas = ctx.Own(new Blas(ctx, _stream));
+        _blas = ctx.Own(new Blas(ctx, _stream, allowTf32));
         foreach (var (file, source) in KernelSources.All)
         {
             var image = KernelCompiler.Compile(file, source, target);
@@ -63,19 +63,23 @@ public sealed unsafe class CudaBackend : IBackend
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
         Target = target;
         Name = $"cuda:{ctx.Device}";
-        Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100})";
+        Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{(allowTf32 ? ", TF32 GEMMs" : "")})";
         Fill(_scale.Pointer, 1f, 1);
         ResetLoss();
     }
 
-    /// <summary>Creates the backend on device <paramref name="ordinal"/>: context, stream, cuBLAS, compiled kernels.</summary>
-    public static CudaBackend Create(int ordinal = 0)
+    /// <summary>
+    /// Creates the backend on device <paramref name="ordinal"/>: context, stream, cuBLAS, compiled kernels.
+    /// <paramref name="allowTf32"/>: let cuBLAS use TF32 tensor cores for the FP32 GEMMs (faster on sm_80+, 10-bit
+    /// mantissa products; off by default, as in PyTorch's matmuls).
+    /// </summary>
+    public static CudaBackend Create(int ordinal = 0, bool allowTf32 = false)
     {
         var ctx = CudaContext.Create(ordinal);
         try
         {
             var target = KernelCompiler.TargetFor(ctx.ComputeCapability.Major, ctx.ComputeCapability.Minor);
-            return new CudaBackend(ctx, target);
+            return new CudaBackend(ctx, target, allowTf32);
         }
         catch
         {
