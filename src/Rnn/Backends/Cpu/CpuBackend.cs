@@ -185,35 +185,16 @@ public sealed class CpuBackend : IBackend
 
     public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh)
     {
-        int hd = hPrev.Cols;
-        var b = D(bx);
+        var b = D(bx).AsSpan(0, bx.Length);
         for (int r = 0; r < hPrev.Rows; r++)
-        {
-            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var o = Row(rh, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float rg = Sigmoid(x[j] + b[j] + u[j]);
-                g[j] = rg;
-                g[hd + j] = Sigmoid(x[hd + j] + b[hd + j] + u[hd + j]);
-                o[j] = rg * hp[j];
-            }
-        }
+            CpuKernels.GruResetGatesRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(rh, r));
     }
 
     public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h)
     {
-        int hd = h.Cols;
-        var b = D(bx);
+        var b = D(bx).AsSpan(0, bx.Length);
         for (int r = 0; r < h.Rows; r++)
-        {
-            var x = Row(xpre, r); var u = Row(hproj, r); var g = Row(gates, r); var hp = Row(hPrev, r); var hr = Row(h, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float n = MathF.Tanh(x[2 * hd + j] + b[2 * hd + j] + u[2 * hd + j]), z = g[hd + j];
-                g[2 * hd + j] = n;
-                hr[j] = z * hp[j] + (1f - z) * n;
-            }
-        }
+            CpuKernels.GruCandidateRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(h, r));
     }
 
     public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)

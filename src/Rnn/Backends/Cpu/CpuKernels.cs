@@ -237,6 +237,53 @@ public static unsafe class CpuKernels
         }
     }
 
+    /// <summary>The book's GRU, first half of a step for one row (see <see cref="IBackend.GruResetGates"/>).</summary>
+    public static void GruResetGatesRow(ReadOnlySpan<float> xpre, ReadOnlySpan<float> hproj, ReadOnlySpan<float> bx,
+        ReadOnlySpan<float> hPrev, Span<float> gates, Span<float> rh)
+    {
+        int hd = hPrev.Length, j = 0;
+        fixed (float* x = xpre, u = hproj, b = bx, hp = hPrev, g = gates, o = rh)
+        {
+            for (; j + 8 <= hd; j += 8)
+            {
+                var r = Sigmoid(Vector256.Load(x + j) + Vector256.Load(b + j) + Vector256.Load(u + j));
+                r.Store(g + j);
+                Sigmoid(Vector256.Load(x + hd + j) + Vector256.Load(b + hd + j) + Vector256.Load(u + hd + j)).Store(g + hd + j);
+                (r * Vector256.Load(hp + j)).Store(o + j);
+            }
+            for (; j < hd; j++)
+            {
+                float r = SigmoidScalar(x[j] + b[j] + u[j]);
+                g[j] = r;
+                g[hd + j] = SigmoidScalar(x[hd + j] + b[hd + j] + u[hd + j]);
+                o[j] = r * hp[j];
+            }
+        }
+    }
+
+    /// <summary>The book's GRU, second half of a step for one row (see <see cref="IBackend.GruCandidate"/>).</summary>
+    public static void GruCandidateRow(ReadOnlySpan<float> xpre, ReadOnlySpan<float> hproj, ReadOnlySpan<float> bx,
+        ReadOnlySpan<float> hPrev, Span<float> gates, Span<float> h)
+    {
+        int hd = h.Length, j = 0;
+        fixed (float* x = xpre, u = hproj, b = bx, hp = hPrev, g = gates, ph = h)
+        {
+            for (; j + 8 <= hd; j += 8)
+            {
+                var n = Tanh(Vector256.Load(x + 2 * hd + j) + Vector256.Load(b + 2 * hd + j) + Vector256.Load(u + 2 * hd + j));
+                var z = Vector256.Load(g + hd + j);
+                n.Store(g + 2 * hd + j);
+                (z * Vector256.Load(hp + j) + (Vector256<float>.One - z) * n).Store(ph + j);
+            }
+            for (; j < hd; j++)
+            {
+                float n = MathF.Tanh(x[2 * hd + j] + b[2 * hd + j] + u[2 * hd + j]), z = g[hd + j];
+                g[2 * hd + j] = n;
+                ph[j] = z * hp[j] + (1f - z) * n;
+            }
+        }
+    }
+
     /// <summary>dpre = dh ⊙ (1 − h²).</summary>
     public static void TanhBackward(ReadOnlySpan<float> dh, ReadOnlySpan<float> h, Span<float> dpre)
     {
