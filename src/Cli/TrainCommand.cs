@@ -12,7 +12,7 @@ namespace CharRnn.Cli;
 
 internal static class TrainCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
     {
         var preset = new Option<string?>("--preset")
         {
@@ -123,14 +123,15 @@ internal static class TrainCommand
             var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath);
             using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
-            return Train(o, data, backend, from, new Outputs(dir, saveEveryN, pr.GetValue(metrics), plotPath, maxChars), stdout, stderr);
+            return Train(o, data, backend, from, new Outputs(dir, saveEveryN, pr.GetValue(metrics), plotPath, maxChars), stdout, stderr, cancel);
         }));
         return cmd;
     }
 
     sealed record Outputs(string? CheckpointDir, int SaveEvery, string? Metrics, string? Plot, int? CorpusLimit);
 
-    static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr)
+    static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr,
+        CancellationToken cancel)
     {
         using var trainer = new Trainer(backend, data, o, resume: from);
         var inv = CultureInfo.InvariantCulture;
@@ -146,26 +147,45 @@ internal static class TrainCommand
         var stats = new List<EpochStats>();
         bool perEpoch = metrics != null || outs.Plot != null || Progress.TerminalAttached;
         var total = Stopwatch.StartNew();
-        trainer.Train(
-            report: r =>
+        string CheckpointPath(int epoch) => Path.Combine(outs.CheckpointDir!, $"epoch-{epoch:D5}.ckpt");
+        try
+        {
+            trainer.Train(
+                report: r =>
+                {
+                    progress.Clear();
+                    stdout.WriteLine(string.Create(inv, $"epoch {r.Epoch}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
+                    if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"epoch {r.Epoch}, validation perplexity {vp:F6}"));
+                    foreach (var p in r.Predictions) stdout.WriteLine($" - {p}");
+                    stdout.Flush();
+                },
+                everyEpoch: perEpoch ? s =>
+                {
+                    stats.Add(s);
+                    metrics?.Add(s);
+                    progress.Update(s);
+                } : null,
+                afterEpoch: epoch =>
+                {
+                    if (outs.CheckpointDir != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs))
+                        trainer.ToCheckpoint(outs.CorpusLimit).Save(CheckpointPath(epoch));
+                },
+                cancel: cancel);
+        }
+        catch (OperationCanceledException)
+        {
+            progress.Clear();
+            int done = trainer.CompletedEpochs;
+            string saved = "";
+            if (outs.CheckpointDir != null && done > (from?.Header.Epoch ?? 0))
             {
-                progress.Clear();
-                stdout.WriteLine(string.Create(inv, $"epoch {r.Epoch}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
-                if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"epoch {r.Epoch}, validation perplexity {vp:F6}"));
-                foreach (var p in r.Predictions) stdout.WriteLine($" - {p}");
-                stdout.Flush();
-            },
-            everyEpoch: perEpoch ? s =>
-            {
-                stats.Add(s);
-                metrics?.Add(s);
-                progress.Update(s);
-            } : null,
-            afterEpoch: epoch =>
-            {
-                if (outs.CheckpointDir != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs))
-                    trainer.ToCheckpoint(outs.CorpusLimit).Save(Path.Combine(outs.CheckpointDir, $"epoch-{epoch:D5}.ckpt"));
-            });
+                var path = CheckpointPath(done);
+                trainer.ToCheckpoint(outs.CorpusLimit).Save(path); // the state at this boundary (same as a --save-every save)
+                saved = $"; checkpoint {path} (continue with --resume {path} --epochs {o.Epochs})";
+            }
+            stderr.WriteLine($"charrnn: interrupted after epoch {done}{saved}.");
+            return 130;
+        }
         backend.Synchronize();
         progress.Clear();
         stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));

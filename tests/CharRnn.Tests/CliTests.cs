@@ -196,6 +196,35 @@ public class CliOutputTests
         Assert.That(done.Err, Does.Contain("already trained 4 epochs"));
     }
 
+    /// <summary>Writes through, and cancels a token once a given text has been written (a deterministic "Ctrl+C").</summary>
+    sealed class CancelOn(string trigger, CancellationTokenSource cts) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            if (value != null && value.StartsWith(trigger, StringComparison.Ordinal)) cts.Cancel();
+        }
+    }
+
+    [Test]
+    public void InterruptSavesACheckpointAndResumeFinishesTheRun()
+    {
+        using var dir = new TempDir();
+        using var cts = new CancellationTokenSource();
+        var o = new CancelOn("epoch 2,", cts);
+        var e = new StringWriter();
+        int code = CharRnn.Cli.Program.Run([.. CliTests.With(["--pred-period", "1", "--epochs", "5", "--checkpoint-dir", dir.Path, "--save-every", "10"])],
+            o, e, cts.Token);
+        Assert.That(code, Is.EqualTo(130));
+        var path = Path.Combine(dir.Path, "epoch-00002.ckpt");
+        Assert.That(e.ToString(), Does.Contain($"interrupted after epoch 2; checkpoint {path}"));
+        Assert.That(Directory.GetFiles(dir.Path), Is.EqualTo(new[] { path }));
+        var (code2, resumed, e2) = Run("train", "--device", "cpu", "--resume", path, "--epochs", "5", "--pred-period", "1", "--pred-len", "6");
+        Assert.That(code2, Is.EqualTo(0), e2);
+        Assert.That(resumed, Does.StartWith("epoch 3, perplexity"));
+        Assert.That(resumed, Does.Contain("epoch 5, perplexity"));
+    }
+
     [Test]
     public void BadPlotAndCheckpointPaths()
     {
