@@ -17,6 +17,8 @@ OUT=${OUT:-$PWD/gpu-check-out}
 EPOCHS=${EPOCHS:-250}
 LARGE_STEPS=${LARGE_STEPS:-100}
 BUNDLE=${BUNDLE:-artifacts/gpu-bundle}
+TEST_TIMEOUT=${TEST_TIMEOUT:-240}   # seconds for the whole test suite
+STEP_TIMEOUT=${STEP_TIMEOUT:-150}   # seconds for each benchmark command (a hang must not eat the GPU time)
 mkdir -p "$OUT"
 status=0
 
@@ -58,7 +60,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 "$BUNDLE/charrnn" info 2>&1 | tee "$OUT/info.txt"
 
 echo "== tests (CHARRNN_REQUIRE_GPU=1)"
-CHARRNN_REQUIRE_GPU=1 CHARRNN_KERNEL_CACHE="$OUT/kernel-cache" "$BUNDLE/CharRnn.Tests" --report-trx --report-trx-filename tests.trx \
+CHARRNN_REQUIRE_GPU=1 CHARRNN_KERNEL_CACHE="$OUT/kernel-cache" timeout "$TEST_TIMEOUT" "$BUNDLE/CharRnn.Tests" --report-trx --report-trx-filename tests.trx \
   --results-directory "$OUT" > "$OUT/tests.log" 2>&1 || status=1
 python3 - "$OUT/tests.trx" <<'PY' || true
 import collections, sys, xml.etree.ElementTree as ET
@@ -85,7 +87,7 @@ for first, names in sorted(by_first_line.items(), key=lambda kv: -len(kv[1]))[:1
 PY
 
 echo "== benchmarks"
-run() { echo "+ $*" >&2; "$@" || { status=1; echo "FAILED: $*" >&2; }; }
+run() { echo "+ $*" >&2; timeout "$STEP_TIMEOUT" "$@" || { status=1; echo "FAILED (exit $?): $*" >&2; }; }
 run "$BUNDLE/charrnn" bench --device cuda --config book --preset scratch-random --epochs "$EPOCHS" --json "$OUT/charrnn_book.json"
 run python3 bench/pytorch/d2l_peer.py --model scratch --device cuda --epochs "$EPOCHS" --json "$OUT/torch_scratch_book.json"
 run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
