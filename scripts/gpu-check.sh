@@ -87,7 +87,12 @@ for first, names in sorted(by_first_line.items(), key=lambda kv: -len(kv[1]))[:1
 PY
 
 echo "== benchmarks"
-run() { echo "+ $*" >&2; timeout "$STEP_TIMEOUT" "$@" || { status=1; echo "FAILED (exit $?): $*" >&2; }; }
+run() {
+  echo "+ $*" >&2
+  timeout "$STEP_TIMEOUT" "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then status=1; echo "FAILED (exit $rc${rc:+$([ $rc -eq 124 ] && echo ', timed out')}): $*" >&2; fi
+}
 run "$BUNDLE/charrnn" bench --device cuda --config book --preset scratch-random --epochs "$EPOCHS" --json "$OUT/charrnn_book.json"
 run python3 bench/pytorch/d2l_peer.py --model scratch --device cuda --epochs "$EPOCHS" --json "$OUT/torch_scratch_book.json"
 run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
