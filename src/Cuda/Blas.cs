@@ -59,27 +59,6 @@ public sealed unsafe class Blas : IDisposable
             &alpha, g.FirstIsB ? b : a, g.LdFirst, g.FirstIsB ? a : b, g.LdSecond, &beta, c, g.Ldc));
     }
 
-    /// <summary>The same product through cublasGemmEx with FP32 compute (used by the benchmark's peak measurement).</summary>
-    public void GemmExRowMajor(bool transA, bool transB, int m, int n, int k, float alpha,
-        ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc)
-    {
-        _ctx.Bind();
-        var g = MapRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
-        CudaCheck.ThrowIfFailed(Cublas.cublasGemmEx(_handle, g.Op1, g.Op2, g.M, g.N, g.K,
-            &alpha, b, Cublas.CUDA_R_32F, g.LdFirst, a, Cublas.CUDA_R_32F, g.LdSecond, &beta, c, Cublas.CUDA_R_32F, g.Ldc,
-            Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT));
-    }
-
-    /// <summary>Batched row-major SGEMM with constant strides between the matrices of each operand.</summary>
-    public void SgemmStridedBatchedRowMajor(bool transA, bool transB, int m, int n, int k, float alpha,
-        ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, int ldc, long strideC, int batch)
-    {
-        _ctx.Bind();
-        var g = MapRowMajor(transA, transB, m, n, k, lda, ldb, ldc);
-        CudaCheck.ThrowIfFailed(Cublas.cublasSgemmStridedBatched(_handle, g.Op1, g.Op2, g.M, g.N, g.K,
-            &alpha, b, g.LdFirst, strideB, a, g.LdSecond, strideA, &beta, c, g.Ldc, strideC, batch));
-    }
-
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;
