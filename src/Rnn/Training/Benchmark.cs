@@ -67,16 +67,24 @@ public static class Benchmark
             epochSeconds.Add(sw.Elapsed.TotalSeconds);
         }
         be.Synchronize();
-        double seconds = total.Elapsed.TotalSeconds;
         long steps = (long)t.EpochSize * o.Epochs;
+        return Result(be, t, corpus, config, steps, total.Elapsed.TotalSeconds) with
+        {
+            FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
+        };
+    }
+
+    /// <summary>The fields every result has: shapes, device, time, tokens/s and the step's GEMM FLOPs.</summary>
+    static BenchResult Result(IBackend be, Trainer t, Corpus corpus, string config, long minibatches, double seconds)
+    {
+        var o = t.Options;
         return new BenchResult
         {
             Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
-            Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
-            TokensPerSecond = steps * o.Batch * o.Steps / seconds,
+            Vocab = corpus.Vocab.Count, Minibatches = minibatches, Seconds = seconds,
+            TokensPerSecond = (double)minibatches * o.Batch * o.Steps / seconds,
             FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
             Input = t.Driver.Input.ToString(),
-            FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
         };
     }
 
@@ -89,15 +97,10 @@ public static class Benchmark
             ? Samplers.Random(corpus.Indices, o.Batch, o.Steps, new Rng(o.Seed))
             : Samplers.Consecutive(corpus.Indices, o.Batch, o.Steps)).ToList();
         int tb = o.Batch * o.Steps;
-        using var xs = be.FromArray(batches.SelectMany(b => b.XTimeMajor).ToArray());
-        using var ys = be.FromArray(batches.SelectMany(b => b.YTimeMajor).ToArray());
-        float clip = o.Clip ?? 0f;
-        void Step(int i)
-        {
-            int k = i % batches.Count;
-            if (o.Sampling == SamplingKind.Random || k == 0) t.Driver.ResetState(); else t.Driver.CarryState();
-            t.Driver.TrainStep(xs.Range(k * tb, tb), ys.Range(k * tb, tb), clip, t.Optimizer);
-        }
+        var (x, y, count) = Trainer.Flatten(batches, batches.Count, tb);
+        using var xs = be.FromArray(x);
+        using var ys = be.FromArray(y);
+        void Step(int i) => t.TrainMinibatch(i % count, xs.Range(i % count * tb, tb), ys.Range(i % count * tb, tb));
         for (int i = 0; i < warmup; i++) Step(i);
         be.Synchronize();
         be.ResetLoss();
@@ -106,15 +109,7 @@ public static class Benchmark
         be.Synchronize();
         double seconds = sw.Elapsed.TotalSeconds;
         var (sum, rows) = be.ReadLoss();
-        return new BenchResult
-        {
-            Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
-            Vocab = corpus.Vocab.Count, Minibatches = steps, Seconds = seconds,
-            TokensPerSecond = (double)steps * tb / seconds,
-            FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
-            Input = t.Driver.Input.ToString(),
-            FinalPerplexity = Math.Exp(sum / rows),
-        };
+        return Result(be, t, corpus, config, steps, seconds) with { FinalPerplexity = Math.Exp(sum / rows) };
     }
 
     /// <summary>GFLOP/s of a square SGEMM (n×n×n) on the backend, best of <paramref name="reps"/> after one warm-up.</summary>

@@ -144,17 +144,22 @@ public sealed class Trainer : IDisposable
         _be.Upload(_epochX, xs);
         _be.Upload(_epochY, ys);
         _be.ResetLoss();
-        if (_o.Sampling == SamplingKind.Consecutive) Driver.ResetState();
-        float clip = _o.Clip ?? 0f;
-        for (int i = 0; i < n; i++)
-        {
-            if (_o.Sampling == SamplingKind.Random) Driver.ResetState();
-            else if (i > 0) Driver.CarryState();
-            Driver.TrainStep(_epochX.Range(i * tb, tb), _epochY.Range(i * tb, tb), clip, Optimizer);
-        }
+        for (int i = 0; i < n; i++) TrainMinibatch(i, _epochX.Range(i * tb, tb), _epochY.Range(i * tb, tb));
     }
 
-    static (int[] X, int[] Y, int Count) Flatten(IEnumerable<Minibatch> batches, int count, int tb)
+    /// <summary>
+    /// Minibatch <paramref name="i"/> of an epoch: the book's state rule (random sampling: zeros for every minibatch;
+    /// consecutive: zeros for the epoch's first, then the previous minibatch's final state, detached), then one step.
+    /// </summary>
+    public void TrainMinibatch(int i, IdxView x, IdxView y)
+    {
+        if (_o.Sampling == SamplingKind.Random || i == 0) Driver.ResetState();
+        else Driver.CarryState();
+        Driver.TrainStep(x, y, _o.Clip ?? 0f, Optimizer);
+    }
+
+    /// <summary>Minibatches laid end to end as time-major token arrays (X and Y), <paramref name="tb"/> = T·B each.</summary>
+    public static (int[] X, int[] Y, int Count) Flatten(IEnumerable<Minibatch> batches, int count, int tb)
     {
         var xs = new int[count * tb];
         var ys = new int[count * tb];

@@ -105,9 +105,8 @@ public sealed class CpuBackend : IBackend
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h)
     {
-        var b = D(bias).AsSpan(0, bias.Length);
         Span<float> sum = pre.Cols <= 4096 ? stackalloc float[pre.Cols] : new float[pre.Cols];
-        if (bias2 != null) TensorPrimitives.Add(b, D(bias2).AsSpan(0, bias2.Length), sum); else b.CopyTo(sum);
+        BiasSum(bias, bias2, sum);
         for (int r = 0; r < pre.Rows; r++)
         {
             if (act == Activation.Tanh) CpuKernels.BiasTanh(Row(pre, r), sum, Row(h, r));
@@ -132,17 +131,17 @@ public sealed class CpuBackend : IBackend
 
     static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
-    /// <summary>bx + bh (or bx alone), the bias the gate kernels add.</summary>
-    static float[] BiasSum(Tensor bx, Tensor? bh)
+    /// <summary>dst = bx + bh (or bx alone): the one bias the kernels add where the cell sums both.</summary>
+    static void BiasSum(Tensor bx, Tensor? bh, Span<float> dst)
     {
-        var b = D(bx).AsSpan(0, bx.Length).ToArray();
-        if (bh != null) TensorPrimitives.Add(b, D(bh).AsSpan(0, bh.Length), b);
-        return b;
+        var b = D(bx).AsSpan(0, bx.Length);
+        if (bh != null) TensorPrimitives.Add(b, D(bh).AsSpan(0, bh.Length), dst); else b.CopyTo(dst);
     }
 
     public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
     {
-        var b = BiasSum(bx, bh);
+        Span<float> b = bx.Length <= 16384 ? stackalloc float[bx.Length] : new float[bx.Length];
+        BiasSum(bx, bh, b);
         for (int r = 0; r < h.Rows; r++)
             CpuKernels.LstmForwardRow(Row(pre, r), b, Row(cPrev, r), Row(gates, r), Row(c, r), Row(h, r));
     }
@@ -156,7 +155,7 @@ public sealed class CpuBackend : IBackend
     public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h)
     {
         var b1 = D(bx).AsSpan(0, bx.Length);
-        var b2 = bh != null ? D(bh).AsSpan(0, bh.Length) : new float[bx.Length];
+        Span<float> b2 = bh != null ? D(bh).AsSpan(0, bh.Length) : new float[bx.Length]; // zeros: no bias_hh
         for (int r = 0; r < h.Rows; r++)
             CpuKernels.GruForwardRow(Row(xpre, r), Row(hproj, r), b1, b2, Row(hPrev, r), Row(gates, r), Row(h, r));
     }
