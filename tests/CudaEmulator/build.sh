@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the CUDA emulator (see README.md) into $1 (default artifacts/cuda-emulator): libcuda.so.1 (driver API + every
+# kernels/*.cu compiled for the host), libcublas.so.12 and an empty libcublasLt.so.12 (the resolver loads Lt first).
+# Point CHARRNN_CUDA_LIB_DIR at that folder to run CharRnn's CUDA backend on it. Needs g++ and perl.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${1:-$root/artifacts/cuda-emulator}
+mkdir -p "$out/obj"
+out=$(cd "$out" && pwd)
+CXX=${CXX:-g++}
+flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -I"$here")
+objs=()
+for cu in "$root"/kernels/*.cu "$here/probe.cu"; do
+    name=$(basename "$cu" .cu)
+    tu="$out/obj/kernel_$name.cpp"
+    {
+        echo '#include "cuda_shim.h"'
+        echo "#include \"$cu\""
+        # EMU_REGISTER(name, launch bound) for each extern "C" __global__ (the same pattern CudaBackend.KernelNames uses).
+        perl -0777 -ne 'while (/extern\s+"C"\s+__global__\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?void\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?(\w+)\s*\(/g) { my $b = $1 // $2 // "1024"; print "EMU_REGISTER($3, $b)\n"; }' "$cu"
+    } > "$tu"
+    "$CXX" "${flags[@]}" -c "$tu" -o "$out/obj/kernel_$name.o"
+    objs+=("$out/obj/kernel_$name.o")
+done
+"$CXX" "${flags[@]}" -c "$here/driver.cpp" -o "$out/obj/driver.o"
+"$CXX" "${flags[@]}" -c "$here/fiber.S" -o "$out/obj/fiber.o"
+"$CXX" -shared -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "$out/obj/fiber.o" "${objs[@]}"
+"$CXX" "${flags[@]}" -shared -o "$out/libcublas.so.12" -Wl,-soname,libcublas.so.12 "$here/cublas.cpp" \
+    -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -ldl
+echo 'int charrnn_emulated_cublaslt;' | "$CXX" -x c++ -shared -fPIC -o "$out/libcublasLt.so.12" -Wl,-soname,libcublasLt.so.12 -
+echo "CUDA emulator built in $out (kernels: $(cd "$root/kernels" && ls *.cu | tr '\n' ' '))"
+"$CXX" -O1 -g -std=c++17 -o "$out/selftest" "$here/selftest.cpp" -L"$out" -l:libcuda.so.1 -l:libcublas.so.12 -Wl,-rpath,'$ORIGIN'
+if [[ "${EMU_SKIP_SELFTEST:-0}" != 1 ]]; then "$out/selftest"; fi

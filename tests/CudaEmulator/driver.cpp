@@ -1,0 +1,1022 @@
+// driver.cpp — libcuda.so.1 of the CUDA emulator: the CUDA driver API functions CharRnn binds (src/Interop/CudaDriver.cs),
+// implemented on the CPU so the CUDA backend's host code and the kernels/*.cu sources can be tested without a GPU.
+//
+// It is a test tool, not a GPU: one device named "CharRnn CUDA emulator (CPU, not a GPU)", compute capability 9.0.
+// What it checks that a plain CPU reimplementation would not:
+//   * the driver's rules: cuInit first, a current context for every call, valid handles and launch shapes
+//     (block ≤ the kernel's __launch_bounds__ read from the CUBIN), kernel names present in the loaded image;
+//   * asynchrony: work on a stream runs only when the host synchronises (stream/event/context sync, a synchronous copy,
+//     cuMemFree), so reading a pinned buffer before waiting, or reusing a staging buffer too early, gives wrong data;
+//     a pageable-memory upload takes its copy at the call, as the real driver does;
+//   * memory: every device allocation ends at a PROT_NONE guard page, its tail slack holds a canary checked after
+//     each operation, fresh memory is filled with 0xFF (NaN), and every pointer argument of a launch, copy, memset or
+//     GEMM must lie inside a live allocation; a violation becomes a sticky CUDA_ERROR_ILLEGAL_ADDRESS, as on a GPU;
+//   * graph capture: operations are recorded, synchronising calls during a capture fail and invalidate it.
+// What it cannot check: timing, races between streams or threads of a block beyond barrier order, warp-level
+// behaviour, float results bit-for-bit as the GPU computes them (host libm and OpenBLAS instead of CUDA's math).
+#include "emu.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+typedef int CUresult;
+enum
+{
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_NOT_INITIALIZED = 3,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_INVALID_IMAGE = 200,
+    CUDA_ERROR_INVALID_CONTEXT = 201,
+    CUDA_ERROR_NO_BINARY_FOR_GPU = 209,
+    CUDA_ERROR_INVALID_HANDLE = 400,
+    CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_NOT_READY = 600,
+    CUDA_ERROR_ILLEGAL_ADDRESS = 700,
+    CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+    CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+    CUDA_ERROR_ILLEGAL_STATE = 401,
+};
+
+static const char* error_name(int e)
+{
+    switch (e)
+    {
+    case 0: return "CUDA_SUCCESS";
+    case 1: return "CUDA_ERROR_INVALID_VALUE";
+    case 2: return "CUDA_ERROR_OUT_OF_MEMORY";
+    case 3: return "CUDA_ERROR_NOT_INITIALIZED";
+    case 101: return "CUDA_ERROR_INVALID_DEVICE";
+    case 200: return "CUDA_ERROR_INVALID_IMAGE";
+    case 201: return "CUDA_ERROR_INVALID_CONTEXT";
+    case 209: return "CUDA_ERROR_NO_BINARY_FOR_GPU";
+    case 400: return "CUDA_ERROR_INVALID_HANDLE";
+    case 401: return "CUDA_ERROR_ILLEGAL_STATE";
+    case 500: return "CUDA_ERROR_NOT_FOUND";
+    case 600: return "CUDA_ERROR_NOT_READY";
+    case 700: return "CUDA_ERROR_ILLEGAL_ADDRESS";
+    case 701: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
+    case 900: return "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
+    case 901: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
+    default: return nullptr;
+    }
+}
+
+namespace
+{
+const char* kDeviceName = "CharRnn CUDA emulator (CPU, not a GPU)";
+const size_t kTotalMemory = 16ull << 30;
+const size_t kPage = 4096;
+
+std::recursive_mutex g_mutex;
+bool g_init = false;
+int g_sticky = 0;
+std::string g_current_op; // what is executing, for messages
+
+struct Context { int refs = 0; bool live = false; };
+Context g_primary;
+thread_local Context* t_ctx = nullptr;
+
+struct Alloc { uint64_t base; size_t size, rounded; char* map; size_t maplen; };
+std::map<uint64_t, Alloc> g_allocs;
+size_t g_allocated = 0;
+std::map<uintptr_t, size_t> g_pinned;
+
+struct Op { void* stream; std::string what; std::function<void()> run; };
+std::vector<Op> g_pending;
+
+struct Graph { std::vector<Op> ops; };
+struct Capture { Graph* graph; bool invalid; };
+std::map<void*, Capture> g_capturing; // stream → capture in progress (this emulator has one capture mode: per thread)
+
+struct Stream { unsigned flags; };
+std::set<Stream*> g_streams;
+struct Event { bool timing; bool recorded = false; bool done = false; double ms = 0; };
+std::set<std::shared_ptr<Event>*> g_events;
+struct Module { std::set<std::string> names; std::map<std::string, int> max_threads; bool cubin; };
+std::set<Module*> g_modules;
+struct Function { Module* module; const emu::Kernel* kernel; int max_threads; };
+std::set<Function*> g_functions;
+
+std::vector<emu::Kernel>& registry()
+{
+    static std::vector<emu::Kernel> r;
+    return r;
+}
+
+const unsigned char kCanary = 0xCD;
+
+bool in_capture() { return !g_capturing.empty(); }
+
+double now_ms()
+{
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+const Alloc* find_alloc(uint64_t p)
+{
+    auto it = g_allocs.upper_bound(p);
+    if (it == g_allocs.begin()) return nullptr;
+    --it;
+    const Alloc& a = it->second;
+    return p <= a.base + a.size ? &a : nullptr;
+}
+
+bool pinned_range(const void* p, size_t n)
+{
+    auto it = g_pinned.upper_bound((uintptr_t)p);
+    if (it == g_pinned.begin()) return false;
+    --it;
+    return (uintptr_t)p + n <= it->first + it->second;
+}
+
+std::string hex(uint64_t p)
+{
+    char b[32];
+    snprintf(b, sizeof b, "0x%llx", (unsigned long long)p);
+    return b;
+}
+
+bool check_canaries()
+{
+    for (auto& [base, a] : g_allocs)
+    {
+        for (size_t i = a.size; i < a.rounded; i++)
+        {
+            if ((unsigned char)a.map[(a.base - (uint64_t)a.map) + i] != kCanary)
+            {
+                emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, g_current_op + " wrote " + std::to_string(i - a.size) +
+                          " byte(s) past the end of the " + std::to_string(a.size) + "-byte allocation at " + hex(a.base));
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+// CHARRNN_EMULATOR_PROFILE=1: time per operation name, printed at exit (to see what the emulator spends time on).
+std::map<std::string, std::pair<double, long>>* g_profile = nullptr;
+
+void print_profile()
+{
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto& [k, v] : *g_profile) { rows.push_back({v.first, k + " ×" + std::to_string(v.second)}); total += v.first; }
+    std::sort(rows.rbegin(), rows.rend());
+    fprintf(stderr, "CUDA emulator profile: %.2f s in queued work\n", total / 1000);
+    for (size_t i = 0; i < rows.size() && i < 20; i++) fprintf(stderr, "  %9.1f ms  %s\n", rows[i].first, rows[i].second.c_str());
+}
+
+// Runs everything enqueued, in order. Synchronising calls come through here.
+CUresult flush()
+{
+    std::vector<Op> ops;
+    ops.swap(g_pending);
+    for (auto& op : ops)
+    {
+        if (g_sticky) break;
+        g_current_op = op.what;
+        double t0 = g_profile ? now_ms() : 0;
+        op.run();
+        if (!g_sticky) check_canaries();
+        if (g_profile)
+        {
+            auto& e = (*g_profile)[op.what];
+            e.first += now_ms() - t0;
+            e.second++;
+        }
+    }
+    g_current_op.clear();
+    return g_sticky;
+}
+
+void segv_handler(int sig, siginfo_t* info, void*)
+{
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "\nCUDA emulator: %s touched %p, outside every device allocation (a guard page or unmapped memory); "
+                     "on a GPU this is CUDA_ERROR_ILLEGAL_ADDRESS. Aborting.\n",
+                     g_current_op.empty() ? "host code" : g_current_op.c_str(), info->si_addr);
+    if (n > 0) (void)!write(2, msg, (size_t)n);
+    (void)sig;
+    _exit(134);
+}
+
+// ---- fibers: the threads of one block --------------------------------------------------------------------------
+struct Fiber { void* sp; emu_thread_ctx ctx; Fiber* next; Fiber* prev; };
+const size_t kStack = 16 * 1024;
+std::vector<char*> g_stacks;
+Fiber* g_fiber = nullptr;
+void* g_sched_sp = nullptr;
+const emu::Kernel* g_kernel = nullptr;
+bool g_direct = false;            // running a block's threads as plain calls (kernels seen never to reach a barrier)
+bool g_synced = false;            // a barrier was reached in this launch
+std::set<const emu::Kernel*> g_sync_free; // kernels whose first launch reached no barrier
+const unsigned char* g_args = nullptr;
+const size_t* g_offsets = nullptr;
+
+void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_dim3 bidx);
+}
+
+emu_thread_ctx* emu_tc = nullptr;
+
+extern "C" void emu_fiber_switch(void** save_sp, void* to_sp);
+extern "C" void emu_fiber_start();
+
+// The live fibers of a block form a ring, run in thread order: a fiber that reaches __syncthreads switches straight
+// to the next one, so by the time the ring comes round again every live thread has reached the barrier.
+static void switch_to_next(Fiber* from, bool finished)
+{
+    Fiber* next = from->next;
+    if (finished)
+    {
+        from->prev->next = from->next;
+        from->next->prev = from->prev;
+        if (next == from) { g_fiber = nullptr; emu_fiber_switch(&from->sp, g_sched_sp); return; } // the last one
+    }
+    else if (next == from) return; // the only live thread: the barrier is already complete
+    g_fiber = next;
+    emu_tc = &next->ctx;
+    emu_fiber_switch(&from->sp, next->sp);
+}
+
+extern "C" __attribute__((visibility("default"))) void emu_fiber_main()
+{
+    g_kernel->invoke(g_kernel->fn, g_args, g_offsets);
+    switch_to_next(g_fiber, true);
+    __builtin_trap();
+}
+
+void emu_syncthreads()
+{
+    if (g_direct)
+    {
+        fprintf(stderr, "CUDA emulator: kernel %s reached __syncthreads although its first launch never did; "
+                        "set CHARRNN_EMULATOR_FIBERS=1 to run every launch with fibers\n", g_kernel->name);
+        abort();
+    }
+    g_synced = true;
+    switch_to_next(g_fiber, false);
+}
+
+namespace
+{
+void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_dim3 bidx)
+{
+    size_t n = fibers.size();
+    if (g_direct)
+    {
+        // No barrier in this kernel: the threads of a block may run one after another.
+        Fiber& f = fibers[0];
+        f.ctx.blockIdx = bidx;
+        f.ctx.blockDim = block;
+        f.ctx.gridDim = grid;
+        emu_tc = &f.ctx;
+        for (size_t t = 0; t < n; t++)
+        {
+            f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+            g_kernel->invoke(g_kernel->fn, g_args, g_offsets);
+        }
+        return;
+    }
+    for (size_t t = 0; t < n; t++)
+    {
+        Fiber& f = fibers[t];
+        f.next = &fibers[(t + 1) % n];
+        f.prev = &fibers[(t + n - 1) % n];
+        f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+        f.ctx.blockIdx = bidx;
+        f.ctx.blockDim = block;
+        f.ctx.gridDim = grid;
+        auto* words = (void**)(g_stacks[t] + kStack - 64);
+        for (int i = 0; i < 6; i++) words[i] = nullptr;
+        words[6] = (void*)&emu_fiber_start;
+        f.sp = words;
+    }
+    g_fiber = &fibers[0];
+    emu_tc = &fibers[0].ctx;
+    emu_fiber_switch(&g_sched_sp, fibers[0].sp); // returns when the last thread of the block has finished
+}
+
+void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::vector<unsigned char>& args,
+                const std::vector<size_t>& offsets)
+{
+    size_t n = (size_t)block.x * block.y * block.z;
+    while (g_stacks.size() < n) g_stacks.push_back((char*)aligned_alloc(64, kStack));
+    std::vector<Fiber> fibers(n);
+    g_kernel = k;
+    g_args = args.data();
+    g_offsets = offsets.data();
+    static const bool always_fibers = getenv("CHARRNN_EMULATOR_FIBERS") != nullptr;
+    g_direct = !always_fibers && g_sync_free.count(k) > 0;
+    g_synced = false;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) run_block(fibers, block, grid, {x, y, z});
+    if (!g_direct && !g_synced) g_sync_free.insert(k);
+    g_direct = false;
+    emu_tc = nullptr;
+}
+
+// ---- image parsing: kernel names (and launch bounds) from a CUBIN (ELF) or PTX -------------------------------------
+bool parse_cubin(const unsigned char* d, Module& m, std::string& why)
+{
+    auto u16 = [&](size_t o) { uint16_t v; memcpy(&v, d + o, 2); return v; };
+    auto u32 = [&](size_t o) { uint32_t v; memcpy(&v, d + o, 4); return v; };
+    auto u64 = [&](size_t o) { uint64_t v; memcpy(&v, d + o, 8); return v; };
+    if (d[4] != 2) { why = "not a 64-bit ELF"; return false; }
+    if (u16(0x12) != 190) { why = "ELF machine is not EM_CUDA (190)"; return false; }
+    unsigned sm = u32(0x30) & 0xff;
+    if (sm > 90) { why = "CUBIN for sm_" + std::to_string(sm) + ", newer than this device (sm_90)"; return false; }
+    uint64_t shoff = u64(0x28);
+    unsigned shnum = u16(0x3c), shstrndx = u16(0x3e);
+    auto sec = [&](unsigned i) { return shoff + (uint64_t)i * 64; };
+    uint64_t shstr = u64(sec(shstrndx) + 24);
+    std::map<std::string, unsigned> by_name;
+    for (unsigned i = 0; i < shnum; i++) by_name[(const char*)d + shstr + u32(sec(i))] = i;
+    for (unsigned i = 0; i < shnum; i++)
+    {
+        if (u32(sec(i) + 4) != 2) continue; // SHT_SYMTAB
+        uint64_t off = u64(sec(i) + 24), size = u64(sec(i) + 32), ent = u64(sec(i) + 56);
+        uint64_t strtab = u64(sec(u32(sec(i) + 40)) + 24);
+        for (uint64_t s = off; s + ent <= off + size; s += ent)
+        {
+            unsigned char info = d[s + 4], other = d[s + 5];
+            if ((info & 0xf) != 2 || (other & 0x10) == 0) continue; // STT_FUNC with STO_CUDA_ENTRY: a __global__
+            std::string name = (const char*)d + strtab + u32(s);
+            m.names.insert(name);
+            m.max_threads[name] = 1024;
+            auto ni = by_name.find(".nv.info." + name);
+            if (ni == by_name.end()) continue;
+            uint64_t io = u64(sec(ni->second) + 24), isz = u64(sec(ni->second) + 32);
+            for (uint64_t p = io; p < io + isz;)
+            {
+                unsigned fmt = d[p], attr = d[p + 1];
+                if (fmt == 4)
+                {
+                    unsigned len = u16(p + 2);
+                    if (attr == 0x05 && len >= 12) m.max_threads[name] = (int)(u32(p + 4) * u32(p + 8) * u32(p + 12)); // EIATTR_MAX_THREADS
+                    p += 4 + len;
+                }
+                else p += fmt == 1 ? 2 : 4;
+            }
+        }
+    }
+    m.cubin = true;
+    return true;
+}
+
+bool parse_ptx(const char* s, Module& m, std::string& why)
+{
+    std::string text(s);
+    size_t t = text.find(".target sm_");
+    if (t != std::string::npos && atoi(text.c_str() + t + 11) > 90) { why = "PTX targets an arch newer than sm_90"; return false; }
+    for (size_t p = text.find(".entry "); p != std::string::npos; p = text.find(".entry ", p + 1))
+    {
+        size_t a = p + 7, b = text.find_first_of("( \n", a);
+        std::string name = text.substr(a, b - a);
+        m.names.insert(name);
+        size_t body = text.find('{', b), maxn = text.find(".maxntid", b);
+        m.max_threads[name] = maxn != std::string::npos && maxn < body ? atoi(text.c_str() + maxn + 8) : 1024;
+    }
+    m.cubin = false;
+    return !m.names.empty() || (why = "no .entry in the PTX", false);
+}
+
+CUresult capture_guard(const char* api)
+{
+    if (!in_capture()) return CUDA_SUCCESS;
+    for (auto& [s, c] : g_capturing) c.invalid = true;
+    fprintf(stderr, "CUDA emulator: %s is not allowed while a stream is being captured (the capture is invalidated)\n", api);
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+}
+
+CUresult device_check(const char* api, uint64_t p, uint64_t bytes, const char* what)
+{
+    if (bytes == 0) return CUDA_SUCCESS;
+    if (emu::device_range(p, bytes)) return CUDA_SUCCESS;
+    fprintf(stderr, "CUDA emulator: %s: %s [%s, +%llu bytes) is not inside one live device allocation\n", api, what,
+            hex(p).c_str(), (unsigned long long)bytes);
+    return CUDA_ERROR_INVALID_VALUE;
+}
+} // namespace
+
+// ---- shared with cublas.cpp and the kernel TUs --------------------------------------------------------------------
+namespace emu
+{
+void register_kernel(Kernel k) { registry().push_back(std::move(k)); }
+
+std::recursive_mutex& api_mutex() { return g_mutex; }
+
+Result begin(const char*)
+{
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (t_ctx == nullptr || !t_ctx->live) return CUDA_ERROR_INVALID_CONTEXT;
+    return g_sticky;
+}
+
+Result fail(int code, const std::string& why)
+{
+    if (!g_sticky) fprintf(stderr, "CUDA emulator: %s → %s (sticky, as on a GPU)\n", why.c_str(), error_name(code));
+    g_sticky = code;
+    return code;
+}
+
+bool device_range(uint64_t p, uint64_t bytes)
+{
+    const Alloc* a = find_alloc(p);
+    return a != nullptr && p + bytes <= a->base + a->size && p + bytes >= p;
+}
+
+Result enqueue(void* stream, const std::string& what, std::function<void()> op)
+{
+    auto c = g_capturing.find(stream);
+    if (c != g_capturing.end()) c->second.graph->ops.push_back({stream, what, std::move(op)});
+    else g_pending.push_back({stream, what, std::move(op)});
+    return CUDA_SUCCESS;
+}
+} // namespace emu
+
+#define API extern "C" __attribute__((visibility("default"))) CUresult
+#define LOCK std::lock_guard<std::recursive_mutex> lock_(g_mutex)
+#define BEGIN(name) LOCK; if (CUresult r_ = emu::begin(name)) return r_
+
+// ---- initialisation, versions, errors ---------------------------------------------------------------------------
+API cuInit(unsigned flags)
+{
+    LOCK;
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (!g_init)
+    {
+        struct sigaction sa = {};
+        sa.sa_sigaction = segv_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        if (getenv("CHARRNN_EMULATOR_NO_SEGV_HANDLER") == nullptr) sigaction(SIGSEGV, &sa, nullptr);
+        if (const char* p = getenv("CHARRNN_EMULATOR_PROFILE"); p && *p == '1')
+        {
+            g_profile = new std::map<std::string, std::pair<double, long>>();
+            atexit(print_profile);
+        }
+    }
+    g_init = true;
+    return CUDA_SUCCESS;
+}
+
+API cuDriverGetVersion(int* v)
+{
+    if (!v) return CUDA_ERROR_INVALID_VALUE;
+    *v = 13000;
+    return CUDA_SUCCESS;
+}
+
+API cuGetErrorName(CUresult e, const char** s)
+{
+    const char* n = error_name(e);
+    if (!s) return CUDA_ERROR_INVALID_VALUE;
+    *s = n;
+    return n ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+API cuGetErrorString(CUresult e, const char** s)
+{
+    if (!s) return CUDA_ERROR_INVALID_VALUE;
+    *s = error_name(e) ? "(CUDA emulator) see the error name" : nullptr;
+    return *s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+// ---- device -------------------------------------------------------------------------------------------------------
+API cuDeviceGetCount(int* n)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!n) return CUDA_ERROR_INVALID_VALUE;
+    *n = 1;
+    return CUDA_SUCCESS;
+}
+
+API cuDeviceGet(int* dev, int ordinal)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!dev) return CUDA_ERROR_INVALID_VALUE;
+    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *dev = 0;
+    return CUDA_SUCCESS;
+}
+
+API cuDeviceGetName(char* name, int len, int dev)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!name || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+    snprintf(name, (size_t)len, "%s", kDeviceName);
+    return CUDA_SUCCESS;
+}
+
+API cuDeviceGetAttribute(int* v, int attr, int dev)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!v) return CUDA_ERROR_INVALID_VALUE;
+    switch (attr)
+    {
+    case 1: *v = 1024; return CUDA_SUCCESS;  // MAX_THREADS_PER_BLOCK
+    case 16: *v = 132; return CUDA_SUCCESS;  // MULTIPROCESSOR_COUNT (an H100 SXM's)
+    case 75: *v = 9; return CUDA_SUCCESS;    // COMPUTE_CAPABILITY_MAJOR
+    case 76: *v = 0; return CUDA_SUCCESS;    // COMPUTE_CAPABILITY_MINOR
+    default:
+        fprintf(stderr, "CUDA emulator: cuDeviceGetAttribute(%d) is not emulated\n", attr);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+API cuDeviceTotalMem_v2(size_t* bytes, int dev)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!bytes) return CUDA_ERROR_INVALID_VALUE;
+    *bytes = kTotalMemory;
+    return CUDA_SUCCESS;
+}
+
+// ---- primary context ----------------------------------------------------------------------------------------------
+API cuDevicePrimaryCtxRetain(void** ctx, int dev)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (!ctx) return CUDA_ERROR_INVALID_VALUE;
+    g_primary.refs++;
+    g_primary.live = true;
+    *ctx = &g_primary;
+    return CUDA_SUCCESS;
+}
+
+API cuDevicePrimaryCtxRelease_v2(int dev)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (dev != 0) return CUDA_ERROR_INVALID_DEVICE;
+    if (g_primary.refs <= 0) return CUDA_ERROR_INVALID_CONTEXT;
+    if (--g_primary.refs == 0)
+    {
+        // The last reference destroys the context and everything in it.
+        flush();
+        g_pending.clear();
+        for (auto& [b, a] : g_allocs) munmap(a.map, a.maplen);
+        g_allocs.clear();
+        g_allocated = 0;
+        g_primary.live = false;
+        g_sticky = 0;
+    }
+    return CUDA_SUCCESS;
+}
+
+API cuCtxSetCurrent(void* ctx)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (ctx != nullptr && ctx != &g_primary) return CUDA_ERROR_INVALID_CONTEXT;
+    t_ctx = (Context*)ctx;
+    return CUDA_SUCCESS;
+}
+
+API cuCtxGetCurrent(void** ctx)
+{
+    LOCK;
+    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!ctx) return CUDA_ERROR_INVALID_VALUE;
+    *ctx = t_ctx;
+    return CUDA_SUCCESS;
+}
+
+API cuCtxSynchronize()
+{
+    BEGIN("cuCtxSynchronize");
+    if (CUresult r = capture_guard("cuCtxSynchronize")) return r;
+    return flush();
+}
+
+// ---- memory -------------------------------------------------------------------------------------------------------
+API cuMemAlloc_v2(uint64_t* dptr, size_t bytes)
+{
+    BEGIN("cuMemAlloc_v2");
+    if (CUresult r = capture_guard("cuMemAlloc_v2")) return r;
+    if (!dptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    size_t rounded = (bytes + 255) & ~(size_t)255;
+    if (g_allocated + rounded > kTotalMemory) return CUDA_ERROR_OUT_OF_MEMORY;
+    size_t body = (rounded + kPage - 1) & ~(kPage - 1);
+    size_t maplen = body + kPage;
+    void* m = mmap(nullptr, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+    char* map = (char*)m;
+    mprotect(map + body, kPage, PROT_NONE); // the guard page right after the allocation's rounded end
+    uint64_t base = (uint64_t)(map + body - rounded);
+    memset((void*)base, 0xFF, bytes);                 // uninitialised device memory reads as NaN / −1
+    memset((void*)(base + bytes), kCanary, rounded - bytes);
+    g_allocs[base] = Alloc{base, bytes, rounded, map, maplen};
+    g_allocated += rounded;
+    *dptr = base;
+    return CUDA_SUCCESS;
+}
+
+API cuMemFree_v2(uint64_t dptr)
+{
+    BEGIN("cuMemFree_v2");
+    if (CUresult r = capture_guard("cuMemFree_v2")) return r;
+    if (CUresult r = flush()) return r; // cuMemFree waits for the work that may still use the memory
+    auto it = g_allocs.find(dptr);
+    if (it == g_allocs.end())
+    {
+        fprintf(stderr, "CUDA emulator: cuMemFree_v2(%s) is not the start of a live allocation\n", hex(dptr).c_str());
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    g_allocated -= it->second.rounded;
+    munmap(it->second.map, it->second.maplen); // later use of the memory faults
+    g_allocs.erase(it);
+    return CUDA_SUCCESS;
+}
+
+API cuMemGetInfo_v2(size_t* free_, size_t* total)
+{
+    BEGIN("cuMemGetInfo_v2");
+    if (!free_ || !total) return CUDA_ERROR_INVALID_VALUE;
+    *total = kTotalMemory;
+    *free_ = kTotalMemory - g_allocated;
+    return CUDA_SUCCESS;
+}
+
+API cuMemAllocHost_v2(void** pp, size_t bytes)
+{
+    BEGIN("cuMemAllocHost_v2");
+    if (CUresult r = capture_guard("cuMemAllocHost_v2")) return r;
+    if (!pp || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    void* p = aligned_alloc(4096, (bytes + 4095) & ~(size_t)4095);
+    if (!p) return CUDA_ERROR_OUT_OF_MEMORY;
+    g_pinned[(uintptr_t)p] = bytes;
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+API cuMemFreeHost(void* p)
+{
+    BEGIN("cuMemFreeHost");
+    if (CUresult r = flush()) return r;
+    auto it = g_pinned.find((uintptr_t)p);
+    if (it == g_pinned.end()) return CUDA_ERROR_INVALID_VALUE;
+    g_pinned.erase(it);
+    free(p);
+    return CUDA_SUCCESS;
+}
+
+API cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n)
+{
+    BEGIN("cuMemcpyHtoD_v2");
+    if (CUresult r = capture_guard("cuMemcpyHtoD_v2")) return r;
+    if (CUresult r = device_check("cuMemcpyHtoD_v2", dst, n, "destination")) return r;
+    if (CUresult r = flush()) return r;
+    memcpy((void*)dst, src, n);
+    return CUDA_SUCCESS;
+}
+
+API cuMemcpyDtoH_v2(void* dst, uint64_t src, size_t n)
+{
+    BEGIN("cuMemcpyDtoH_v2");
+    if (CUresult r = capture_guard("cuMemcpyDtoH_v2")) return r;
+    if (CUresult r = device_check("cuMemcpyDtoH_v2", src, n, "source")) return r;
+    if (CUresult r = flush()) return r;
+    memcpy(dst, (const void*)src, n);
+    return CUDA_SUCCESS;
+}
+
+API cuMemcpyHtoDAsync_v2(uint64_t dst, const void* src, size_t n, void* stream)
+{
+    BEGIN("cuMemcpyHtoDAsync_v2");
+    if (CUresult r = device_check("cuMemcpyHtoDAsync_v2", dst, n, "destination")) return r;
+    if (n == 0) return CUDA_SUCCESS;
+    if (pinned_range(src, n))
+        return emu::enqueue(stream, "cuMemcpyHtoDAsync_v2", [=] { memcpy((void*)dst, src, n); }); // reads src later
+    if (g_capturing.count(stream)) return capture_guard("cuMemcpyHtoDAsync_v2 from pageable memory");
+    auto copy = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + n); // pageable: staged now
+    return emu::enqueue(stream, "cuMemcpyHtoDAsync_v2", [=] { memcpy((void*)dst, copy->data(), n); });
+}
+
+API cuMemcpyDtoHAsync_v2(void* dst, uint64_t src, size_t n, void* stream)
+{
+    BEGIN("cuMemcpyDtoHAsync_v2");
+    if (CUresult r = device_check("cuMemcpyDtoHAsync_v2", src, n, "source")) return r;
+    if (n == 0) return CUDA_SUCCESS;
+    if (pinned_range(dst, n))
+        return emu::enqueue(stream, "cuMemcpyDtoHAsync_v2", [=] { memcpy(dst, (const void*)src, n); });
+    if (CUresult r = capture_guard("cuMemcpyDtoHAsync_v2 to pageable memory")) return r;
+    if (CUresult r = flush()) return r; // to pageable memory the copy is synchronous
+    memcpy(dst, (const void*)src, n);
+    return CUDA_SUCCESS;
+}
+
+API cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void* stream)
+{
+    BEGIN("cuMemcpyDtoDAsync_v2");
+    if (CUresult r = device_check("cuMemcpyDtoDAsync_v2", dst, n, "destination")) return r;
+    if (CUresult r = device_check("cuMemcpyDtoDAsync_v2", src, n, "source")) return r;
+    return emu::enqueue(stream, "cuMemcpyDtoDAsync_v2", [=] { memmove((void*)dst, (const void*)src, n); });
+}
+
+API cuMemsetD8Async(uint64_t dst, unsigned char v, size_t n, void* stream)
+{
+    BEGIN("cuMemsetD8Async");
+    if (CUresult r = device_check("cuMemsetD8Async", dst, n, "destination")) return r;
+    return emu::enqueue(stream, "cuMemsetD8Async", [=] { memset((void*)dst, v, n); });
+}
+
+API cuMemsetD32Async(uint64_t dst, unsigned v, size_t n, void* stream)
+{
+    BEGIN("cuMemsetD32Async");
+    if (dst % 4 != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (CUresult r = device_check("cuMemsetD32Async", dst, n * 4, "destination")) return r;
+    return emu::enqueue(stream, "cuMemsetD32Async", [=] {
+        auto* p = (unsigned*)dst;
+        for (size_t i = 0; i < n; i++) p[i] = v;
+    });
+}
+
+// ---- modules and launches -----------------------------------------------------------------------------------------
+API cuModuleLoadData(void** module, const void* image)
+{
+    BEGIN("cuModuleLoadData");
+    if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
+    auto* m = new Module();
+    std::string why;
+    const auto* d = (const unsigned char*)image;
+    bool ok = memcmp(d, "\x7f" "ELF", 4) == 0 ? parse_cubin(d, *m, why) : parse_ptx((const char*)image, *m, why);
+    if (!ok)
+    {
+        fprintf(stderr, "CUDA emulator: cuModuleLoadData: %s\n", why.c_str());
+        delete m;
+        return why.find("newer") != std::string::npos ? CUDA_ERROR_NO_BINARY_FOR_GPU : CUDA_ERROR_INVALID_IMAGE;
+    }
+    g_modules.insert(m);
+    *module = m;
+    return CUDA_SUCCESS;
+}
+
+API cuModuleUnload(void* module)
+{
+    BEGIN("cuModuleUnload");
+    auto* m = (Module*)module;
+    if (!g_modules.count(m)) return CUDA_ERROR_INVALID_HANDLE;
+    if (CUresult r = flush()) return r;
+    for (auto it = g_functions.begin(); it != g_functions.end();)
+    {
+        if ((*it)->module == m) { delete *it; it = g_functions.erase(it); }
+        else ++it;
+    }
+    g_modules.erase(m);
+    delete m;
+    return CUDA_SUCCESS;
+}
+
+API cuModuleGetFunction(void** fn, void* module, const char* name)
+{
+    BEGIN("cuModuleGetFunction");
+    auto* m = (Module*)module;
+    if (!fn || !name || !g_modules.count(m)) return CUDA_ERROR_INVALID_VALUE;
+    if (!m->names.count(name)) return CUDA_ERROR_NOT_FOUND;
+    for (auto& k : registry())
+    {
+        if (strcmp(k.name, name) != 0) continue;
+        int bound = m->max_threads[name];
+        if (k.max_threads != bound)
+        {
+            fprintf(stderr, "CUDA emulator: %s: launch bound %d in the image but %d in the host build of the source\n",
+                    name, bound, k.max_threads);
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+        auto* f = new Function{m, &k, bound};
+        g_functions.insert(f);
+        *fn = f;
+        return CUDA_SUCCESS;
+    }
+    fprintf(stderr, "CUDA emulator: kernel %s is in the image but the emulator was not built with its source "
+                    "(rebuild it: tests/CudaEmulator/build.sh)\n", name);
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+API cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared, void* stream, void** params, void** extra)
+{
+    BEGIN("cuLaunchKernel");
+    auto* f = (Function*)fn;
+    if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+    const emu::Kernel* k = f->kernel;
+    std::string what = std::string("kernel ") + k->name;
+    if (extra != nullptr || gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 ||
+        bz > 64 || shared > 48 * 1024 || (!k->sizes.empty() && params == nullptr))
+    {
+        fprintf(stderr, "CUDA emulator: cuLaunchKernel(%s): invalid grid (%u,%u,%u), block (%u,%u,%u), shared %u or parameters\n",
+                k->name, gx, gy, gz, bx, by, bz, shared);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    unsigned long threads = (unsigned long)bx * by * bz;
+    if (threads > 1024 || threads > (unsigned long)f->max_threads)
+    {
+        fprintf(stderr, "CUDA emulator: cuLaunchKernel(%s): %lu threads per block, over its limit of %d\n", k->name,
+                threads, std::min(1024, f->max_threads));
+        return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
+    std::vector<size_t> offsets;
+    std::vector<unsigned char> args;
+    for (size_t i = 0; i < k->sizes.size(); i++)
+    {
+        size_t align = k->sizes[i] >= 8 ? 8 : k->sizes[i];
+        size_t off = (args.size() + align - 1) / align * align;
+        args.resize(off + k->sizes[i]);
+        memcpy(args.data() + off, params[i], k->sizes[i]); // parameters are copied at the launch, as by the driver
+        offsets.push_back(off);
+        if (k->is_pointer[i])
+        {
+            uint64_t p;
+            memcpy(&p, args.data() + off, 8);
+            if (p != 0 && find_alloc(p) == nullptr)
+                return emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, "cuLaunchKernel(" + std::string(k->name) + "): pointer parameter " +
+                                 std::to_string(i) + " = " + hex(p) + " is not inside any live device allocation");
+        }
+    }
+    emu_dim3 grid{gx, gy, gz}, block{bx, by, bz};
+    return emu::enqueue(stream, what, [=] { run_kernel(k, grid, block, args, offsets); });
+}
+
+// ---- streams and events -------------------------------------------------------------------------------------------
+API cuStreamCreate(void** s, unsigned flags)
+{
+    BEGIN("cuStreamCreate");
+    if (!s || flags > 1) return CUDA_ERROR_INVALID_VALUE;
+    auto* st = new Stream{flags};
+    g_streams.insert(st);
+    *s = st;
+    return CUDA_SUCCESS;
+}
+
+API cuStreamDestroy_v2(void* s)
+{
+    BEGIN("cuStreamDestroy_v2");
+    if (!g_streams.count((Stream*)s)) return CUDA_ERROR_INVALID_HANDLE;
+    g_streams.erase((Stream*)s);
+    delete (Stream*)s; // queued work still runs (at the next synchronisation), as the driver guarantees
+    return CUDA_SUCCESS;
+}
+
+API cuStreamSynchronize(void* s)
+{
+    BEGIN("cuStreamSynchronize");
+    if (s != nullptr && !g_streams.count((Stream*)s)) return CUDA_ERROR_INVALID_HANDLE;
+    if (CUresult r = capture_guard("cuStreamSynchronize")) return r;
+    return flush();
+}
+
+static std::shared_ptr<Event>* event_of(void* e)
+{
+    auto* p = (std::shared_ptr<Event>*)e;
+    return g_events.count(p) ? p : nullptr;
+}
+
+API cuEventCreate(void** e, unsigned flags)
+{
+    BEGIN("cuEventCreate");
+    if (!e || (flags & ~3u)) return CUDA_ERROR_INVALID_VALUE;
+    auto* p = new std::shared_ptr<Event>(std::make_shared<Event>());
+    (*p)->timing = (flags & 2) == 0;
+    g_events.insert(p);
+    *e = p;
+    return CUDA_SUCCESS;
+}
+
+API cuEventDestroy_v2(void* e)
+{
+    BEGIN("cuEventDestroy_v2");
+    auto* p = event_of(e);
+    if (!p) return CUDA_ERROR_INVALID_HANDLE;
+    g_events.erase(p);
+    delete p;
+    return CUDA_SUCCESS;
+}
+
+API cuEventRecord(void* e, void* stream)
+{
+    BEGIN("cuEventRecord");
+    auto* p = event_of(e);
+    if (!p) return CUDA_ERROR_INVALID_HANDLE;
+    std::shared_ptr<Event> ev = *p;
+    ev->recorded = true;
+    ev->done = false;
+    return emu::enqueue(stream, "cuEventRecord", [ev] { ev->done = true; ev->ms = now_ms(); });
+}
+
+API cuEventSynchronize(void* e)
+{
+    BEGIN("cuEventSynchronize");
+    auto* p = event_of(e);
+    if (!p) return CUDA_ERROR_INVALID_HANDLE;
+    if (!(*p)->recorded || (*p)->done) return CUDA_SUCCESS;
+    if (CUresult r = capture_guard("cuEventSynchronize")) return r;
+    return flush();
+}
+
+API cuEventElapsedTime(float* ms, void* a, void* b)
+{
+    BEGIN("cuEventElapsedTime");
+    auto *pa = event_of(a), *pb = event_of(b);
+    if (!ms || !pa || !pb) return CUDA_ERROR_INVALID_HANDLE;
+    if (!(*pa)->timing || !(*pb)->timing) return CUDA_ERROR_INVALID_HANDLE;
+    if (!(*pa)->recorded || !(*pb)->recorded) return CUDA_ERROR_INVALID_HANDLE;
+    if (!(*pa)->done || !(*pb)->done) return CUDA_ERROR_NOT_READY;
+    *ms = (float)((*pb)->ms - (*pa)->ms);
+    return CUDA_SUCCESS;
+}
+
+// ---- graphs -------------------------------------------------------------------------------------------------------
+struct GraphExec { std::vector<Op> ops; };
+static std::set<Graph*> g_graphs;
+static std::set<GraphExec*> g_execs;
+
+API cuStreamBeginCapture_v2(void* s, int mode)
+{
+    BEGIN("cuStreamBeginCapture_v2");
+    if (s == nullptr) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; // the legacy stream cannot be captured
+    if (!g_streams.count((Stream*)s) || mode < 0 || mode > 2) return CUDA_ERROR_INVALID_VALUE;
+    if (g_capturing.count(s)) return CUDA_ERROR_ILLEGAL_STATE;
+    g_capturing[s] = Capture{new Graph(), false};
+    return CUDA_SUCCESS;
+}
+
+API cuStreamEndCapture(void* s, void** graph)
+{
+    BEGIN("cuStreamEndCapture");
+    auto it = g_capturing.find(s);
+    if (it == g_capturing.end() || !graph) return CUDA_ERROR_ILLEGAL_STATE;
+    Capture c = it->second;
+    g_capturing.erase(it);
+    if (c.invalid)
+    {
+        delete c.graph;
+        *graph = nullptr;
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
+    g_graphs.insert(c.graph);
+    *graph = c.graph;
+    return CUDA_SUCCESS;
+}
+
+API cuGraphInstantiateWithFlags(void** exec, void* graph, unsigned long long flags)
+{
+    BEGIN("cuGraphInstantiateWithFlags");
+    if (!exec || !g_graphs.count((Graph*)graph) || flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    auto* e = new GraphExec{((Graph*)graph)->ops};
+    g_execs.insert(e);
+    *exec = e;
+    return CUDA_SUCCESS;
+}
+
+API cuGraphLaunch(void* exec, void* stream)
+{
+    BEGIN("cuGraphLaunch");
+    auto* e = (GraphExec*)exec;
+    if (!g_execs.count(e)) return CUDA_ERROR_INVALID_HANDLE;
+    for (auto& op : e->ops) emu::enqueue(stream, "graph node: " + op.what, op.run);
+    return CUDA_SUCCESS;
+}
+
+API cuGraphExecDestroy(void* exec)
+{
+    BEGIN("cuGraphExecDestroy");
+    auto* e = (GraphExec*)exec;
+    if (!g_execs.count(e)) return CUDA_ERROR_INVALID_HANDLE;
+    g_execs.erase(e);
+    delete e; // launched copies of its nodes stay queued
+    return CUDA_SUCCESS;
+}
+
+API cuGraphDestroy(void* graph)
+{
+    BEGIN("cuGraphDestroy");
+    auto* g = (Graph*)graph;
+    if (!g_graphs.count(g)) return CUDA_ERROR_INVALID_HANDLE;
+    g_graphs.erase(g);
+    delete g;
+    return CUDA_SUCCESS;
+}

@@ -1,0 +1,263 @@
+// selftest.cpp — checks that the CUDA emulator catches the bugs it claims to catch (each case in its own child process,
+// since most of them leave a sticky error behind, as a GPU would), and that barriers and results are right.
+// Built and run by build.sh; prints one line per case and "selftest: N passed, N failed"; exits non-zero on a failure.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+typedef int CUresult;
+extern "C" {
+CUresult cuInit(unsigned);
+CUresult cuDevicePrimaryCtxRetain(void**, int);
+CUresult cuCtxSetCurrent(void*);
+CUresult cuCtxSynchronize();
+CUresult cuMemAlloc_v2(unsigned long long*, size_t);
+CUresult cuMemFree_v2(unsigned long long);
+CUresult cuMemAllocHost_v2(void**, size_t);
+CUresult cuMemcpyHtoD_v2(unsigned long long, const void*, size_t);
+CUresult cuMemcpyDtoH_v2(void*, unsigned long long, size_t);
+CUresult cuMemcpyHtoDAsync_v2(unsigned long long, const void*, size_t, void*);
+CUresult cuMemcpyDtoHAsync_v2(void*, unsigned long long, size_t, void*);
+CUresult cuModuleLoadData(void**, const void*);
+CUresult cuModuleGetFunction(void**, void*, const char*);
+CUresult cuLaunchKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**, void**);
+CUresult cuStreamCreate(void**, unsigned);
+CUresult cuStreamSynchronize(void*);
+CUresult cuStreamBeginCapture_v2(void*, int);
+CUresult cuStreamEndCapture(void*, void**);
+int cublasCreate_v2(void**);
+int cublasSetStream_v2(void*, void*);
+int cublasSgemm_v2(void*, int, int, int, int, int, const float*, unsigned long long, int, unsigned long long, int,
+                   const float*, unsigned long long, int);
+}
+
+namespace
+{
+int g_failed = 0, g_passed = 0;
+
+// A PTX image naming the kernels used here (the emulator reads .entry names and .maxntid; the code is the host build).
+const char* kPtx = ".version 7.8\n.target sm_90\n.address_size 64\n"
+                   ".visible .entry one_hot_scatter(.param .u64 a) {}\n"
+                   ".visible .entry column_sum(.param .u64 a) {}\n"
+                   ".visible .entry softmax_xent(.param .u64 a) .maxntid 256, 1, 1 {}\n";
+
+void* g_mod;
+void* g_stream;
+
+#define REQUIRE(cond)                                                                                                 \
+    do { if (!(cond)) { fprintf(stderr, "  failed: %s (line %d)\n", #cond, __LINE__); _exit(1); } } while (0)
+
+void setup()
+{
+    void* ctx;
+    REQUIRE(cuInit(0) == 0);
+    REQUIRE(cuDevicePrimaryCtxRetain(&ctx, 0) == 0);
+    REQUIRE(cuCtxSetCurrent(ctx) == 0);
+    REQUIRE(cuModuleLoadData(&g_mod, kPtx) == 0);
+    REQUIRE(cuStreamCreate(&g_stream, 1) == 0);
+}
+
+void* fn(const char* name)
+{
+    void* f;
+    REQUIRE(cuModuleGetFunction(&f, g_mod, name) == 0);
+    return f;
+}
+
+unsigned long long dalloc(size_t bytes)
+{
+    unsigned long long p;
+    REQUIRE(cuMemAlloc_v2(&p, bytes) == 0);
+    return p;
+}
+
+// one_hot_scatter(tokens, n, V, out) with the given n, V.
+CUresult one_hot(unsigned long long tokens, int n, int V, unsigned long long out, unsigned threads = 256)
+{
+    void* args[] = {&tokens, &n, &V, &out};
+    return cuLaunchKernel(fn("one_hot_scatter"), 4, 1, 1, threads, 1, 1, 0, g_stream, args, nullptr);
+}
+
+void expect(const char* name, std::function<void()> body, int want_exit = 0)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0)
+    {
+        setup();
+        body();
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    bool ok = code == want_exit;
+    printf("%s %s\n", ok ? "ok  " : "FAIL", name);
+    (ok ? g_passed : g_failed)++;
+}
+}
+
+int main()
+{
+    setvbuf(stdout, nullptr, _IONBF, 0);
+    expect("a correct launch computes the right values", [] {
+        int tokens[3] = {2, 0, 1};
+        auto t = dalloc(sizeof tokens), out = dalloc(3 * 4 * 4);
+        REQUIRE(cuMemcpyHtoD_v2(t, tokens, sizeof tokens) == 0);
+        REQUIRE(one_hot(t, 3, 4, out) == 0);
+        float h[12];
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(h, out, sizeof h) == 0);
+        for (int r = 0; r < 3; r++)
+            for (int c = 0; c < 4; c++) REQUIRE(h[r * 4 + c] == (c == tokens[r] ? 1.0f : 0.0f));
+    });
+    expect("barriers: softmax_xent (shared-memory tree reductions) matches a direct computation", [] {
+        const int rows = 3, V = 700;
+        std::vector<float> z(rows * V), b(V, 0.1f);
+        for (int i = 0; i < rows * V; i++) z[i] = (float)std::sin(i * 0.37) * 3;
+        int labels[rows] = {5, 699, 0};
+        auto dz = dalloc(z.size() * 4), db = dalloc(V * 4), dl = dalloc(sizeof labels), dd = dalloc(z.size() * 4),
+             dr = dalloc(rows * 4);
+        REQUIRE(cuMemcpyHtoD_v2(dz, z.data(), z.size() * 4) == 0);
+        REQUIRE(cuMemcpyHtoD_v2(db, b.data(), V * 4) == 0);
+        REQUIRE(cuMemcpyHtoD_v2(dl, labels, sizeof labels) == 0);
+        int r_ = rows, v_ = V;
+        float scale = 0.5f;
+        void* args[] = {&dz, &db, &dl, &r_, &v_, &scale, &dd, &dr};
+        REQUIRE(cuLaunchKernel(fn("softmax_xent"), rows, 1, 1, 256, 1, 1, 0, g_stream, args, nullptr) == 0);
+        std::vector<float> loss(rows);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(loss.data(), dr, rows * 4) == 0);
+        for (int r = 0; r < rows; r++)
+        {
+            double m = -1e30, s = 0;
+            for (int c = 0; c < V; c++) m = std::fmax(m, z[r * V + c] + 0.1);
+            for (int c = 0; c < V; c++) s += std::exp(z[r * V + c] + 0.1 - m);
+            double want = std::log(s) - (z[r * V + labels[r]] + 0.1 - m);
+            REQUIRE(std::fabs(loss[r] - want) < 1e-4);
+        }
+    });
+    expect("work is asynchronous: a pinned download is stale until the stream is synchronised", [] {
+        float v = 42, *pinned;
+        REQUIRE(cuMemAllocHost_v2((void**)&pinned, 4) == 0);
+        *pinned = -1;
+        auto d = dalloc(4);
+        REQUIRE(cuMemcpyHtoD_v2(d, &v, 4) == 0);
+        REQUIRE(cuMemcpyDtoHAsync_v2(pinned, d, 4, g_stream) == 0);
+        REQUIRE(*pinned == -1);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(*pinned == 42);
+    });
+    expect("a pinned upload reads the host buffer when it runs, not when it is enqueued", [] {
+        float* pinned;
+        REQUIRE(cuMemAllocHost_v2((void**)&pinned, 4) == 0);
+        *pinned = 1;
+        auto d = dalloc(4);
+        REQUIRE(cuMemcpyHtoDAsync_v2(d, pinned, 4, g_stream) == 0);
+        *pinned = 2; // the bug a staging ring must avoid
+        float back;
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(&back, d, 4) == 0);
+        REQUIRE(back == 2);
+    });
+    expect("fresh device memory is not zero (reads as NaN)", [] {
+        auto d = dalloc(16);
+        float h[4];
+        REQUIRE(cuMemcpyDtoH_v2(h, d, sizeof h) == 0);
+        REQUIRE(std::isnan(h[0]) && std::isnan(h[3]));
+    });
+    expect("a kernel writing past its buffer is caught (illegal address, sticky)", [] {
+        int tokens[2] = {0, 1};
+        auto t = dalloc(sizeof tokens), out = dalloc(2 * 3 * 4 - 4); // one float short
+        REQUIRE(cuMemcpyHtoD_v2(t, tokens, sizeof tokens) == 0);
+        REQUIRE(one_hot(t, 2, 3, out) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 700);
+        REQUIRE(cuCtxSynchronize() == 700);
+    });
+    expect("a kernel running off the end of the rounded allocation hits the guard page (the process aborts)", [] {
+        int tokens[64] = {};
+        auto t = dalloc(sizeof tokens), out = dalloc(256);
+        REQUIRE(cuMemcpyHtoD_v2(t, tokens, sizeof tokens) == 0);
+        REQUIRE(one_hot(t, 64, 1024, out) == 0);
+        cuStreamSynchronize(g_stream);
+    }, 134);
+    expect("a pointer argument outside every allocation is refused at launch", [] {
+        int x = 0;
+        auto out = dalloc(64);
+        REQUIRE(one_hot((unsigned long long)(uintptr_t)&x, 1, 4, out) == 700);
+    });
+    expect("a freed buffer cannot be used", [] {
+        auto t = dalloc(16), out = dalloc(64);
+        REQUIRE(cuMemFree_v2(t) == 0);
+        REQUIRE(one_hot(t, 1, 4, out) == 700);
+    });
+    expect("more threads than __launch_bounds__ is a launch failure", [] {
+        auto a = dalloc(64);
+        int n = 1;
+        float s = 1;
+        void* args[] = {&a, &a, &a, &n, &n, &s, &a, &a};
+        REQUIRE(cuLaunchKernel(fn("softmax_xent"), 1, 1, 1, 512, 1, 1, 0, g_stream, args, nullptr) == 701);
+    });
+    expect("calls without a current context fail", [] {
+        REQUIRE(cuCtxSetCurrent(nullptr) == 0);
+        unsigned long long p;
+        REQUIRE(cuMemAlloc_v2(&p, 16) == 201);
+    });
+    expect("a copy beyond an allocation is refused", [] {
+        auto d = dalloc(16);
+        float h[8] = {};
+        REQUIRE(cuMemcpyHtoD_v2(d, h, sizeof h) == 1);
+        REQUIRE(cuMemcpyHtoD_v2(d + 4, h, 16) == 1);
+    });
+    expect("cuBLAS: a leading dimension smaller than the rows is INVALID_VALUE", [] {
+        void* h;
+        REQUIRE(cublasCreate_v2(&h) == 0);
+        auto a = dalloc(4 * 6), b = dalloc(4 * 6), c = dalloc(4 * 9);
+        float one = 1, zero = 0;
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 3) == 0);
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 2, b, 2, &zero, c, 3) == 7); // lda < m
+        REQUIRE(cublasSgemm_v2(h, 1, 0, 3, 3, 2, &one, a, 1, b, 2, &zero, c, 3) == 7); // op T: lda < k
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 2) == 7); // ldc < m
+    });
+    expect("cuBLAS: column-major semantics (a 2×3 by 3×2 product, both transposes)", [] {
+        void* h;
+        REQUIRE(cublasCreate_v2(&h) == 0);
+        REQUIRE(cublasSetStream_v2(h, g_stream) == 0);
+        float A[6] = {1, 2, 3, 4, 5, 6}; // column-major 2×3: [[1,3,5],[2,4,6]]
+        float B[6] = {1, 0, 2, 1, 0, 3}; // column-major 3×2: [[1,1],[0,0],[2,3]]
+        auto a = dalloc(24), b = dalloc(24), c = dalloc(16);
+        REQUIRE(cuMemcpyHtoD_v2(a, A, 24) == 0);
+        REQUIRE(cuMemcpyHtoD_v2(b, B, 24) == 0);
+        float one = 1, zero = 0, C[4];
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 2, 2, 3, &one, a, 2, b, 3, &zero, c, 2) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 16) == 0);
+        REQUIRE(C[0] == 11 && C[1] == 14 && C[2] == 16 && C[3] == 20); // [[11,16],[14,20]]
+        // Cᵀ = Bᵀ·Aᵀ: B stored 3×2 (ld 3) transposed, A stored 2×3 (ld 2) transposed.
+        REQUIRE(cublasSgemm_v2(h, 1, 1, 2, 2, 3, &one, b, 3, a, 2, &zero, c, 2) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 16) == 0);
+        REQUIRE(C[0] == 11 && C[1] == 16 && C[2] == 14 && C[3] == 20);
+    });
+    expect("cuBLAS: an operand running past its allocation is an illegal address", [] {
+        void* h;
+        REQUIRE(cublasCreate_v2(&h) == 0);
+        auto a = dalloc(4 * 5), b = dalloc(4 * 6), c = dalloc(4 * 9);
+        float one = 1, zero = 0;
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 3) == 13);
+        REQUIRE(cuCtxSynchronize() == 700);
+    });
+    expect("synchronising during a graph capture fails and invalidates the capture", [] {
+        REQUIRE(cuStreamBeginCapture_v2(g_stream, 1) == 0);
+        REQUIRE(cuCtxSynchronize() == 900);
+        void* g;
+        REQUIRE(cuStreamEndCapture(g_stream, &g) == 901);
+    });
+    printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}
