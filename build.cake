@@ -1,17 +1,55 @@
 // CharRnn build script. Run through ./build.sh (dotnet tool restore && dotnet cake "$@"); pick a task with --target=NAME.
 //   Clean    removes build outputs
 //   Build    builds CharRnn.sln in Release
-//   Test     runs the NUnit test exe and prints "N passed, N failed, N skipped" alone on a line
+//   Test     runs the NUnit test exe and prints "N passed, N failed, N skipped" alone on a line (the last line); first,
+//            unless --emulator=off, it also runs the Gpu-category tests on the CUDA emulator (tests/CudaEmulator: the
+//            driver API and cuBLAS on the CPU, kernels/*.cu compiled by g++) and prints their own, labelled line
+//   Emulator builds the CUDA emulator into artifacts/cuda-emulator and runs its self-test
 //   Publish  self-contained linux-x64 bundle (charrnn + test exe in one folder) for the GPU machine, in artifacts/gpu-bundle
 //
-// Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release.
+// Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release,
+//   --emulator=auto|on|off (auto: run it when g++ and perl exist and no --filter was given; on: a missing compiler or
+//   a failing emulator run fails the task; CHARRNN_REQUIRE_EMULATOR=1 means on).
 
 using System.Xml.Linq;
 
 var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var filter = Argument("filter", "");
+var emulator = Argument("emulator", Environment.GetEnvironmentVariable("CHARRNN_REQUIRE_EMULATOR") == "1" ? "on" : "auto");
 var artifacts = MakeAbsolute(Directory("./artifacts"));
+var emulatorDir = artifacts.Combine("cuda-emulator");
+
+// Runs the test exe, reads its TRX: (passed, failed, skipped, exit code).
+(int Passed, int Failed, int Skipped, int Exit) RunTests(string resultsName, string testFilter, IDictionary<string, string> env)
+{
+    var results = artifacts.Combine(resultsName);
+    CleanDirectory(results);
+    var exe = File($"./tests/CharRnn.Tests/bin/{configuration}/net10.0/CharRnn.Tests");
+    var args = new ProcessArgumentBuilder()
+        .Append("--report-trx").Append("--report-trx-filename").Append("results.trx")
+        .Append("--results-directory").AppendQuoted(results.FullPath);
+    if (!string.IsNullOrEmpty(testFilter)) args.Append("--filter").AppendQuoted(testFilter);
+    var exit = StartProcess(exe, new ProcessSettings { Arguments = args, EnvironmentVariables = env });
+    var trx = results.CombineWithFilePath("results.trx").FullPath;
+    if (!System.IO.File.Exists(trx)) throw new Exception($"The test run wrote no results (exit code {exit}).");
+    var ns = XNamespace.Get("http://microsoft.com/schemas/VisualStudio/TeamTest/2010");
+    var outcomes = XDocument.Load(trx).Descendants(ns + "UnitTestResult").Select(r => (string)r.Attribute("outcome")).ToList();
+    int passed = outcomes.Count(o => o == "Passed");
+    int failed = outcomes.Count(o => o == "Failed" || o == "Error" || o == "Timeout" || o == "Aborted");
+    return (passed, failed, outcomes.Count - passed - failed, exit);
+}
+
+bool HaveTool(string name) =>
+    (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => System.IO.File.Exists(System.IO.Path.Combine(d, name)));
+
+void BuildEmulator()
+{
+    var exit = StartProcess("bash", new ProcessSettings { Arguments = $"tests/CudaEmulator/build.sh {emulatorDir.FullPath}" });
+    if (exit != 0) throw new Exception($"The CUDA emulator did not build or its self-test failed (exit code {exit}).");
+}
+
+Task("Emulator").Does(BuildEmulator);
 
 Task("Clean").Does(() =>
 {
@@ -29,26 +67,37 @@ Task("Build").Does(() =>
 
 Task("Test").IsDependentOn("Build").Does(() =>
 {
-    var results = artifacts.Combine("test-results");
-    CleanDirectory(results);
-    var exe = File($"./tests/CharRnn.Tests/bin/{configuration}/net10.0/CharRnn.Tests");
-    var args = new ProcessArgumentBuilder()
-        .Append("--report-trx").Append("--report-trx-filename").Append("results.trx")
-        .Append("--results-directory").AppendQuoted(results.FullPath);
-    if (!string.IsNullOrEmpty(filter)) args.Append("--filter").AppendQuoted(filter);
-    var exit = StartProcess(exe, new ProcessSettings { Arguments = args });
-    var trx = results.CombineWithFilePath("results.trx").FullPath;
-    if (!System.IO.File.Exists(trx)) throw new Exception($"The test run wrote no results (exit code {exit}).");
-    var ns = XNamespace.Get("http://microsoft.com/schemas/VisualStudio/TeamTest/2010");
-    var outcomes = XDocument.Load(trx).Descendants(ns + "UnitTestResult").Select(r => (string)r.Attribute("outcome")).ToList();
-    int passed = outcomes.Count(o => o == "Passed");
-    int failed = outcomes.Count(o => o == "Failed" || o == "Error" || o == "Timeout" || o == "Aborted");
-    int skipped = outcomes.Count - passed - failed;
-    // Written straight to stdout: Cake's logger would colour the numbers.
+    // The Gpu tests on the CUDA emulator: the CUDA backend's host code and kernels run on the CPU, checked against the
+    // driver's rules (see tests/CudaEmulator/README.md). Not a GPU: the real-GPU run is scripts/gpu-check.sh.
+    bool runEmulator = emulator == "on" || (emulator == "auto" && string.IsNullOrEmpty(filter) && HaveTool("g++") && HaveTool("perl"));
+    string emulatorLine = null;
+    int emulatorFailed = 0;
+    if (runEmulator)
+    {
+        BuildEmulator();
+        var env = new Dictionary<string, string>
+        {
+            ["CHARRNN_CUDA_LIB_DIR"] = emulatorDir.FullPath,
+            ["CHARRNN_REQUIRE_GPU"] = "1",
+        };
+        var e = RunTests("test-results-emulator", "TestCategory=Gpu", env);
+        emulatorFailed = e.Failed + (e.Exit != 0 && e.Failed == 0 ? 1 : 0);
+        emulatorLine = $"CUDA emulator (Gpu tests on the CPU, not a GPU): {e.Passed} passed, {e.Failed} failed, {e.Skipped} skipped";
+        if (e.Passed == 0) emulatorFailed++;
+    }
+    else if (emulator != "off")
+    {
+        Information("CUDA emulator not run (" + (string.IsNullOrEmpty(filter) ? "needs g++ and perl" : "--filter given") + ").");
+    }
+
+    var r = RunTests("test-results", filter, new Dictionary<string, string>());
+    // Written straight to stdout: Cake's logger would colour the numbers. The suite's line comes last, alone.
     Console.WriteLine();
-    Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
-    if (failed > 0 || exit != 0) throw new Exception($"Tests failed ({failed} failed, exit code {exit}).");
-    if (passed == 0) throw new Exception("No test passed.");
+    if (emulatorLine != null) Console.WriteLine(emulatorLine);
+    Console.WriteLine($"{r.Passed} passed, {r.Failed} failed, {r.Skipped} skipped");
+    if (r.Failed > 0 || r.Exit != 0) throw new Exception($"Tests failed ({r.Failed} failed, exit code {r.Exit}).");
+    if (r.Passed == 0) throw new Exception("No test passed.");
+    if (emulatorFailed > 0) throw new Exception("The Gpu tests failed on the CUDA emulator (artifacts/test-results-emulator/results.trx).");
 });
 
 Task("Publish").Does(() =>
