@@ -63,7 +63,7 @@ internal static class BenchCommand
             int n = pr.GetValue(sgemm) ?? (be is Rnn.Backends.Cpu.CpuBackend ? 2048 : 8192);
             if (n > 0) r = r with { SgemmGflopsPerSecond = Benchmark.SgemmRate(be, n), SgemmSize = n };
             var inv = CultureInfo.InvariantCulture;
-            stdout.WriteLine(string.Create(inv, $"device {r.Device}: {r.Description}"));
+            stdout.WriteLine(string.Create(inv, $"device: {r.Description}"));
             stdout.WriteLine(string.Create(inv, $"config {r.Config}: V {r.Vocab}, H {r.Hidden}, B {r.Batch}, T {r.Steps}, {r.Minibatches} minibatches, input {r.Input}"));
             stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), final perplexity {r.FinalPerplexity:F6}"));
             if (r.SgemmGflopsPerSecond is double g)
