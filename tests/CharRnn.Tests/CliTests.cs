@@ -235,4 +235,60 @@ public class CliOutputTests
         Assert.That(code, Is.Not.EqualTo(0));
         Assert.That(e, Does.Contain("Checkpoint not found"));
     }
+
+    /// <summary>
+    /// <c>charrnn bench</c>, which the one GPU run depends on: both configs run and write JSON whose numbers hang together
+    /// (tokens = minibatches · B · T, the shapes asked for, a sane perplexity). Also run on the GPU by a Gpu test.
+    /// </summary>
+    internal static void CheckBench(string device)
+    {
+        using var dir = new TempDir();
+        var book = dir.File("book.json");
+        var (code, o, e) = Run("bench", "--device", device, "--config", "book", "--epochs", "2", "--hidden", "32", "--sgemm", "64", "--json", book);
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(o, Does.Match(@"time \d+\.\d{3} s, \d+ tokens/s, \d+\.\d GFLOP/s"));
+        Assert.That(o, Does.Contain("sgemm 64³: "));
+        using (var j = System.Text.Json.JsonDocument.Parse(File.ReadAllText(book)))
+        {
+            var r = j.RootElement;
+            Assert.That(r.GetProperty("Device").GetString(), Does.StartWith(device));
+            Assert.That(r.GetProperty("Minibatches").GetInt64(), Is.EqualTo(16), "2 epochs × 8 minibatches of the book's 10 000 characters");
+            Assert.That((r.GetProperty("Hidden").GetInt32(), r.GetProperty("Batch").GetInt32(), r.GetProperty("Steps").GetInt32(), r.GetProperty("Vocab").GetInt32()),
+                Is.EqualTo((32, 32, 35, 1027)));
+            Assert.That(r.GetProperty("TokensPerSecond").GetDouble() * r.GetProperty("Seconds").GetDouble(), Is.EqualTo(16 * 32 * 35).Within(1e-6).Percent);
+            Assert.That(r.GetProperty("FinalPerplexity").GetDouble(), Is.GreaterThan(1).And.LessThan(1027));
+            Assert.That(r.GetProperty("SgemmGflopsPerSecond").GetDouble(), Is.GreaterThan(0));
+        }
+        var large = dir.File("large.json");
+        (code, o, e) = Run("bench", "--device", device, "--config", "large", "--minibatches", "2", "--hidden", "16", "--batch", "4", "--sgemm", "0", "--json", large);
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(o, Does.Not.Contain("sgemm"));
+        using (var j = System.Text.Json.JsonDocument.Parse(File.ReadAllText(large)))
+        {
+            var r = j.RootElement;
+            Assert.That(r.GetProperty("Config").GetString(), Is.EqualTo("large"));
+            Assert.That((r.GetProperty("Minibatches").GetInt64(), r.GetProperty("Hidden").GetInt32(), r.GetProperty("Batch").GetInt32(), r.GetProperty("Steps").GetInt32()),
+                Is.EqualTo((2L, 16, 4, 35)));
+            Assert.That(r.GetProperty("Vocab").GetInt32(), Is.EqualTo(2582), "the large config trains on the full corpus");
+            Assert.That(r.GetProperty("FinalPerplexity").GetDouble(), Is.GreaterThan(1).And.LessThan(2582));
+            Assert.That(r.GetProperty("SgemmGflopsPerSecond").ValueKind, Is.EqualTo(System.Text.Json.JsonValueKind.Null));
+        }
+    }
+
+    [Test]
+    public void BenchWritesConsistentResults() => CheckBench("cpu");
+
+    [Test]
+    public void BenchRejectsBadInput()
+    {
+        using var dir = new TempDir();
+        var json = dir.File("r.json");
+        var (code, _, e) = Run("bench", "--device", "cpu", "--config", "large", "--minibatches", "0", "--json", json);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(e, Does.Contain("--minibatches must be a positive whole number"));
+        Assert.That(File.Exists(json), Is.False);
+        (code, _, e) = Run("bench", "--device", "cpu", "--config", "huge");
+        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(e, Does.Contain("huge"));
+    }
 }

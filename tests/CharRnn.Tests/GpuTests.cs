@@ -199,6 +199,13 @@ public class GpuTests
     }
 
     [Test]
+    public void BenchRunsOnTheGpu()
+    {
+        CreateCudaBackend().Dispose();
+        CliOutputTests.CheckBench("cuda");
+    }
+
+    [Test]
     public void CliTrainsOnTheGpu()
     {
         CreateCudaBackend().Dispose();
