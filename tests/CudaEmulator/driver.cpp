@@ -227,6 +227,32 @@ std::set<const emu::Kernel*> g_sync_free; // kernels whose first launch reached 
 const unsigned char* g_args = nullptr;
 const size_t* g_offsets = nullptr;
 
+// Execution order. A GPU promises no order between the threads of a block (between barriers) or between blocks, so
+// by default every launch runs its blocks, and each block's threads, in a fresh pseudo-random order (one random
+// stream seeded by CHARRNN_EMULATOR_SEED, default 1: deterministic for a given program). Race-free kernels give
+// the same bits in any order, so the suite's bit-identical-repeat tests double as an order-independence check.
+// CHARRNN_EMULATOR_ORDER=sequential runs everything in index order instead.
+bool g_shuffle = true;
+uint64_t g_rng = 1;
+std::vector<unsigned> g_perm;
+
+uint64_t next_random()
+{
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 2685821657736338717ull;
+}
+
+// g_perm = 0..n-1, shuffled unless ordering is sequential.
+void order(size_t n)
+{
+    g_perm.resize(n);
+    for (size_t i = 0; i < n; i++) g_perm[i] = (unsigned)i;
+    if (!g_shuffle) return;
+    for (size_t i = n - 1; i > 0; i--) std::swap(g_perm[i], g_perm[next_random() % (i + 1)]);
+}
+
 void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_dim3 bidx);
 }
 
@@ -284,18 +310,22 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
         f.ctx.blockDim = block;
         f.ctx.gridDim = grid;
         emu_tc = &f.ctx;
-        for (size_t t = 0; t < n; t++)
+        order(n);
+        for (size_t i = 0; i < n; i++)
         {
+            size_t t = g_perm[i];
             f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
             g_kernel->invoke(g_kernel->fn, g_args, g_offsets);
         }
         return;
     }
-    for (size_t t = 0; t < n; t++)
+    order(n);
+    for (size_t i = 0; i < n; i++)
     {
+        size_t t = g_perm[i];
         Fiber& f = fibers[t];
-        f.next = &fibers[(t + 1) % n];
-        f.prev = &fibers[(t + n - 1) % n];
+        f.next = &fibers[g_perm[(i + 1) % n]];
+        f.prev = &fibers[g_perm[(i + n - 1) % n]];
         f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
         f.ctx.blockIdx = bidx;
         f.ctx.blockDim = block;
@@ -305,9 +335,10 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
         words[6] = (void*)&emu_fiber_start;
         f.sp = words;
     }
-    g_fiber = &fibers[0];
-    emu_tc = &fibers[0].ctx;
-    emu_fiber_switch(&g_sched_sp, fibers[0].sp); // returns when the last thread of the block has finished
+    Fiber& first = fibers[g_perm[0]];
+    g_fiber = &first;
+    emu_tc = &first.ctx;
+    emu_fiber_switch(&g_sched_sp, first.sp); // returns when the last thread of the block has finished
 }
 
 void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::vector<unsigned char>& args,
@@ -322,9 +353,11 @@ void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::
     static const bool always_fibers = getenv("CHARRNN_EMULATOR_FIBERS") != nullptr;
     g_direct = !always_fibers && g_sync_free.count(k) > 0;
     g_synced = false;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) run_block(fibers, block, grid, {x, y, z});
+    size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    order(blocks);
+    std::vector<unsigned> block_order(g_perm);
+    for (size_t b : block_order)
+        run_block(fibers, block, grid, {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y))});
     if (!g_direct && !g_synced) g_sync_free.insert(k);
     g_direct = false;
     emu_tc = nullptr;
@@ -464,6 +497,8 @@ API cuInit(unsigned flags)
         sa.sa_sigaction = segv_handler;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         if (getenv("CHARRNN_EMULATOR_NO_SEGV_HANDLER") == nullptr) sigaction(SIGSEGV, &sa, nullptr);
+        if (const char* o = getenv("CHARRNN_EMULATOR_ORDER")) g_shuffle = strcmp(o, "sequential") != 0;
+        if (const char* seed = getenv("CHARRNN_EMULATOR_SEED")) g_rng = strtoull(seed, nullptr, 10) * 0x9E3779B97F4A7C15ull | 1;
         if (const char* p = getenv("CHARRNN_EMULATOR_PROFILE"); p && *p == '1')
         {
             g_profile = new std::map<std::string, std::pair<double, long>>();

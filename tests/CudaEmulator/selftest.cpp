@@ -44,7 +44,9 @@ int g_failed = 0, g_passed = 0;
 const char* kPtx = ".version 7.8\n.target sm_90\n.address_size 64\n"
                    ".visible .entry one_hot_scatter(.param .u64 a) {}\n"
                    ".visible .entry column_sum(.param .u64 a) {}\n"
-                   ".visible .entry softmax_xent(.param .u64 a) .maxntid 256, 1, 1 {}\n";
+                   ".visible .entry softmax_xent(.param .u64 a) .maxntid 256, 1, 1 {}\n"
+                   ".visible .entry selftest_sum_missing_barrier(.param .u64 a) .maxntid 256, 1, 1 {}\n"
+                   ".visible .entry selftest_last_writer(.param .u64 a) {}\n";
 
 void* g_mod;
 void* g_stream;
@@ -83,12 +85,13 @@ CUresult one_hot(unsigned long long tokens, int n, int V, unsigned long long out
     return cuLaunchKernel(fn("one_hot_scatter"), 4, 1, 1, threads, 1, 1, 0, g_stream, args, nullptr);
 }
 
-void expect(const char* name, std::function<void()> body, int want_exit = 0)
+void expect(const char* name, std::function<void()> body, int want_exit = 0, const char* order = nullptr)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0)
     {
+        if (order) setenv("CHARRNN_EMULATOR_ORDER", order, 1);
         setup();
         body();
         _exit(0);
@@ -258,6 +261,49 @@ int main()
         void* g;
         REQUIRE(cuStreamEndCapture(g_stream, &g) == 901);
     });
+    static auto missing_barrier_sum = [](float* got, float* want) {
+        float in[256];
+        *want = 0;
+        for (int i = 0; i < 256; i++) *want += in[i] = (float)(i % 7 + 1);
+        auto d = dalloc(sizeof in), out = dalloc(4);
+        REQUIRE(cuMemcpyHtoD_v2(d, in, sizeof in) == 0);
+        void* args[] = {&d, &out};
+        REQUIRE(cuLaunchKernel(fn("selftest_sum_missing_barrier"), 1, 1, 1, 256, 1, 1, 0, g_stream, args, nullptr) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(got, out, 4) == 0);
+    };
+    expect("a reduction missing its in-loop __syncthreads gives a wrong sum (shuffled order)", [] {
+        float got, want;
+        missing_barrier_sum(&got, &want);
+        REQUIRE(got != want);
+    });
+    expect("... and in index order", [] {
+        float got, want;
+        missing_barrier_sum(&got, &want);
+        REQUIRE(got != want);
+    }, 0, "sequential");
+    static auto last_writer = [](int launches) {
+        std::vector<int> seen;
+        auto out = dalloc(4);
+        for (int i = 0; i < launches; i++)
+        {
+            void* args[] = {&out};
+            REQUIRE(cuLaunchKernel(fn("selftest_last_writer"), 4, 1, 1, 256, 1, 1, 0, g_stream, args, nullptr) == 0);
+            int v;
+            REQUIRE(cuStreamSynchronize(g_stream) == 0);
+            REQUIRE(cuMemcpyDtoH_v2(&v, out, 4) == 0);
+            seen.push_back(v);
+        }
+        return seen;
+    };
+    expect("threads and blocks run in a different order each launch: an order-dependent result changes", [] {
+        auto seen = last_writer(4);
+        REQUIRE(seen[0] != seen[1] || seen[1] != seen[2] || seen[2] != seen[3]);
+    });
+    expect("CHARRNN_EMULATOR_ORDER=sequential runs in index order: the last thread of the last block writes last", [] {
+        auto seen = last_writer(2);
+        REQUIRE(seen[0] == 1023 && seen[1] == 1023);
+    }, 0, "sequential");
     printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
