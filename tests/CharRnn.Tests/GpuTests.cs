@@ -198,6 +198,16 @@ public class GpuTests
         }
     }
 
+    /// <summary>A fault in managed code is still a NullReferenceException once the driver is loaded (the CUDA emulator
+    /// installs a SIGSEGV handler for its own work and must pass every other fault on to .NET's).</summary>
+    [Test]
+    public void ManagedNullReferenceStillThrowsWithTheDriverLoaded()
+    {
+        using var gpu = CreateCudaBackend();
+        string? s = Environment.GetEnvironmentVariable("CHARRNN_NO_SUCH_VARIABLE_" + Guid.NewGuid().ToString("N"));
+        Assert.Throws<NullReferenceException>(() => _ = s!.Length);
+    }
+
     [Test]
     public void BenchRunsOnTheGpu()
     {

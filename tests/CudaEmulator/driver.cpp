@@ -84,6 +84,7 @@ std::recursive_mutex g_mutex;
 bool g_init = false;
 int g_sticky = 0;
 std::string g_current_op; // what is executing, for messages
+bool g_in_work = false;    // executing queued work (kernels, copies, GEMMs)
 
 struct Context { int refs = 0; bool live = false; };
 Context g_primary;
@@ -189,7 +190,9 @@ CUresult flush()
         if (g_sticky) break;
         g_current_op = op.what;
         double t0 = g_profile ? now_ms() : 0;
+        g_in_work = true;
         op.run();
+        g_in_work = false;
         if (!g_sticky) check_canaries();
         if (g_profile)
         {
@@ -202,22 +205,33 @@ CUresult flush()
     return g_sticky;
 }
 
-void segv_handler(int sig, siginfo_t* info, void*)
+struct sigaction g_previous_segv; // the host's handler (.NET turns faults in managed code into NullReferenceException)
+const size_t kStack = 16 * 1024;  // per fiber, above a PROT_NONE page
+std::vector<char*> g_stacks;       // each points at the usable stack, just above its guard page
+
+void segv_handler(int sig, siginfo_t* info, void* uc)
 {
-    char msg[512];
-    int n = snprintf(msg, sizeof msg,
-                     "\nCUDA emulator: %s touched %p, outside every device allocation (a guard page or unmapped memory); "
-                     "on a GPU this is CUDA_ERROR_ILLEGAL_ADDRESS. Aborting.\n",
-                     g_current_op.empty() ? "host code" : g_current_op.c_str(), info->si_addr);
+    if (!g_in_work)
+    {
+        // Not ours: hand the fault to whoever handled SIGSEGV before the emulator loaded.
+        if (g_previous_segv.sa_flags & SA_SIGINFO) { g_previous_segv.sa_sigaction(sig, info, uc); return; }
+        if (g_previous_segv.sa_handler != SIG_DFL && g_previous_segv.sa_handler != SIG_IGN) { g_previous_segv.sa_handler(sig); return; }
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    const char* what = "outside every device allocation (a guard page or unmapped memory); on a GPU this is CUDA_ERROR_ILLEGAL_ADDRESS";
+    for (char* st : g_stacks)
+        if ((char*)info->si_addr >= st - kPage && (char*)info->si_addr < st) what = "its fiber's stack guard page: a CUDA thread used more than 16 KiB of stack";
+    char msg[640];
+    int n = snprintf(msg, sizeof msg, "\nCUDA emulator: %s touched %p, %s. Aborting.\n",
+                     g_current_op.empty() ? "queued work" : g_current_op.c_str(), info->si_addr, what);
     if (n > 0) (void)!write(2, msg, (size_t)n);
-    (void)sig;
     _exit(134);
 }
 
 // ---- fibers: the threads of one block --------------------------------------------------------------------------
 struct Fiber { void* sp; emu_thread_ctx ctx; Fiber* next; Fiber* prev; };
-const size_t kStack = 16 * 1024;
-std::vector<char*> g_stacks;
 Fiber* g_fiber = nullptr;
 void* g_sched_sp = nullptr;
 const emu::Kernel* g_kernel = nullptr;
@@ -345,7 +359,13 @@ void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::
                 const std::vector<size_t>& offsets)
 {
     size_t n = (size_t)block.x * block.y * block.z;
-    while (g_stacks.size() < n) g_stacks.push_back((char*)aligned_alloc(64, kStack));
+    while (g_stacks.size() < n)
+    {
+        auto* m = (char*)mmap(nullptr, kPage + kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == (char*)MAP_FAILED) { perror("CUDA emulator: fiber stack"); abort(); }
+        mprotect(m, kPage, PROT_NONE); // stacks grow down into this page
+        g_stacks.push_back(m + kPage);
+    }
     std::vector<Fiber> fibers(n);
     g_kernel = k;
     g_args = args.data();
@@ -496,7 +516,7 @@ API cuInit(unsigned flags)
         struct sigaction sa = {};
         sa.sa_sigaction = segv_handler;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-        if (getenv("CHARRNN_EMULATOR_NO_SEGV_HANDLER") == nullptr) sigaction(SIGSEGV, &sa, nullptr);
+        if (getenv("CHARRNN_EMULATOR_NO_SEGV_HANDLER") == nullptr) sigaction(SIGSEGV, &sa, &g_previous_segv);
         if (const char* o = getenv("CHARRNN_EMULATOR_ORDER")) g_shuffle = strcmp(o, "sequential") != 0;
         if (const char* seed = getenv("CHARRNN_EMULATOR_SEED")) g_rng = strtoull(seed, nullptr, 10) * 0x9E3779B97F4A7C15ull | 1;
         if (const char* p = getenv("CHARRNN_EMULATOR_PROFILE"); p && *p == '1')

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <csignal>
 #include <functional>
 #include <string>
 #include <sys/wait.h>
@@ -304,6 +305,10 @@ int main()
         auto seen = last_writer(2);
         REQUIRE(seen[0] == 1023 && seen[1] == 1023);
     }, 0, "sequential");
+    expect("a fault outside the emulator's work goes to the previous handler (here the default: death by SIGSEGV)", [] {
+        volatile int* p = nullptr;
+        *p = 1;
+    }, 128 + SIGSEGV);
     printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
