@@ -11,6 +11,8 @@
 #   (b) a large config (H 1024, B 256, T 35, full corpus, $LARGE_STEPS minibatches, default 100): CharRnn vs PyTorch
 #       nn.RNN + Linear, with a cuBLAS SGEMM rate measured in the same run.
 # Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the compact table is printed last.
+# Time limits: the test suite $TEST_TIMEOUT s, each benchmark $STEP_TIMEOUT s, the whole script $BUDGET s (default 480,
+# inside the device tool's 15 minutes with start-up and a rerun in mind); a step that would overrun is cut or skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -19,6 +21,7 @@ LARGE_STEPS=${LARGE_STEPS:-100}
 BUNDLE=${BUNDLE:-artifacts/gpu-bundle}
 TEST_TIMEOUT=${TEST_TIMEOUT:-240}   # seconds for the whole test suite
 STEP_TIMEOUT=${STEP_TIMEOUT:-150}   # seconds for each benchmark command (a hang must not eat the GPU time)
+BUDGET=${BUDGET:-480}               # seconds for the whole script: each step gets at most what is left of it
 mkdir -p "$OUT"
 status=0
 
@@ -60,6 +63,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 "$BUNDLE/charrnn" info 2>&1 | tee "$OUT/info.txt"
 
 echo "== tests (CHARRNN_REQUIRE_GPU=1)"
+[ $TEST_TIMEOUT -gt $((BUDGET - SECONDS - 60)) ] && TEST_TIMEOUT=$((BUDGET - SECONDS - 60)) # keep a minute for benchmarks
 CHARRNN_REQUIRE_GPU=1 CHARRNN_KERNEL_CACHE="$OUT/kernel-cache" timeout "$TEST_TIMEOUT" "$BUNDLE/CharRnn.Tests" --report-trx --report-trx-filename tests.trx \
   --results-directory "$OUT" > "$OUT/tests.log" 2>&1 || status=1
 python3 - "$OUT/tests.trx" <<'PY' || true
@@ -88,8 +92,11 @@ PY
 
 echo "== benchmarks"
 run() {
+  local left=$((BUDGET - SECONDS)) limit=$STEP_TIMEOUT
+  [ $left -lt $limit ] && limit=$left
+  if [ $limit -lt 10 ]; then status=1; echo "SKIPPED (the ${BUDGET}s budget is spent): $*" >&2; return; fi
   echo "+ $*" >&2
-  timeout "$STEP_TIMEOUT" "$@"
+  timeout "$limit" "$@"
   local rc=$?
   if [ $rc -ne 0 ]; then status=1; echo "FAILED (exit $rc${rc:+$([ $rc -eq 124 ] && echo ', timed out')}): $*" >&2; fi
 }
