@@ -79,6 +79,14 @@ unsigned long long dalloc(size_t bytes)
     return p;
 }
 
+void* blas_handle()
+{
+    void* h;
+    REQUIRE(cublasCreate_v2(&h) == 0);
+    REQUIRE(cublasSetStream_v2(h, g_stream) == 0);
+    return h;
+}
+
 // one_hot_scatter(tokens, n, V, out) with the given n, V.
 CUresult one_hot(unsigned long long tokens, int n, int V, unsigned long long out, unsigned threads = 256)
 {
@@ -219,8 +227,7 @@ int main()
         REQUIRE(cuMemcpyHtoD_v2(d + 4, h, 16) == 1);
     });
     expect("cuBLAS: a leading dimension smaller than the rows is INVALID_VALUE", [] {
-        void* h;
-        REQUIRE(cublasCreate_v2(&h) == 0);
+        void* h = blas_handle();
         auto a = dalloc(4 * 6), b = dalloc(4 * 6), c = dalloc(4 * 9);
         float one = 1, zero = 0;
         REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 3) == 0);
@@ -229,9 +236,7 @@ int main()
         REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 2) == 7); // ldc < m
     });
     expect("cuBLAS: column-major semantics (a 2×3 by 3×2 product, both transposes)", [] {
-        void* h;
-        REQUIRE(cublasCreate_v2(&h) == 0);
-        REQUIRE(cublasSetStream_v2(h, g_stream) == 0);
+        void* h = blas_handle();
         float A[6] = {1, 2, 3, 4, 5, 6}; // column-major 2×3: [[1,3,5],[2,4,6]]
         float B[6] = {1, 0, 2, 1, 0, 3}; // column-major 3×2: [[1,1],[0,0],[2,3]]
         auto a = dalloc(24), b = dalloc(24), c = dalloc(16);
@@ -249,8 +254,7 @@ int main()
         REQUIRE(C[0] == 11 && C[1] == 16 && C[2] == 14 && C[3] == 20);
     });
     expect("cuBLAS: an operand running past its allocation is an illegal address", [] {
-        void* h;
-        REQUIRE(cublasCreate_v2(&h) == 0);
+        void* h = blas_handle();
         auto a = dalloc(4 * 5), b = dalloc(4 * 6), c = dalloc(4 * 9);
         float one = 1, zero = 0;
         REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 3) == 13);
