@@ -8,7 +8,7 @@
 //   Publish  self-contained linux-x64 bundle (charrnn + test exe in one folder) for the GPU machine, in artifacts/gpu-bundle
 //
 // Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release,
-//   --emulator=auto|on|off (auto: run it when g++ and perl exist and no --filter was given; on: a missing compiler or
+//   --emulator=auto|on|off (auto: run it on x86-64 when g++ and perl exist and no --filter was given; on: a missing compiler or
 //   a failing emulator run fails the task; CHARRNN_REQUIRE_EMULATOR=1 means on).
 
 using System.Xml.Linq;
@@ -69,7 +69,8 @@ Task("Test").IsDependentOn("Build").Does(() =>
 {
     // The Gpu tests on the CUDA emulator: the CUDA backend's host code and kernels run on the CPU, checked against the
     // driver's rules (see tests/CudaEmulator/README.md). Not a GPU: the real-GPU run is scripts/gpu-check.sh.
-    bool runEmulator = emulator == "on" || (emulator == "auto" && string.IsNullOrEmpty(filter) && HaveTool("g++") && HaveTool("perl"));
+    bool x64 = System.Runtime.InteropServices.RuntimeInformation.OSArchitecture == System.Runtime.InteropServices.Architecture.X64;
+    bool runEmulator = emulator == "on" || (emulator == "auto" && string.IsNullOrEmpty(filter) && x64 && HaveTool("g++") && HaveTool("perl"));
     string emulatorLine = null;
     int emulatorFailed = 0;
     if (runEmulator)
@@ -87,7 +88,7 @@ Task("Test").IsDependentOn("Build").Does(() =>
     }
     else if (emulator != "off")
     {
-        Information("CUDA emulator not run (" + (string.IsNullOrEmpty(filter) ? "needs g++ and perl" : "--filter given") + ").");
+        Information("CUDA emulator not run (" + (!string.IsNullOrEmpty(filter) ? "--filter given" : !x64 ? "it is x86-64 only" : "needs g++ and perl") + ").");
     }
 
     var r = RunTests("test-results", filter, new Dictionary<string, string>());
