@@ -31,22 +31,25 @@ def ratio(a, b):
 
 ours, scratch, nnrnn = load("charrnn_book.json"), load("torch_scratch_book.json"), load("torch_nnrnn_book.json")
 large, tlarge = load("charrnn_large.json"), load("torch_large.json")
-large_tf32 = load("charrnn_large_tf32.json")
+large_tf32, tlarge_tf32, tlarge_default = load("charrnn_large_tf32.json"), load("torch_large_tf32.json"), load("torch_large_default.json")
 print("(a) book scratch-random config (V 1027, H 256, B 32, T 35)")
 print("| run | train s | tokens/s | final ppl | GFLOP/s |")
 print("|---|---|---|---|---|")
 print(row("CharRnn cuda", ours))
 print(row("PyTorch 6.4 scratch", scratch))
-print(row("PyTorch nn.RNN (cuDNN)", nnrnn))
+print(row("PyTorch nn.RNN (cuDNN, FP32)", nnrnn))
 print(f"CharRnn vs PyTorch scratch: {ratio(ours, scratch)}; vs nn.RNN: {ratio(ours, nnrnn)}")
 print()
 print("(b) large config (H 1024, B 256, T 35, full corpus)")
 print("| run | train s | tokens/s | ppl | GFLOP/s |")
 print("|---|---|---|---|---|")
-print(row("CharRnn cuda", large))
-print(row("PyTorch nn.RNN + Linear", tlarge))
+print(row("CharRnn cuda (FP32)", large))
+print(row("PyTorch nn.RNN + Linear (FP32)", tlarge))
 print(row("CharRnn cuda --tf32", large_tf32))
-print(f"CharRnn vs PyTorch nn.RNN: {ratio(large, tlarge)}")
+print(row("PyTorch nn.RNN + Linear (TF32)", tlarge_tf32))
+print(row("PyTorch nn.RNN + Linear (PyTorch defaults)", tlarge_default))
+print(f"CharRnn vs PyTorch nn.RNN: FP32 {ratio(large, tlarge)}; TF32 {ratio(large_tf32, tlarge_tf32)}; "
+      f"CharRnn FP32 vs PyTorch defaults {ratio(large, tlarge_default)}")
 if large and large.get("SgemmGflopsPerSecond"):
     print("cuBLAS SGEMM %d³: %.0f GFLOP/s; CharRnn training step: %.0f GFLOP/s = %.1f%% of it" % (
         large["SgemmSize"], large["SgemmGflopsPerSecond"], large["GflopsPerSecond"],

@@ -9,7 +9,9 @@
 #   (a) the book's scratch-random config ($EPOCHS epochs, default 250): CharRnn vs PyTorch scratch (6.4) vs PyTorch
 #       nn.RNN (cuDNN) with the same hyperparameters;
 #   (b) a large config (H 1024, B 256, T 35, full corpus, $LARGE_STEPS minibatches, default 100): CharRnn vs PyTorch
-#       nn.RNN + Linear, with a cuBLAS SGEMM rate measured in the same run.
+#       nn.RNN + Linear, with a cuBLAS SGEMM rate measured in the same run; FP32 against FP32 and TF32 against TF32
+#       (PyTorch also with its own defaults, where cuDNN's RNN may use TF32 while matmuls do not).
+# PyTorch runs in strict FP32 unless said (d2l_peer.py --precision), like CharRnn without --tf32.
 # Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the compact table is printed last.
 # Time limits: the test suite $TEST_TIMEOUT s, each benchmark $STEP_TIMEOUT s, the whole script $BUDGET s (default 480,
 # inside the device tool's 15 minutes with start-up and a rerun in mind); a step that would overrun is cut or skipped.
@@ -108,6 +110,10 @@ run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_S
 run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --tf32 --sgemm 0 --json "$OUT/charrnn_large_tf32.json"
 run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
   --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --json "$OUT/torch_large.json"
+run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
+  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision tf32 --json "$OUT/torch_large_tf32.json"
+run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
+  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision default --json "$OUT/torch_large_default.json"
 
 echo "== summary"
 python3 bench/summarize.py "$OUT" | tee "$OUT/summary.md"

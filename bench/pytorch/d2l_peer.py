@@ -164,7 +164,13 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--predict", action="store_true", help="print the book's lines every 50 epochs (untimed)")
     ap.add_argument("--json", help="write the result here instead of stdout")
+    ap.add_argument("--precision", choices=["fp32", "tf32", "default"], default="fp32",
+                    help="fp32: no TF32 anywhere (CharRnn's default); tf32: TF32 in cuDNN and matmuls (CharRnn --tf32); "
+                         "default: PyTorch's own defaults, where cuDNN (so nn.RNN) may use TF32 but matmuls do not")
     a = ap.parse_args()
+    if a.precision != "default":
+        torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
 
     concise = a.model == "concise"
     sampling = a.sampling or ("consecutive" if concise else "random")
@@ -218,6 +224,8 @@ def main():
         "peer": "pytorch", "torch": torch.__version__, "model": a.model, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "precision": a.precision, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "threads": torch.get_num_threads(), "sampling": sampling, "optimizer": optimizer_name, "lr": lr, "clip": clip,
         "vocab": V, "hidden": a.hidden, "batch": a.batch, "steps": a.steps, "corpus_chars": len(corpus),
     }
