@@ -248,7 +248,7 @@ const size_t* g_offsets = nullptr;
 // CHARRNN_EMULATOR_ORDER=sequential runs everything in index order instead.
 bool g_shuffle = true;
 uint64_t g_rng = 1;
-std::vector<unsigned> g_perm;
+std::vector<unsigned> g_thread_order; // of the block being run
 
 uint64_t next_random()
 {
@@ -258,13 +258,19 @@ uint64_t next_random()
     return g_rng * 2685821657736338717ull;
 }
 
-// g_perm = 0..n-1, shuffled unless ordering is sequential.
-void order(size_t n)
+// out = 0..n-1, shuffled unless ordering is sequential.
+void order(size_t n, std::vector<unsigned>& out)
 {
-    g_perm.resize(n);
-    for (size_t i = 0; i < n; i++) g_perm[i] = (unsigned)i;
+    out.resize(n);
+    for (size_t i = 0; i < n; i++) out[i] = (unsigned)i;
     if (!g_shuffle) return;
-    for (size_t i = n - 1; i > 0; i--) std::swap(g_perm[i], g_perm[next_random() % (i + 1)]);
+    for (size_t i = n - 1; i > 0; i--) std::swap(out[i], out[next_random() % (i + 1)]);
+}
+
+// The (x, y, z) of linear index i within a block or grid of shape d (x fastest, as CUDA numbers threads).
+emu_dim3 unflatten(size_t i, emu_dim3 d)
+{
+    return {(unsigned)(i % d.x), (unsigned)(i / d.x % d.y), (unsigned)(i / ((size_t)d.x * d.y))};
 }
 
 void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_dim3 bidx);
@@ -275,7 +281,7 @@ emu_thread_ctx* emu_tc = nullptr;
 extern "C" void emu_fiber_switch(void** save_sp, void* to_sp);
 extern "C" void emu_fiber_start();
 
-// The live fibers of a block form a ring, run in thread order: a fiber that reaches __syncthreads switches straight
+// The live fibers of a block form a ring, in the block's (shuffled) thread order: a fiber that reaches __syncthreads switches straight
 // to the next one, so by the time the ring comes round again every live thread has reached the barrier.
 static void switch_to_next(Fiber* from, bool finished)
 {
@@ -316,6 +322,8 @@ namespace
 void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_dim3 bidx)
 {
     size_t n = fibers.size();
+    const std::vector<unsigned>& ord = g_thread_order;
+    order(n, g_thread_order);
     if (g_direct)
     {
         // No barrier in this kernel: the threads of a block may run one after another.
@@ -324,23 +332,20 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
         f.ctx.blockDim = block;
         f.ctx.gridDim = grid;
         emu_tc = &f.ctx;
-        order(n);
         for (size_t i = 0; i < n; i++)
         {
-            size_t t = g_perm[i];
-            f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+            f.ctx.threadIdx = unflatten(ord[i], block);
             g_kernel->invoke(g_kernel->fn, g_args, g_offsets);
         }
         return;
     }
-    order(n);
     for (size_t i = 0; i < n; i++)
     {
-        size_t t = g_perm[i];
+        size_t t = ord[i];
         Fiber& f = fibers[t];
-        f.next = &fibers[g_perm[(i + 1) % n]];
-        f.prev = &fibers[g_perm[(i + n - 1) % n]];
-        f.ctx.threadIdx = {(unsigned)(t % block.x), (unsigned)(t / block.x % block.y), (unsigned)(t / (block.x * block.y))};
+        f.next = &fibers[ord[(i + 1) % n]];
+        f.prev = &fibers[ord[(i + n - 1) % n]];
+        f.ctx.threadIdx = unflatten(t, block);
         f.ctx.blockIdx = bidx;
         f.ctx.blockDim = block;
         f.ctx.gridDim = grid;
@@ -349,7 +354,7 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
         words[6] = (void*)&emu_fiber_start;
         f.sp = words;
     }
-    Fiber& first = fibers[g_perm[0]];
+    Fiber& first = fibers[ord[0]];
     g_fiber = &first;
     emu_tc = &first.ctx;
     emu_fiber_switch(&g_sched_sp, first.sp); // returns when the last thread of the block has finished
@@ -373,11 +378,9 @@ void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::
     static const bool always_fibers = getenv("CHARRNN_EMULATOR_FIBERS") != nullptr;
     g_direct = !always_fibers && g_sync_free.count(k) > 0;
     g_synced = false;
-    size_t blocks = (size_t)grid.x * grid.y * grid.z;
-    order(blocks);
-    std::vector<unsigned> block_order(g_perm);
-    for (size_t b : block_order)
-        run_block(fibers, block, grid, {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y))});
+    std::vector<unsigned> block_order;
+    order((size_t)grid.x * grid.y * grid.z, block_order);
+    for (unsigned b : block_order) run_block(fibers, block, grid, unflatten(b, grid));
     if (!g_direct && !g_synced) g_sync_free.insert(k);
     g_direct = false;
     emu_tc = nullptr;
