@@ -108,12 +108,12 @@ run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 -
   --device cuda --epochs "$EPOCHS" --json "$OUT/torch_nnrnn_book.json"
 run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --json "$OUT/charrnn_large.json"
 run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --tf32 --sgemm 0 --json "$OUT/charrnn_large_tf32.json"
-run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
-  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --json "$OUT/torch_large.json"
-run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
-  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision tf32 --json "$OUT/torch_large_tf32.json"
-run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
-  --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision default --json "$OUT/torch_large_default.json"
+for precision in fp32 tf32 default; do # torch_large.json (FP32), torch_large_tf32.json, torch_large_default.json
+  suffix=_$precision; [ "$precision" = fp32 ] && suffix=
+  run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
+    --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision "$precision" \
+    --json "$OUT/torch_large$suffix.json"
+done
 
 echo "== summary"
 python3 bench/summarize.py "$OUT" | tee "$OUT/summary.md"
