@@ -9,6 +9,8 @@
 //     the output part by the cuBLAS GEMM with beta = 1, so this kernel reads one buffer.
 // Launch (both): 1-D grid-stride over the elements, 256 threads per block. Row-major float32.
 
+#include "common.cuh"
+
 extern "C" __global__ void bias_act_forward(const float* __restrict__ pre, const float* __restrict__ b1,
                                             const float* __restrict__ b2, int rows, int cols, int act,
                                             float* __restrict__ h)

@@ -27,6 +27,8 @@
 // gru_reset_backward(drh[n×H], gates[n×3H], h_prev[n×H], n, H, dxpre[n×3H], dhproj[n×3H], dh_prev[n×H])
 //     drh = d/d(r·h_prev). r columns: drh·h_prev·r(1−r); dh_prev += drh·r.
 
+#include "common.cuh"
+
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 extern "C" __global__ void lstm_forward(const float* __restrict__ pre, const float* __restrict__ bx,

@@ -12,6 +12,8 @@
 //     Launch: ceil(H/256) blocks × 256 threads.
 // All matrices row-major float32; token ids int32 in [0, V).
 
+#include "common.cuh"
+
 extern "C" __global__ void one_hot_scatter(const int* __restrict__ tokens, int n, int V, float* __restrict__ out)
 {
     long long total = (long long)n * V;

@@ -4,17 +4,17 @@
 //     Pass 1 of the norm: block b writes Σ g[i]² (double) over the elements it visits with a fixed grid-stride,
 //     so the partition, and the result, is the same on every run. One launch per gradient tensor, each writing
 //     its own slice of `partials`. Launch: CLIP_BLOCKS (64) blocks × 256 threads.
-// clip_finalize(partials[count], count, theta, norm_out[1], scale_out[1])
-//     Pass 2: norm = sqrt(Σ partials) in a fixed tree order; scale = theta / norm if theta > 0 and norm > theta,
-//     else 1 (the book's grad_clipping). Launch: exactly one block of 256 threads.
-// sgd_update(p[n], g[n], n, lr, scale[1])
-//     p −= lr · scale · g  (the book's sgd with batch_size 1). Launch: grid-stride, 256 threads.
-// adam_update(p[n], g[n], m[n], v[n], n, lr, beta1, beta2, eps, step_size, bc2_sqrt, scale[1])
-//     torch.optim.Adam: g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²;
+// clip_finalize(partials[count], count, theta, clip[2])
+//     Pass 2: norm = sqrt(Σ partials) in a fixed tree order; clip[0] = scale = theta / norm if theta > 0 and
+//     norm > theta, else 1 (the book's grad_clipping); clip[1] = norm. Launch: exactly one block of 256 threads.
+// sgd_update(p[n], g[n], n, lr, clip[2])
+//     p −= lr · clip[0] · g  (the book's sgd with batch_size 1). Launch: grid-stride, 256 threads.
+// adam_update(p[n], g[n], m[n], v[n], n, beta1, beta2, eps, step_size, bc2_sqrt, clip[2])
+//     torch.optim.Adam: g' = clip[0]·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²;
 //     p −= step_size · m / (sqrt(v) / bc2_sqrt + eps), with step_size = lr / (1 − β1^t), bc2_sqrt = sqrt(1 − β2^t)
-//     computed on the host per step. Launch: grid-stride, 256 threads.
+//     computed once per step by the optimizer (Optimizers.Adam). Launch: grid-stride, 256 threads.
 
-#define THREADS 256
+#include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 sumsq_partial(const float* __restrict__ g, int n, double* __restrict__ partials)
@@ -26,51 +26,38 @@ sumsq_partial(const float* __restrict__ g, int n, double* __restrict__ partials)
         double x = (double)g[i];
         s += x * x;
     }
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = THREADS / 2; k > 0; k >>= 1)
-    {
-        if (threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-clip_finalize(const double* __restrict__ partials, int count, float theta, double* __restrict__ norm_out,
-              float* __restrict__ scale_out)
+clip_finalize(const double* __restrict__ partials, int count, float theta, float* __restrict__ clip)
 {
     __shared__ double sh[THREADS];
     double s = 0.0;
     for (int i = threadIdx.x; i < count; i += THREADS) s += partials[i];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = THREADS / 2; k > 0; k >>= 1)
-    {
-        if (threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
+    s = block_sum(s, sh);
     if (threadIdx.x == 0)
     {
-        double norm = sqrt(sh[0]);
-        norm_out[0] = norm;
-        scale_out[0] = (theta > 0.0f && norm > (double)theta) ? (float)((double)theta / norm) : 1.0f;
+        double norm = sqrt(s);
+        clip[0] = (theta > 0.0f && norm > (double)theta) ? (float)((double)theta / norm) : 1.0f;
+        clip[1] = (float)norm;
     }
 }
 
 extern "C" __global__ void sgd_update(float* __restrict__ p, const float* __restrict__ g, int n, float lr,
-                                      const float* __restrict__ scale)
+                                      const float* __restrict__ clip)
 {
-    float k = -lr * scale[0];
+    float k = -lr * clip[0];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         p[i] = fmaf(g[i], k, p[i]);
 }
 
 extern "C" __global__ void adam_update(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                                       float* __restrict__ v, int n, float lr, float beta1, float beta2, float eps,
-                                       float step_size, float bc2_sqrt, const float* __restrict__ scale)
+                                       float* __restrict__ v, int n, float beta1, float beta2, float eps,
+                                       float step_size, float bc2_sqrt, const float* __restrict__ clip)
 {
-    float s = scale[0];
+    float s = clip[0];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     {
         float gi = g[i] * s;

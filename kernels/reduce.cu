@@ -8,8 +8,7 @@
 //     out[r] = argmax_c (logits[r, c] + bias[c]); ties go to the smallest c (like torch.argmax on CPU).
 //     Launch: one block per row, 256 threads; shared-memory (value, index) tree reduction.
 
-#define THREADS 256
-#define NEG_INF __int_as_float(0xff800000) // -inf without math.h (NVRTC has no headers here)
+#include "common.cuh"
 
 extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, int ld, float* __restrict__ dst)
 {

@@ -9,36 +9,7 @@
 //     whole epoch and is read once, when the epoch's perplexity is printed.
 //     Launch: exactly one block of 256 threads.
 
-#define THREADS 256
-#define NEG_INF __int_as_float(0xff800000) // -inf without math.h (NVRTC has no headers here)
-
-__device__ float block_max(float v, float* sh)
-{
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = THREADS / 2; s > 0; s >>= 1)
-    {
-        if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ float block_sum(float v, float* sh)
-{
-    sh[threadIdx.x] = v;
-    __syncthreads();
-    for (int s = THREADS / 2; s > 0; s >>= 1)
-    {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
+#include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 softmax_xent(const float* __restrict__ logits, const float* __restrict__ bias, const int* __restrict__ labels,
@@ -72,16 +43,10 @@ loss_accumulate(const float* __restrict__ row_loss, int rows, double* __restrict
     __shared__ double sh[THREADS];
     double s = 0.0;
     for (int i = threadIdx.x; i < rows; i += THREADS) s += (double)row_loss[i];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = THREADS / 2; k > 0; k >>= 1)
-    {
-        if (threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
+    s = block_sum(s, sh);
     if (threadIdx.x == 0)
     {
-        acc[0] += sh[0];
+        acc[0] += s;
         acc[1] += (double)rows;
     }
 }

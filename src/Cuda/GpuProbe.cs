@@ -30,7 +30,12 @@ public static class GpuProbe
     static readonly Dictionary<int, GpuProbeResult> Cache = new();
     static readonly Lock Gate = new();
 
-    const string Trivial = "extern \"C\" __global__ void probe(float* x) { x[threadIdx.x] = 1.0f; }";
+    /// <summary>kernels/probe.cu, embedded in this assembly.</summary>
+    static string Trivial()
+    {
+        using var s = typeof(GpuProbe).Assembly.GetManifestResourceStream("kernels.probe.cu")!;
+        return new StreamReader(s).ReadToEnd();
+    }
 
     public static GpuProbeResult Run(int ordinal = 0)
     {
@@ -60,7 +65,7 @@ public static class GpuProbe
             using (var blas = new Blas(ctx, stream)) cublasVersion = blas.Version;
             if (!KernelCompiler.IsAvailable) return No("NVRTC is not installed (" + KernelCompiler.UnavailableReason + ")");
             var target = KernelCompiler.TargetFor(ctx.ComputeCapability.Major, ctx.ComputeCapability.Minor);
-            var image = KernelCompiler.Compile("probe.cu", Trivial, target, useCache: false);
+            var image = KernelCompiler.Compile("probe.cu", Trivial(), target, useCache: false);
             using (var module = new CudaModule(ctx, image.Image)) module.Function("probe");
             var info = new GpuInfo(ordinal, count, CudaContext.DriverVersion(), ctx.DeviceName, ctx.ComputeCapability.Major,
                 ctx.ComputeCapability.Minor, ctx.MultiprocessorCount, ctx.TotalMemory, cublasVersion, KernelCompiler.Version(), target);

@@ -62,15 +62,22 @@ public static unsafe class KernelCompiler
         return $"compute_{lower}";
     }
 
-    public static CompiledImage Compile(string program, string source, string arch, bool useCache = true)
+    /// <summary>
+    /// Compiles <paramref name="source"/> for <paramref name="arch"/>. <paramref name="headers"/> (name → text) are what
+    /// its <c>#include "name"</c> lines find: NVRTC gets them in memory, there is no include path at run time.
+    /// </summary>
+    public static CompiledImage Compile(string program, string source, string arch,
+        IReadOnlyDictionary<string, string>? headers = null, bool useCache = true)
     {
         var options = BaseOptions.Append($"--gpu-architecture={arch}").ToArray();
         var (major, minor) = Version();
+        headers ??= new Dictionary<string, string>();
         string? cachePath = null;
         if (useCache && CacheFolder() is string folder)
         {
+            var included = string.Concat(headers.OrderBy(h => h.Key, StringComparer.Ordinal).Select(h => $"\n--{h.Key}\n{h.Value}"));
             var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-                $"{source}\n--\n{string.Join(" ", options)}\n--\nnvrtc {major}.{minor}")));
+                $"{source}\n--\n{string.Join(" ", options)}\n--\nnvrtc {major}.{minor}{included}")));
             cachePath = Path.Combine(folder, $"{program}-{arch}-{key[..24]}.{(arch.StartsWith("sm_") ? "cubin" : "ptx")}");
             if (File.Exists(cachePath))
             {
@@ -78,33 +85,48 @@ public static unsafe class KernelCompiler
                 catch (IOException) { }
             }
         }
-        var image = CompileNow(program, source, options, out var log, out bool isCubin);
+        var image = CompileNow(program, source, headers, options, out var log, out bool isCubin);
         if (cachePath != null) TryWriteAtomically(cachePath, image);
         return new CompiledImage(program, arch, image, isCubin, log, false);
     }
 
-    static byte[] CompileNow(string program, string source, string[] options, out string log, out bool isCubin)
+    /// <summary>Pins UTF-8 copies of <paramref name="strings"/> for a native call taking <c>const char**</c>.</summary>
+    sealed class PinnedStrings : IDisposable
+    {
+        readonly GCHandle[] _handles;
+        readonly GCHandle _array;
+
+        public PinnedStrings(IEnumerable<string> strings)
+        {
+            _handles = strings.Select(s => GCHandle.Alloc(CudaContext.Utf8Z(s), GCHandleType.Pinned)).ToArray();
+            _array = GCHandle.Alloc(_handles.Select(h => h.AddrOfPinnedObject()).ToArray(), GCHandleType.Pinned);
+        }
+
+        public int Count => _handles.Length;
+        public byte** Pointers => Count == 0 ? null : (byte**)_array.AddrOfPinnedObject();
+
+        public void Dispose()
+        {
+            foreach (var h in _handles) h.Free();
+            _array.Free();
+        }
+    }
+
+    static byte[] CompileNow(string program, string source, IReadOnlyDictionary<string, string> headers, string[] options,
+        out string log, out bool isCubin)
     {
         var src = CudaContext.Utf8Z(source);
         var name = CudaContext.Utf8Z(program);
         IntPtr prog;
+        // Kept pinned until the compilation is done (NVRTC's documentation does not say when it stops reading them).
+        using var contents = new PinnedStrings(headers.Values);
+        using var includeNames = new PinnedStrings(headers.Keys);
         fixed (byte* ps = src, pn = name)
-            CudaCheck.ThrowIfFailed(Nvrtc.nvrtcCreateProgram(&prog, ps, pn, 0, null, null));
+            CudaCheck.ThrowIfFailed(Nvrtc.nvrtcCreateProgram(&prog, ps, pn, contents.Count, contents.Pointers, includeNames.Pointers));
         try
         {
-            var optBytes = options.Select(CudaContext.Utf8Z).ToArray();
-            var handles = optBytes.Select(b => GCHandle.Alloc(b, GCHandleType.Pinned)).ToArray();
             NvrtcResult status;
-            try
-            {
-                var ptrs = stackalloc byte*[optBytes.Length];
-                for (int i = 0; i < optBytes.Length; i++) ptrs[i] = (byte*)handles[i].AddrOfPinnedObject();
-                status = Nvrtc.nvrtcCompileProgram(prog, optBytes.Length, ptrs);
-            }
-            finally
-            {
-                foreach (var h in handles) h.Free();
-            }
+            using (var opts = new PinnedStrings(options)) status = Nvrtc.nvrtcCompileProgram(prog, opts.Count, opts.Pointers);
             log = ReadLog(prog);
             if (status != NvrtcResult.NVRTC_SUCCESS) throw new NvrtcCompileException(program, options, log, status);
             isCubin = options.Any(o => o.StartsWith("--gpu-architecture=sm_", StringComparison.Ordinal));

@@ -10,13 +10,8 @@ public static unsafe partial class Cublas
     public const int CUBLAS_OP_N = 0;
     public const int CUBLAS_OP_T = 1;
     public const int CUBLAS_DEFAULT_MATH = 0;
-    public const int CUBLAS_PEDANTIC_MATH = 2;
     public const int CUBLAS_TF32_TENSOR_OP_MATH = 3;
     public const int CUBLAS_POINTER_MODE_HOST = 0;
-    public const int CUBLAS_POINTER_MODE_DEVICE = 1;
-    public const int CUDA_R_32F = 0;
-    public const int CUBLAS_COMPUTE_32F = 68;
-    public const int CUBLAS_GEMM_DEFAULT = -1;
 
     [LibraryImport(Lib)] public static partial CublasStatus cublasCreate_v2(IntPtr* handle);
     [LibraryImport(Lib)] public static partial CublasStatus cublasDestroy_v2(IntPtr handle);
@@ -32,14 +27,7 @@ public static unsafe partial class Cublas
     public static partial CublasStatus cublasSgemm_v2(IntPtr handle, int transa, int transb, int m, int n, int k,
         float* alpha, ulong a, int lda, ulong b, int ldb, float* beta, ulong c, int ldc);
 
-    [LibraryImport(Lib)]
-    public static partial CublasStatus cublasSgemmStridedBatched(IntPtr handle, int transa, int transb, int m, int n, int k,
-        float* alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float* beta, ulong c, int ldc, long strideC, int batchCount);
 
-    [LibraryImport(Lib)]
-    public static partial CublasStatus cublasGemmEx(IntPtr handle, int transa, int transb, int m, int n, int k,
-        void* alpha, ulong a, int aType, int lda, ulong b, int bType, int ldb, void* beta, ulong c, int cType, int ldc,
-        int computeType, int algo);
 }
 
 public enum CublasStatus

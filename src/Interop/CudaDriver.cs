@@ -37,7 +37,6 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)] public static partial CUresult cuDevicePrimaryCtxRetain(IntPtr* pctx, int dev);
     [LibraryImport(Lib)] public static partial CUresult cuDevicePrimaryCtxRelease_v2(int dev);
     [LibraryImport(Lib)] public static partial CUresult cuCtxSetCurrent(IntPtr ctx);
-    [LibraryImport(Lib)] public static partial CUresult cuCtxGetCurrent(IntPtr* pctx);
     [LibraryImport(Lib)] public static partial CUresult cuCtxSynchronize();
 
     [LibraryImport(Lib)] public static partial CUresult cuMemAlloc_v2(ulong* dptr, nuint bytesize);
@@ -45,12 +44,9 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)] public static partial CUresult cuMemGetInfo_v2(nuint* free, nuint* total);
     [LibraryImport(Lib)] public static partial CUresult cuMemAllocHost_v2(void** pp, nuint bytesize);
     [LibraryImport(Lib)] public static partial CUresult cuMemFreeHost(void* p);
-    [LibraryImport(Lib)] public static partial CUresult cuMemcpyHtoD_v2(ulong dstDevice, void* srcHost, nuint byteCount);
     [LibraryImport(Lib)] public static partial CUresult cuMemcpyDtoH_v2(void* dstHost, ulong srcDevice, nuint byteCount);
     [LibraryImport(Lib)] public static partial CUresult cuMemcpyHtoDAsync_v2(ulong dstDevice, void* srcHost, nuint byteCount, IntPtr hStream);
-    [LibraryImport(Lib)] public static partial CUresult cuMemcpyDtoHAsync_v2(void* dstHost, ulong srcDevice, nuint byteCount, IntPtr hStream);
     [LibraryImport(Lib)] public static partial CUresult cuMemcpyDtoDAsync_v2(ulong dstDevice, ulong srcDevice, nuint byteCount, IntPtr hStream);
-    [LibraryImport(Lib)] public static partial CUresult cuMemsetD8Async(ulong dstDevice, byte uc, nuint n, IntPtr hStream);
     [LibraryImport(Lib)] public static partial CUresult cuMemsetD32Async(ulong dstDevice, uint ui, nuint n, IntPtr hStream);
 
     [LibraryImport(Lib)] public static partial CUresult cuModuleLoadData(IntPtr* module, void* image);

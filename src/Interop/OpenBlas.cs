@@ -17,9 +17,6 @@ public static unsafe partial class OpenBlas
     public static partial void openblas_set_num_threads(int numThreads);
 
     [LibraryImport(NativeLibraries.OpenBlas)]
-    public static partial int openblas_get_num_threads();
-
-    [LibraryImport(NativeLibraries.OpenBlas)]
     public static partial byte* openblas_get_config();
 
     /// <summary>True when libopenblas loads and exports cblas_sgemm.</summary>

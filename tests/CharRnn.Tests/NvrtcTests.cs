@@ -21,24 +21,32 @@ public class NvrtcTests
 
     public static IEnumerable<string> Files => KernelSources.All.Keys;
 
-    [Test]
-    public void KernelFilesAreEmbedded()
+    /// <summary>The kernels a compiled file defines, read from its PTX (<c>.entry</c> lines), not guessed from the source.</summary>
+    static List<string> Entries(string file, string source, IReadOnlyDictionary<string, string> headers)
     {
-        Assert.That(Files, Is.EquivalentTo(new[] { "activation.cu", "gates.cu", "onehot.cu", "optim.cu", "reduce.cu", "softmax_xent.cu" }));
-        var names = KernelSources.All.Values.SelectMany(CudaBackend.KernelNames).ToList();
-        Assert.That(names, Is.EquivalentTo(new[]
-        {
-            "bias_act_forward", "act_backward", "one_hot_scatter", "gather_rows", "scatter_add_rows", "sumsq_partial",
-            "clip_finalize", "sgd_update", "adam_update", "column_sum", "argmax_rows", "softmax_xent", "loss_accumulate",
-            "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
-            "gru_reset_gates", "gru_candidate", "gru_candidate_backward", "gru_reset_backward",
-        }));
+        var ptx = System.Text.Encoding.ASCII.GetString(KernelCompiler.Compile(file, source, "compute_80", headers, useCache: false).Image);
+        return System.Text.RegularExpressions.Regex.Matches(ptx, @"\.entry\s+(\w+)").Select(m => m.Groups[1].Value).ToList();
+    }
+
+    /// <summary>Every kernels/*.cu (but GpuProbe's probe.cu, which CharRnn.Cuda embeds) is embedded, and the one program
+    /// the CUDA backend compiles defines every kernel of every file: nothing to list by hand when an op is added.</summary>
+    [Test]
+    public void KernelFilesAreEmbeddedAndTheProgramHoldsEveryKernel()
+    {
+        Assert.That(KernelSources.Headers.Keys, Is.EquivalentTo(new[] { "common.cuh" }));
+        if (InteropTests.RepoRoot() is string root)
+            Assert.That(Files, Is.EquivalentTo(Directory.GetFiles(Path.Combine(root, "kernels"), "*.cu").Select(Path.GetFileName)
+                .Where(f => f != "probe.cu")));
+        var perFile = Files.SelectMany(f => Entries(f, KernelSources.All[f], KernelSources.Headers)).ToList();
+        Assert.That(perFile, Has.Count.GreaterThanOrEqualTo(21));
+        Assert.That(perFile, Is.Unique, "kernel names are unique across files");
+        Assert.That(Entries("charrnn_kernels.cu", KernelSources.Program, KernelSources.ProgramHeaders), Is.EquivalentTo(perFile));
     }
 
     [Test]
     public void EveryKernelCompilesWithoutWarnings([ValueSource(nameof(Files))] string file, [Values("sm_80", "sm_90")] string arch)
     {
-        var image = KernelCompiler.Compile(file, KernelSources.All[file], arch, useCache: false);
+        var image = KernelCompiler.Compile(file, KernelSources.All[file], arch, KernelSources.Headers, useCache: false);
         Assert.That(image.IsCubin, Is.True);
         Assert.That(image.Image.Length, Is.GreaterThan(1000));
         Assert.That(image.Image[..4], Is.EqualTo(new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F' }), "a CUBIN is an ELF image");
@@ -46,18 +54,52 @@ public class NvrtcTests
     }
 
     [Test]
+    public void TheWholeProgramCompilesWithoutWarnings([Values("sm_80", "sm_90")] string arch)
+    {
+        var image = KernelCompiler.Compile("charrnn_kernels.cu", KernelSources.Program, arch, KernelSources.ProgramHeaders, useCache: false);
+        Assert.That(image.IsCubin, Is.True);
+        Assert.That(image.Log, Is.Empty, "NVRTC log (warnings)");
+    }
+
+    [Test]
     public void EachFileOpensWithWhatItComputesAndItsLaunchShape([ValueSource(nameof(Files))] string file)
     {
-        var head = string.Join("\n", KernelSources.All[file].Split('\n').TakeWhile(l => l.StartsWith("//")));
+        var source = KernelSources.All[file];
+        var head = string.Join("\n", source.Split('\n').TakeWhile(l => l.StartsWith("//")));
         Assert.That(head, Does.Contain("Launch"));
-        foreach (var name in CudaBackend.KernelNames(KernelSources.All[file])) Assert.That(head, Does.Contain(name));
-        Assert.That(KernelSources.All[file], Does.Not.Contain("#include"), "NVRTC 11.8 in CI has no built-in headers");
+        var entries = Entries(file, source, KernelSources.Headers);
+        Assert.That(entries, Is.Not.Empty);
+        foreach (var name in entries) Assert.That(head, Does.Contain(name));
+        var includes = source.Split('\n').Where(l => l.TrimStart().StartsWith("#include")).Select(l => l.Trim()).ToList();
+        Assert.That(includes, Is.EqualTo(new[] { "#include \"common.cuh\"" }), "only the shared header: NVRTC 11.8 in CI has no built-in headers");
+    }
+
+    /// <summary>A header changes the cached image's key: editing common.cuh must not reuse a stale kernel.</summary>
+    [Test]
+    public void HeadersArePartOfTheCacheKey()
+    {
+        using var dir = new TempDir();
+        var old = Environment.GetEnvironmentVariable("CHARRNN_KERNEL_CACHE");
+        Environment.SetEnvironmentVariable("CHARRNN_KERNEL_CACHE", dir.Path);
+        try
+        {
+            const string src = "#include \"k.cuh\"\nextern \"C\" __global__ void k(float* x) { x[0] = K; }";
+            var a = KernelCompiler.Compile("k.cu", src, "sm_80", new Dictionary<string, string> { ["k.cuh"] = "#define K 1.0f" });
+            var b = KernelCompiler.Compile("k.cu", src, "sm_80", new Dictionary<string, string> { ["k.cuh"] = "#define K 2.0f" });
+            Assert.That(b.FromCache, Is.False);
+            Assert.That(b.Image, Is.Not.EqualTo(a.Image));
+            Assert.That(Directory.GetFiles(dir.Path, "*.cubin"), Has.Length.EqualTo(2));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("CHARRNN_KERNEL_CACHE", old);
+        }
     }
 
     [Test]
     public void PtxForAVirtualArch()
     {
-        var image = KernelCompiler.Compile("optim.cu", KernelSources.All["optim.cu"], "compute_80", useCache: false);
+        var image = KernelCompiler.Compile("optim.cu", KernelSources.All["optim.cu"], "compute_80", KernelSources.Headers, useCache: false);
         Assert.That(image.IsCubin, Is.False);
         Assert.That(System.Text.Encoding.ASCII.GetString(image.Image), Does.Contain(".visible .entry adam_update"));
     }
@@ -81,8 +123,8 @@ public class NvrtcTests
         Environment.SetEnvironmentVariable("CHARRNN_KERNEL_CACHE", dir.Path);
         try
         {
-            var a = KernelCompiler.Compile("reduce.cu", KernelSources.All["reduce.cu"], "sm_80");
-            var b = KernelCompiler.Compile("reduce.cu", KernelSources.All["reduce.cu"], "sm_80");
+            var a = KernelCompiler.Compile("reduce.cu", KernelSources.All["reduce.cu"], "sm_80", KernelSources.Headers);
+            var b = KernelCompiler.Compile("reduce.cu", KernelSources.All["reduce.cu"], "sm_80", KernelSources.Headers);
             Assert.That(a.FromCache, Is.False);
             Assert.That(b.FromCache, Is.True);
             Assert.That(b.Image, Is.EqualTo(a.Image));

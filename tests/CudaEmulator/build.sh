@@ -11,7 +11,7 @@ out=$(cd "$out" && pwd)
 CXX=${CXX:-g++}
 flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -I"$here")
 objs=()
-for cu in "$root"/kernels/*.cu "$here/probe.cu" "$here/selftest_kernels.cu"; do
+for cu in "$root"/kernels/*.cu "$here/selftest_kernels.cu"; do
     name=$(basename "$cu" .cu)
     tu="$out/obj/kernel_$name.cpp"
     {

@@ -207,16 +207,3 @@ API cublasSgemm_v2(Handle* h, int ta, int tb, int m, int n, int k, const float* 
     return gemm(h, "cublasSgemm_v2", ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
 }
 
-API cublasSgemmStridedBatched(Handle* h, int ta, int tb, int m, int n, int k, const float* alpha, uint64_t a, int lda,
-                              long long sa, uint64_t b, int ldb, long long sb, const float* beta, uint64_t c, int ldc,
-                              long long sc, int batch)
-{
-    return gemm(h, "cublasSgemmStridedBatched", ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
-}
-
-API cublasGemmEx(Handle*, int, int, int, int, int, const void*, uint64_t, int, int, uint64_t, int, int, const void*,
-                 uint64_t, int, int, int, int)
-{
-    fprintf(stderr, "CUDA emulator: cublasGemmEx is not emulated (CharRnn does not call it)\n");
-    return CUBLAS_STATUS_NOT_SUPPORTED;
-}

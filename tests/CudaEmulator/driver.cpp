@@ -654,15 +654,6 @@ API cuCtxSetCurrent(void* ctx)
     return CUDA_SUCCESS;
 }
 
-API cuCtxGetCurrent(void** ctx)
-{
-    LOCK;
-    if (!g_init) return CUDA_ERROR_NOT_INITIALIZED;
-    if (!ctx) return CUDA_ERROR_INVALID_VALUE;
-    *ctx = t_ctx;
-    return CUDA_SUCCESS;
-}
-
 API cuCtxSynchronize()
 {
     BEGIN("cuCtxSynchronize");
@@ -742,16 +733,6 @@ API cuMemFreeHost(void* p)
     return CUDA_SUCCESS;
 }
 
-API cuMemcpyHtoD_v2(uint64_t dst, const void* src, size_t n)
-{
-    BEGIN("cuMemcpyHtoD_v2");
-    if (CUresult r = capture_guard("cuMemcpyHtoD_v2")) return r;
-    if (CUresult r = device_check("cuMemcpyHtoD_v2", dst, n, "destination")) return r;
-    if (CUresult r = flush()) return r;
-    memcpy((void*)dst, src, n);
-    return CUDA_SUCCESS;
-}
-
 API cuMemcpyDtoH_v2(void* dst, uint64_t src, size_t n)
 {
     BEGIN("cuMemcpyDtoH_v2");
@@ -774,32 +755,12 @@ API cuMemcpyHtoDAsync_v2(uint64_t dst, const void* src, size_t n, void* stream)
     return emu::enqueue(stream, "cuMemcpyHtoDAsync_v2", [=] { memcpy((void*)dst, copy->data(), n); });
 }
 
-API cuMemcpyDtoHAsync_v2(void* dst, uint64_t src, size_t n, void* stream)
-{
-    BEGIN("cuMemcpyDtoHAsync_v2");
-    if (CUresult r = device_check("cuMemcpyDtoHAsync_v2", src, n, "source")) return r;
-    if (n == 0) return CUDA_SUCCESS;
-    if (pinned_range(dst, n))
-        return emu::enqueue(stream, "cuMemcpyDtoHAsync_v2", [=] { memcpy(dst, (const void*)src, n); });
-    if (CUresult r = capture_guard("cuMemcpyDtoHAsync_v2 to pageable memory")) return r;
-    if (CUresult r = flush()) return r; // to pageable memory the copy is synchronous
-    memcpy(dst, (const void*)src, n);
-    return CUDA_SUCCESS;
-}
-
 API cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void* stream)
 {
     BEGIN("cuMemcpyDtoDAsync_v2");
     if (CUresult r = device_check("cuMemcpyDtoDAsync_v2", dst, n, "destination")) return r;
     if (CUresult r = device_check("cuMemcpyDtoDAsync_v2", src, n, "source")) return r;
     return emu::enqueue(stream, "cuMemcpyDtoDAsync_v2", [=] { memmove((void*)dst, (const void*)src, n); });
-}
-
-API cuMemsetD8Async(uint64_t dst, unsigned char v, size_t n, void* stream)
-{
-    BEGIN("cuMemsetD8Async");
-    if (CUresult r = device_check("cuMemsetD8Async", dst, n, "destination")) return r;
-    return emu::enqueue(stream, "cuMemsetD8Async", [=] { memset((void*)dst, v, n); });
 }
 
 API cuMemsetD32Async(uint64_t dst, unsigned v, size_t n, void* stream)
