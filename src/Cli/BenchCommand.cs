@@ -53,14 +53,15 @@ internal static class BenchCommand
             int steps = pr.GetValue(minibatches);
             if (steps < 1) throw new CharRnnException($"--minibatches must be a positive whole number (got {steps}).");
             var data = Corpus.Load(path, large ? null : Corpus.BookCharCount);
-            IBackend be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
-            if (pr.GetValue(profile)) be = new ProfilingBackend(be);
-            using var disposeBackend = be;
+            using var be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
+            var profiler = pr.GetValue(profile) ? new OpProfiler() : null;
+            be.Profiler = profiler;
             stderr.WriteLine($"charrnn bench: {(large ? "large" : pr.GetValue(preset))} on {be.Description}");
             var r = large
                 ? Benchmark.Steps(be, data, o, "large", steps)
                 : Benchmark.Run(be, data, o, "book/" + pr.GetValue(preset));
-            int n = pr.GetValue(sgemm) ?? (be is Rnn.Backends.Cpu.CpuBackend ? 2048 : 8192);
+            be.Profiler = null; // the SGEMM rate is measured on its own
+            int n = pr.GetValue(sgemm) ?? (be.RunsOnHost ? 2048 : 8192);
             if (n > 0) r = r with { SgemmGflopsPerSecond = Benchmark.SgemmRate(be, n), SgemmSize = n };
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"device: {r.Description}"));
@@ -68,11 +69,12 @@ internal static class BenchCommand
             stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), final perplexity {r.FinalPerplexity:F6}"));
             if (r.SgemmGflopsPerSecond is double g)
                 stdout.WriteLine(string.Create(inv, $"sgemm {r.SgemmSize}³: {g:F1} GFLOP/s; training step reaches {100 * r.GflopsPerSecond / g:F1}% of it"));
-            if (be is ProfilingBackend prof)
+            if (profiler != null)
             {
-                double all = prof.Times.Values.Sum(t => t.Seconds);
+                var times = profiler.Times;
+                double all = times.Values.Sum(t => t.Seconds);
                 stdout.WriteLine(string.Create(inv, $"profile ({all:F3} s in ops of {r.Seconds:F3} s):"));
-                foreach (var (op, (s, c)) in prof.Times.OrderByDescending(kv => kv.Value.Seconds))
+                foreach (var (op, (s, c)) in times.OrderByDescending(kv => kv.Value.Seconds))
                     stdout.WriteLine(string.Create(inv, $"  {op,-28} {s,8:F3} s {100 * s / all,5:F1}%  {c,7} calls  {1e6 * s / c,9:F1} µs/call"));
             }
             if (pr.GetValue(json) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(r, new JsonSerializerOptions { WriteIndented = true }));

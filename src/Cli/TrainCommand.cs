@@ -56,58 +56,42 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your corpus) and print the book's log.");
-        var modelOptions = new Option[] { preset, steps, batch, hidden, lr, clip, sampling, optimizer, seed, input, activation, valFraction, cell, layers };
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
                      prefix, chars, seed, corpus, device, tf32, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
-            Checkpoint? from = null;
-            TrainOptions o;
-            if (pr.GetValue(resume) is string resumePath)
+            var (clipSet, clipValue) = OptionValues.Clip(pr.GetValue(clip));
+            var given = new TrainOverrides
             {
-                var set = modelOptions.Where(opt => pr.GetResult(opt) is { Implicit: false }).Select(opt => opt.Name).ToList();
-                if (set.Count > 0)
-                    throw new CharRnnException($"{string.Join(", ", set)} cannot be changed when resuming: the checkpoint fixes the model, optimizer and data order. Drop {(set.Count == 1 ? "it" : "them")}, or start a new run.");
-                from = Checkpoint.Load(resumePath);
-                o = from.Header.Options;
-            }
-            else
-            {
-                o = TrainOptions.Preset(pr.GetValue(preset) ?? "scratch-random");
-                var (clipSet, clipValue) = OptionValues.Clip(pr.GetValue(clip));
-                o = o with
-                {
-                    Steps = pr.GetValue(steps) ?? o.Steps,
-                    Batch = pr.GetValue(batch) ?? o.Batch,
-                    Hidden = pr.GetValue(hidden) ?? o.Hidden,
-                    LearningRate = pr.GetValue(lr) ?? o.LearningRate,
-                    Clip = clipSet ? clipValue : o.Clip,
-                    Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => o.Sampling },
-                    Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => o.Optimizer },
-                    Seed = pr.GetValue(seed) ?? o.Seed,
-                    Input = CommonOptions.InputMode(pr.GetValue(input)) ?? o.Input,
-                    Activation = pr.GetValue(activation) == "relu" ? Activation.Relu : o.Activation,
-                    ValFraction = pr.GetValue(valFraction) ?? o.ValFraction,
-                    Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => o.Cell },
-                    Layers = pr.GetValue(layers) ?? o.Layers,
-                };
-            }
-            var prefixes = pr.GetValue(prefix);
-            o = o with
-            {
-                Epochs = pr.GetValue(epochs) ?? o.Epochs,
-                PredPeriod = pr.GetValue(predPeriod) ?? o.PredPeriod,
-                PredLen = pr.GetValue(predLen) ?? o.PredLen,
-                Prefixes = prefixes is { Length: > 0 } ? prefixes : o.Prefixes,
+                Preset = pr.GetValue(preset),
+                Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => null },
+                Layers = pr.GetValue(layers),
+                Steps = pr.GetValue(steps),
+                Batch = pr.GetValue(batch),
+                Hidden = pr.GetValue(hidden),
+                LearningRate = pr.GetValue(lr),
+                Clip = clipSet ? new ClipSetting(clipValue) : null,
+                Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => null },
+                Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => null },
+                Seed = pr.GetValue(seed),
+                Input = CommonOptions.InputMode(pr.GetValue(input)),
+                Activation = pr.GetValue(activation) switch { "tanh" => Activation.Tanh, "relu" => Activation.Relu, _ => null },
+                ValFraction = pr.GetValue(valFraction),
+                Epochs = pr.GetValue(epochs),
+                PredPeriod = pr.GetValue(predPeriod),
+                PredLen = pr.GetValue(predLen),
+                Prefixes = pr.GetValue(prefix),
             };
+            Checkpoint? from = pr.GetValue(resume) is string resumePath ? Checkpoint.Load(resumePath) : null;
+            var o = from != null ? RunRules.Resume(from.Header.Options, given) : RunRules.Fresh(given);
             o.Validate();
             if (from != null && o.Epochs <= from.Header.Epoch)
                 throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs; pass --epochs with a larger total to continue.");
             int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit : Corpus.BookCharCount;
             var data = Corpus.Load(pr.GetValue(corpus) ?? OptionValues.DefaultCorpus(), maxChars);
-            if (from != null && Trainer.CorpusFingerprint(data) != from.Header.CorpusSha1)
+            if (from != null && data.Fingerprint != from.Header.CorpusSha1)
                 throw new CharRnnException($"The corpus differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters). Pass the same --corpus and --chars.");
             int saveEveryN = pr.GetValue(saveEvery) ?? o.PredPeriod;
             if (saveEveryN < 1) throw new CharRnnException($"--save-every must be a positive whole number (got {saveEveryN}).");
@@ -133,7 +117,7 @@ internal static class TrainCommand
     static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr,
         CancellationToken cancel)
     {
-        using var trainer = new Trainer(backend, data, o, resume: from);
+        using var trainer = new Trainer(backend, data, o, resume: from?.ToState());
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
             $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
@@ -168,7 +152,7 @@ internal static class TrainCommand
                 afterEpoch: epoch =>
                 {
                     if (outs.CheckpointDir != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs))
-                        trainer.ToCheckpoint(outs.CorpusLimit).Save(CheckpointPath(epoch));
+                        Checkpoint.Capture(trainer, outs.CorpusLimit).Save(CheckpointPath(epoch));
                 },
                 cancel: cancel);
         }
@@ -180,7 +164,7 @@ internal static class TrainCommand
             if (outs.CheckpointDir != null && done > (from?.Header.Epoch ?? 0))
             {
                 var path = CheckpointPath(done);
-                trainer.ToCheckpoint(outs.CorpusLimit).Save(path); // the state at this boundary (same as a --save-every save)
+                Checkpoint.Capture(trainer, outs.CorpusLimit).Save(path); // the state at this boundary (same as a --save-every save)
                 saved = $"; checkpoint {path} (continue with --resume {path} --epochs {o.Epochs})";
             }
             stderr.WriteLine($"charrnn: interrupted after epoch {done}{saved}.");

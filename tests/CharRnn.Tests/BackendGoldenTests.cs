@@ -93,8 +93,9 @@ public class BackendGoldenTests(string backendName)
         using (model) using (driver) using (x) using (y)
         {
             using var sgd = new Sgd((float)c.G.D("config/sgd_lr"));
-            driver.TrainStep(x.All, y.All, (float)c.G.D("config/clip_theta"), sgd);
-            Check.Close(c.G.D("clip/norm"), _be.ReadGradNorm(), Atol, Rtol, "norm");
+            using var step = new TrainingStep(driver, sgd, (float)c.G.D("config/clip_theta"));
+            step.Run(x.All, y.All);
+            Check.Close(c.G.D("clip/norm"), step.ReadGradNorm(), Atol, Rtol, "norm");
             var names = ReferenceTests.Names(file);
             var after = model.ToHost();
             for (int i = 0; i < names.Length; i++)
@@ -111,11 +112,12 @@ public class BackendGoldenTests(string backendName)
         {
             using var adam = new Adam((float)c.G.D("config/adam/lr"));
             float clip = variant == "adam_clipped" ? (float)c.G.D("config/clip_theta") : 0f;
+            using var step = new TrainingStep(driver, adam, clip);
             var names = ReferenceTests.Names(file);
             for (int k = 1; k <= 2; k++)
             {
                 SetState(driver, c.H0, c.C0); // the same H0 (C0) for both steps
-                driver.TrainStep(x.All, y.All, clip, adam);
+                step.Run(x.All, y.All);
                 string s = $"{variant}/step{k}/";
                 var after = model.ToHost();
                 for (int i = 0; i < names.Length; i++)

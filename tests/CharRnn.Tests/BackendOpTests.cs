@@ -179,14 +179,17 @@ public class BackendOpTests(string backendName)
         var gs = shapes.Select(s => Rand(s.Item1 * s.Item2, 0.1)).ToArray();
         var tp = shapes.Select((s, i) => Up(s.Item1, s.Item2, ps[i])).ToArray();
         var tg = shapes.Select((s, i) => Up(s.Item1, s.Item2, gs[i])).ToArray();
+        using var clip = Poisoned(1, 2);
         try
         {
-            _be.ComputeClipScale(tg, theta);
+            _be.ComputeClipScale(tg, theta, clip);
             var gd = gs.Select(Check.ToDouble).ToArray();
             double norm = Math.Sqrt(gd.Sum(a => a.Sum(x => x * x)));
-            Check.Close(norm, _be.ReadGradNorm(), 1e-6, 1e-6, "norm");
+            var scaleAndNorm = _be.ToArray(clip);
+            Check.Close(norm, scaleAndNorm[1], 1e-6, 1e-6, "norm");
+            Check.Close(theta > 0 && norm > theta ? theta / norm : 1.0, scaleAndNorm[0], 1e-6, 1e-6, "scale");
             if (theta > 0) ReferenceRnn.Clip(gd, theta);
-            for (int i = 0; i < ps.Length; i++) _be.SgdUpdate(tp[i], tg[i], 2f);
+            for (int i = 0; i < ps.Length; i++) _be.SgdUpdate(tp[i], tg[i], 2f, clip);
             for (int i = 0; i < ps.Length; i++)
             {
                 var want = Check.ToDouble(ps[i]);
@@ -199,10 +202,12 @@ public class BackendOpTests(string backendName)
             var v = shapes.Select(s => _be.Zeros(s.Item1, s.Item2)).ToArray();
             var md = pd.Select(a => new double[a.Length]).ToArray();
             var vd = pd.Select(a => new double[a.Length]).ToArray();
+            using var adam = new Rnn.Training.Adam(1e-2f);
             for (int k = 1; k <= 3; k++)
                 for (int i = 0; i < ps.Length; i++)
                 {
-                    _be.AdamUpdate(tp[i], tg[i], m[i], v[i], 1e-2f, 0.9f, 0.999f, 1e-8f, k);
+                    var (stepSize, bc2Sqrt) = adam.BiasCorrections(k);
+                    _be.AdamUpdate(tp[i], tg[i], m[i], v[i], clip, 0.9f, 0.999f, 1e-8f, stepSize, bc2Sqrt);
                     ReferenceRnn.Adam(pd[i], gd[i], md[i], vd[i], 1e-2, k);
                 }
             for (int i = 0; i < ps.Length; i++)

@@ -44,13 +44,13 @@ public class CheckpointTests(string backendName)
         using (var t = new Trainer(_be, Small, o with { Epochs = 3 }))
         {
             t.Train(resumed.Add);
-            t.ToCheckpoint(3000).Save(path);
+            Checkpoint.Capture(t, 3000).Save(path);
         }
         Assert.That(Directory.GetFiles(dir.Path), Is.EqualTo(new[] { path }), "no temp file left behind");
         var ck = Checkpoint.Load(path);
         Assert.That(ck.Header.Epoch, Is.EqualTo(3));
         Assert.That((ck.Header.Cell, ck.Header.Layers), Is.EqualTo((o.Cell, layers)), "cell kind and layer count recorded");
-        using (var t = new Trainer(_be, Small, ck.Header.Options with { Epochs = 6 }, resume: ck))
+        using (var t = new Trainer(_be, Small, ck.Header.Options with { Epochs = 6 }, resume: ck.ToState()))
         {
             Assert.That(t.CompletedEpochs, Is.EqualTo(3));
             t.Train(resumed.Add);
@@ -101,7 +101,7 @@ public class CheckpointFileTests
         using var t = new Trainer(be, corpus, TrainOptions.Preset("concise") with { Epochs = 1, Hidden = 8, Batch = 4, Steps = 5, PredPeriod = 1 });
         t.Train(_ => { });
         var path = dir.File("ok.ckpt");
-        t.ToCheckpoint(2000).Save(path);
+        Checkpoint.Capture(t, 2000).Save(path);
         return path;
     }
 
@@ -173,12 +173,12 @@ public class CheckpointFileTests
         using var dir = new TempDir();
         using var blas = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.OpenBlas);
         using var managed = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.Managed);
-        using (var t = new Trainer(blas, corpus, o)) { t.Train(_ => { }); t.ToCheckpoint(2000).Save(dir.File("a.ckpt")); }
+        using (var t = new Trainer(blas, corpus, o)) { t.Train(_ => { }); Checkpoint.Capture(t, 2000).Save(dir.File("a.ckpt")); }
         var ck = Checkpoint.Load(dir.File("a.ckpt"));
         var a = new List<EpochReport>();
         var b = new List<EpochReport>();
-        using (var t = new Trainer(blas, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(a.Add);
-        using (var t = new Trainer(managed, corpus, o with { Epochs = 4 }, resume: ck)) t.Train(b.Add);
+        using (var t = new Trainer(blas, corpus, o with { Epochs = 4 }, resume: ck.ToState())) t.Train(a.Add);
+        using (var t = new Trainer(managed, corpus, o with { Epochs = 4 }, resume: ck.ToState())) t.Train(b.Add);
         Check.Close(a.Select(r => r.Perplexity).ToArray(), b.Select(r => r.Perplexity).ToArray(), 0, 1e-4, "openblas → managed");
     }
 

@@ -207,7 +207,7 @@ public class CliOutputTests
 
         var change = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, "epoch-00002.ckpt"), "--epochs", "4", "--lr", "3");
         Assert.That(change.Code, Is.Not.EqualTo(0));
-        Assert.That(change.Err, Does.Contain("--lr cannot be changed when resuming"));
+        Assert.That(change.Err, Does.Contain("--lr (checkpoint 100, given 3): this cannot change when resuming"));
 
         var done = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, "epoch-00004.ckpt"), "--epochs", "4");
         Assert.That(done.Err, Does.Contain("already trained 4 epochs"));

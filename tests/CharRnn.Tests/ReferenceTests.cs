@@ -1,3 +1,4 @@
+using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Reference;
 

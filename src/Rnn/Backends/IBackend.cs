@@ -1,72 +1,9 @@
-using CharRnn.Rnn.Model;
-
 namespace CharRnn.Rnn.Backends;
-
-/// <summary>A float32 row-major matrix living on a backend (host memory or GPU memory).</summary>
-public abstract class Tensor(int rows, int cols) : IDisposable
-{
-    public int Rows { get; } = rows;
-    public int Cols { get; } = cols;
-    public int Length => Rows * Cols;
-    public Mat All => new(this, 0, Rows, Cols);
-    public Mat RowRange(int first, int count) => All.RowRange(first, count);
-    public abstract void Dispose();
-}
-
-/// <summary>An int32 vector on a backend (token ids).</summary>
-public abstract class IndexBuffer(int length) : IDisposable
-{
-    public int Length { get; } = length;
-    public IdxView All => new(this, 0, Length);
-    public IdxView Range(int offset, int length) => new(this, offset, length);
-    public abstract void Dispose();
-}
-
-/// <summary>
-/// A block of a tensor: element (r, c) is at <c>Offset + r*Stride + c</c>. Row ranges of a whole tensor are
-/// contiguous (Stride = Cols); column ranges are not, and only GEMM and column sums accept those.
-/// </summary>
-public readonly record struct Mat(Tensor Tensor, int Offset, int Rows, int Cols)
-{
-    /// <summary>Elements between the starts of two rows (the leading dimension); Cols unless this is a column range.</summary>
-    public int Stride { get; init; } = Cols;
-
-    public int Length => Rows * Cols;
-    public bool IsContiguous => Stride == Cols || Rows <= 1;
-
-    public Mat RowRange(int first, int count)
-    {
-        if (first < 0 || count < 0 || first + count > Rows) throw new ArgumentOutOfRangeException(nameof(first));
-        return new Mat(Tensor, Offset + first * Stride, count, Cols) { Stride = Stride };
-    }
-
-    public Mat ColumnRange(int first, int count)
-    {
-        if (first < 0 || count < 0 || first + count > Cols) throw new ArgumentOutOfRangeException(nameof(first));
-        return new Mat(Tensor, Offset + first, Rows, count) { Stride = Stride };
-    }
-
-    /// <summary>Throws unless the rows are back to back (what the elementwise ops need).</summary>
-    public Mat Contiguous([System.Runtime.CompilerServices.CallerMemberName] string op = "") =>
-        IsContiguous ? this : throw new ArgumentException($"{op} needs a contiguous block (got a column range)");
-}
-
-/// <summary>A contiguous range of an index buffer.</summary>
-public readonly record struct IdxView(IndexBuffer Buffer, int Offset, int Length);
-
-/// <summary>How the input product onehot(X)·W_xh (and its gradient) is computed. Both are exactly equal.</summary>
-public enum InputMode
-{
-    /// <summary>Row gather from W_xh; gradient by scatter-add of dPre rows.</summary>
-    Gather,
-    /// <summary>One-hot scatter into a (T·B × V) matrix, then one GEMM; gradient by one GEMM (the design card's path).</summary>
-    OneHotGemm,
-}
 
 /// <summary>
 /// The operations the one BPTT driver needs. Each op has the name of its CUDA kernel (see <c>kernels/*.cu</c>);
 /// the CPU backend implements them on host arrays, the CUDA backend by kernel launches and cuBLAS on one stream.
-/// Ops are asynchronous on GPU backends: only <see cref="ReadLoss"/>, <see cref="ReadGradNorm"/>, the downloads and
+/// Ops are asynchronous on GPU backends: only <see cref="ReadLoss"/>, the downloads and
 /// <see cref="Synchronize"/> wait for the device.
 /// </summary>
 public interface IBackend : IDisposable
@@ -79,6 +16,15 @@ public interface IBackend : IDisposable
 
     /// <summary>The input path this backend uses unless told otherwise.</summary>
     InputMode DefaultInputMode { get; }
+
+    /// <summary>
+    /// True when tensors live in host memory and every op has finished when it returns (the CPU backend): reading the
+    /// loss or a tensor then costs nothing, so callers may read every epoch; false for a device with queued work.
+    /// </summary>
+    bool RunsOnHost { get; }
+
+    /// <summary>When set, every op is timed into it (and synchronised after): see <see cref="OpProfiler"/>.</summary>
+    OpProfiler? Profiler { get; set; }
 
     /// <summary>
     /// Rows per background block in <see cref="Overlap"/> (columns: twice that). Small where the blocks really run
@@ -109,6 +55,16 @@ public interface IBackend : IDisposable
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C, row-major; op(X) = Xᵀ when trans. beta = 0 never reads C.</summary>
     void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c);
+
+    /// <summary>
+    /// The forward recurrence of one layer over all its steps (<see cref="IRecurrence"/>), publishing each finished
+    /// step in <paramref name="progress"/> when given. By default the layer's per-step ops; a backend may run the whole
+    /// loop as one fused implementation instead (it must then publish progress as it goes, or all of it at the end).
+    /// </summary>
+    void RecurrenceForward(IRecurrence layer, StepProgress? progress) => RecurrenceSteps.Forward(this, layer, progress);
+
+    /// <summary>The backward recurrence of one layer, steps T−1 … 0 (see <see cref="RecurrenceForward"/>).</summary>
+    void RecurrenceBackward(IRecurrence layer) => RecurrenceSteps.Backward(this, layer);
 
     /// <summary><c>bias_act_forward</c>: h = act(pre + bias (+ bias2)), bias broadcast over rows.</summary>
     void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h);
@@ -204,23 +160,20 @@ public interface IBackend : IDisposable
     (double Sum, long Rows) ReadLoss();
 
     /// <summary>
-    /// <c>grad_norm</c> + <c>clip_scale</c>: computes the global L2 norm over all <paramref name="grads"/> and sets the
-    /// backend's gradient scale to θ/norm when norm &gt; θ, else 1 (θ ≤ 0 or ∞: no clipping, scale 1). The scale stays
-    /// on the device and is applied by the update ops.
+    /// <c>sumsq_partial</c> + <c>clip_finalize</c>: the global L2 norm over all <paramref name="grads"/> and the clip
+    /// scale θ/norm when norm &gt; θ, else 1 (θ ≤ 0 or ∞: no clipping, scale 1), written to <paramref name="clip"/>
+    /// (1 × 2: [scale, norm]) on the backend, where the update ops read the scale without a round trip to the host.
     /// </summary>
-    void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta);
+    void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta, Tensor clip);
 
-    /// <summary>The norm found by the last <see cref="ComputeClipScale"/> (waits for the device).</summary>
-    double ReadGradNorm();
-
-    /// <summary><c>sgd_update</c>: p −= lr · scale · g.</summary>
-    void SgdUpdate(Tensor p, Tensor g, float lr);
+    /// <summary><c>sgd_update</c>: p −= lr · scale · g, scale = <paramref name="clip"/>[0].</summary>
+    void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip);
 
     /// <summary>
-    /// <c>adam_update</c>, PyTorch's rule: g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²;
-    /// p −= (lr / (1 − β1^step)) · m / (√v / √(1 − β2^step) + eps).
+    /// <c>adam_update</c>, PyTorch's rule with the bias corrections already folded in (see <c>Optimizers.Adam</c>):
+    /// g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²; p −= stepSize · m / (√v / bc2Sqrt + eps).
     /// </summary>
-    void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step);
+    void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt);
 
     /// <summary>Waits until all queued work is done.</summary>
     void Synchronize();

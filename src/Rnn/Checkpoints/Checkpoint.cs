@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
 
@@ -29,13 +30,86 @@ public sealed class Checkpoint
     /// <summary>Named float32 tensors: "param/W_xh", …, "adam_m/W_xh", "adam_v/…", "state/H".</summary>
     public required IReadOnlyDictionary<string, float[]> Tensors { get; init; }
 
-    public ModelSpec Spec => new(Header.Model, Header.VocabChars.EnumerateRunes().Count(), Header.Hidden, Header.Activation, Header.Cell, Header.Layers);
+    /// <summary>The model, as the run's options define it on the checkpoint's vocabulary.</summary>
+    public ModelSpec Spec => Header.Options.Spec(Header.VocabChars.EnumerateRunes().Count());
 
     public RnnParameters Parameters()
     {
-        var p = new RnnParameters(Spec);
-        for (int i = 0; i < Spec.Parameters.Count; i++) p.Values[i] = Tensors["param/" + Spec.Parameters[i].Name];
+        var spec = Spec;
+        var p = new RnnParameters(spec);
+        for (int i = 0; i < spec.Parameters.Count; i++) p.Values[i] = Tensors["param/" + spec.Parameters[i].Name];
         return p;
+    }
+
+    /// <summary>The trainer's state at its current epoch boundary, as a checkpoint of its run.</summary>
+    public static Checkpoint Capture(Trainer trainer, int? corpusLimit)
+    {
+        var state = trainer.CaptureState();
+        var spec = trainer.Model.Spec;
+        var tensors = new Dictionary<string, float[]>();
+        for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = state.Parameters.Values[i];
+        if (state.AdamSteps > 0)
+            for (int i = 0; i < spec.Parameters.Count; i++)
+            {
+                tensors["adam_m/" + spec.Parameters[i].Name] = state.AdamM![i];
+                tensors["adam_v/" + spec.Parameters[i].Name] = state.AdamV![i];
+            }
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            tensors[$"state/H{l}"] = state.H[l];
+            if (state.C != null) tensors[$"state/C{l}"] = state.C[l];
+        }
+        var corpus = trainer.Corpus;
+        return new Checkpoint
+        {
+            Header = new CheckpointHeader
+            {
+                Model = spec.Kind, Cell = spec.Cell, Layers = spec.Layers, Hidden = spec.Hidden, Activation = spec.Activation,
+                VocabChars = corpus.Vocab.ToString(),
+                Options = trainer.Options, Epoch = state.Epoch, DataRngState = state.DataRng, AdamSteps = state.AdamSteps,
+                CorpusSha1 = corpus.Fingerprint, CorpusChars = corpus.Length, CorpusLimit = corpusLimit,
+                WrittenBy = "charrnn " + (typeof(Checkpoint).Assembly.GetName().Version?.ToString() ?? "?"),
+                Backend = trainer.Model.Backend.Description, Created = DateTime.UtcNow,
+            },
+            Tensors = tensors,
+        };
+    }
+
+    /// <summary>The run's state to continue from (<see cref="Load"/> has checked every tensor's presence and size).</summary>
+    public TrainerState ToState()
+    {
+        var spec = Spec;
+        var names = spec.Parameters.Select(p => p.Name).ToList();
+        bool adam = Header.AdamSteps > 0;
+        return new TrainerState
+        {
+            Epoch = Header.Epoch,
+            DataRng = Header.DataRngState,
+            Parameters = Parameters(),
+            AdamSteps = Header.AdamSteps,
+            AdamM = adam ? names.Select(n => Tensors["adam_m/" + n]).ToArray() : null,
+            AdamV = adam ? names.Select(n => Tensors["adam_v/" + n]).ToArray() : null,
+            H = Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/H{l}"]).ToArray(),
+            C = spec.Cell == CellKind.Lstm ? Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/C{l}"]).ToArray() : null,
+        };
+    }
+
+    /// <summary>
+    /// The tensors a checkpoint of this header must hold, with their lengths: every parameter; Adam's two moments per
+    /// parameter once Adam has stepped; the carried state per layer (H, and C for the LSTM), B × H each.
+    /// </summary>
+    public static IEnumerable<(string Name, long Length)> ExpectedTensors(CheckpointHeader h, ModelSpec spec)
+    {
+        foreach (var p in spec.Parameters) yield return ("param/" + p.Name, p.Length);
+        if (h.AdamSteps > 0)
+            foreach (var prefix in new[] { "adam_m/", "adam_v/" })
+                foreach (var p in spec.Parameters) yield return (prefix + p.Name, p.Length);
+        long state = (long)h.Options.Batch * spec.Hidden;
+        for (int l = 0; l < spec.Layers; l++)
+        {
+            yield return ($"state/H{l}", state);
+            if (spec.Cell == CellKind.Lstm) yield return ($"state/C{l}", state);
+        }
     }
 
     static readonly JsonSerializerOptions Json = new()
@@ -114,9 +188,13 @@ public sealed class Checkpoint
         }
         if (offset != body.Length) throw new CharRnnException(Bad("has trailing data after its tensors; the file is damaged."));
         var ck = new Checkpoint { Header = header, Tensors = tensors };
-        foreach (var p in ck.Spec.Parameters)
-            if (!tensors.TryGetValue("param/" + p.Name, out var v) || v.Length != p.Length)
-                throw new CharRnnException(Bad($"lacks parameter {p.Name} of {p.Rows}×{p.Cols}; the file is damaged."));
+        foreach (var (name, length) in ExpectedTensors(header, ck.Spec))
+        {
+            if (!tensors.TryGetValue(name, out var v))
+                throw new CharRnnException(Bad($"lacks the tensor {name}; the file is damaged."));
+            if (v.Length != length)
+                throw new CharRnnException(Bad($"has {v.Length} values in {name} where the model needs {length}; the file is damaged."));
+        }
         return ck;
     }
 }
@@ -136,7 +214,6 @@ public sealed record CheckpointHeader
     public required TrainOptions Options { get; init; }
     /// <summary>Epochs completed; training resumes at the next one, minibatch 0.</summary>
     public required int Epoch { get; init; }
-    public required int Minibatch { get; init; }
     public required ulong[] DataRngState { get; init; }
     public required int AdamSteps { get; init; }
     /// <summary>SHA-1 of the training text, so a resume on a different corpus is refused.</summary>

@@ -19,6 +19,10 @@ public sealed class Corpus
 
     public int Length => Indices.Length;
 
+    /// <summary>SHA-1 of the text as trained on (after the newline replacement and the --chars cut), lower-case hex:
+    /// what a checkpoint records so that a resume on other data is refused.</summary>
+    public string Fingerprint => Convert.ToHexStringLower(System.Security.Cryptography.SHA1.HashData(Encoding.UTF8.GetBytes(Text)));
+
     /// <summary>Loads a corpus. <paramref name="maxChars"/> null = all characters.</summary>
     public static Corpus Load(string path, int? maxChars = BookCharCount)
     {

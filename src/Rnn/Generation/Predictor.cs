@@ -1,6 +1,5 @@
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Model;
-using CharRnn.Rnn.Training;
 
 namespace CharRnn.Rnn.Generation;
 

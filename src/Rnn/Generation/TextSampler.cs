@@ -13,7 +13,7 @@ public sealed class TextSampler : IDisposable
 {
     readonly RnnModel _m;
     readonly IBackend _be;
-    readonly Training.BpttDriver _step;
+    readonly BpttDriver _step;
     readonly Tensor _logits;
     readonly float[] _bq;
 
@@ -21,7 +21,7 @@ public sealed class TextSampler : IDisposable
     {
         _m = model;
         _be = model.Backend;
-        _step = new Training.BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
+        _step = new BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
         _logits = _be.Zeros(1, model.Spec.Vocab);
         _bq = _be.ToArray(model.Bq);
     }

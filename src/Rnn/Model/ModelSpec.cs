@@ -1,3 +1,6 @@
+using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Model.Cells;
+
 namespace CharRnn.Rnn.Model;
 
 /// <summary>
@@ -9,47 +12,29 @@ public enum ModelKind { Scratch, Concise }
 /// <summary>The recurrent cell. Gate blocks are in PyTorch's order: GRU r, z, n; LSTM i, f, g, o.</summary>
 public enum CellKind { Rnn, Gru, Lstm }
 
-public enum Activation { Tanh, Relu }
-
 /// <summary>The shape of a char-RNN: vocabulary V, hidden size H, cell, layers.</summary>
 public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation Activation = Activation.Tanh,
     CellKind Cell = CellKind.Rnn, int Layers = 1)
 {
-    /// <summary>
-    /// The book's scratch GRU (6.7) applies the reset gate before the product: n = tanh(x·W_n + b_n + (r ⊙ h)·U_n);
-    /// PyTorch's nn.GRU (the concise models) after it: n = tanh(x·W_n + b_in + r ⊙ (h·U_n + b_hn)).
-    /// </summary>
-    public bool GruResetBeforeMatmul => Cell == CellKind.Gru && Kind == ModelKind.Scratch;
+    /// <summary>The cell type: gate count, parameters per layer, initialisation, and each layer's steps.</summary>
+    public RecurrentCell CellType => RecurrentCell.For(this);
 
     /// <summary>Gates per cell: RNN 1, GRU 3, LSTM 4.</summary>
-    public int Gates => Cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
+    public int Gates => CellType.Gates;
 
     /// <summary>
-    /// Parameters in a fixed order: per layer l (names suffixed _l1, _l2… above layer 0) W_xh (In×G·H), W_hh (H×G·H),
-    /// then b_h (scratch) or b_ih, b_hh (concise), each 1×G·H; then W_hq (H×V), b_q (1×V). Layouts are input-major
-    /// (<c>x @ W</c>), gate blocks side by side in columns; PyTorch's <c>rnn.weight_ih_lN</c> (G·H×In) is the transpose of
-    /// W_xh, its <c>dense.weight</c> (V×H) the transpose of W_hq.
+    /// Parameters in a fixed order: per layer (<see cref="RecurrentCell.LayerParameters"/>) W_xh (In×G·H), W_hh (H×G·H),
+    /// then b_h (scratch) or b_ih, b_hh (concise); then W_hq (H×V), b_q (1×V). Layouts are input-major (<c>x @ W</c>),
+    /// gate blocks side by side in columns; PyTorch's <c>rnn.weight_ih_lN</c> (G·H×In) is the transpose of W_xh, its
+    /// <c>dense.weight</c> (V×H) the transpose of W_hq.
     /// </summary>
     public IReadOnlyList<ParameterInfo> Parameters
     {
         get
         {
+            var cell = CellType;
             var list = new List<ParameterInfo>();
-            int gh = Gates * Hidden;
-            for (int l = 0; l < Layers; l++)
-            {
-                string s = l == 0 ? "" : $"_l{l}";
-                int inputs = l == 0 ? Vocab : Hidden;
-                bool concise = Kind == ModelKind.Concise;
-                list.Add(new($"W_xh{s}", inputs, gh, concise ? $"rnn.weight_ih_l{l}" : null, l, ParameterRole.InputWeight));
-                list.Add(new($"W_hh{s}", Hidden, gh, concise ? $"rnn.weight_hh_l{l}" : null, l, ParameterRole.HiddenWeight));
-                if (concise)
-                {
-                    list.Add(new($"b_ih{s}", 1, gh, $"rnn.bias_ih_l{l}", l, ParameterRole.InputBias));
-                    list.Add(new($"b_hh{s}", 1, gh, $"rnn.bias_hh_l{l}", l, ParameterRole.HiddenBias));
-                }
-                else list.Add(new($"b_h{s}", 1, gh, null, l, ParameterRole.InputBias));
-            }
+            for (int l = 0; l < Layers; l++) list.AddRange(cell.LayerParameters(l));
             list.Add(new("W_hq", Hidden, Vocab, Kind == ModelKind.Concise ? "dense.weight" : null, -1, ParameterRole.OutputWeight));
             list.Add(new("b_q", 1, Vocab, Kind == ModelKind.Concise ? "dense.bias" : null, -1, ParameterRole.OutputBias));
             return list;

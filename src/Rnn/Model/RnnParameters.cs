@@ -22,29 +22,14 @@ public sealed class RnnParameters
         }
     }
 
-    /// <summary>
-    /// The book's initialisation. Scratch: weights N(0, 0.01), biases 0 (d2l 6.4/6.7/6.8 <c>get_params</c>).
-    /// Concise: every parameter U(-1/√H, 1/√H), which is what nn.RNN/GRU/LSTM and nn.Linear(H, V) all draw.
-    /// </summary>
+    /// <summary>The book's initialisation (<see cref="Cells.RecurrentCell.Initialize"/>), parameters in order from one generator.</summary>
     public static RnnParameters Initialize(ModelSpec spec, Rng rng)
     {
         spec.Validate();
         var p = new RnnParameters(spec);
+        var cell = spec.CellType;
         var infos = spec.Parameters;
-        for (int i = 0; i < infos.Count; i++)
-        {
-            var v = p.Values[i];
-            if (spec.Kind == ModelKind.Scratch)
-            {
-                if (infos[i].Rows == 1) continue; // biases start at zero
-                for (int j = 0; j < v.Length; j++) v[j] = (float)(rng.NextNormal() * 0.01);
-            }
-            else
-            {
-                double bound = 1.0 / Math.Sqrt(spec.Hidden);
-                for (int j = 0; j < v.Length; j++) v[j] = (float)((rng.NextDouble() * 2 - 1) * bound);
-            }
-        }
+        for (int i = 0; i < infos.Count; i++) cell.Initialize(infos[i], p.Values[i], rng);
         return p;
     }
 

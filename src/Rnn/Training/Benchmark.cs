@@ -59,7 +59,7 @@ public static class Benchmark
         {
             var sw = Stopwatch.StartNew();
             t.RunEpoch();
-            if (be is Backends.Cpu.CpuBackend || e == o.Epochs - 1)
+            if (be.RunsOnHost || e == o.Epochs - 1)
             {
                 var (sum, rows) = be.ReadLoss();
                 ppl.Add(Math.Exp(sum / rows));

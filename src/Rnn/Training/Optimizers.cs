@@ -5,18 +5,18 @@ namespace CharRnn.Rnn.Training;
 
 public enum OptimizerKind { Sgd, Adam }
 
-/// <summary>Applies one update to every parameter, using the backend's clip scale.</summary>
+/// <summary>Applies one update to every parameter, scaled by the clip scale in <c>clip</c>[0] (see <see cref="IBackend.ComputeClipScale"/>).</summary>
 public interface IOptimizer : IDisposable
 {
-    void Step(RnnModel model);
+    void Step(RnnModel model, Tensor clip);
 }
 
 /// <summary>The book's <c>sgd(params, lr, 1)</c>: p −= lr·g.</summary>
 public sealed class Sgd(float lr) : IOptimizer
 {
-    public void Step(RnnModel model)
+    public void Step(RnnModel model, Tensor clip)
     {
-        for (int i = 0; i < model.Params.Length; i++) model.Backend.SgdUpdate(model.Params[i], model.Grads[i], lr);
+        for (int i = 0; i < model.Params.Length; i++) model.Backend.SgdUpdate(model.Params[i], model.Grads[i], lr, clip);
     }
 
     public void Dispose() { }
@@ -39,14 +39,22 @@ public sealed class Adam : IOptimizer
     public Tensor[]? FirstMoments => _m;
     public Tensor[]? SecondMoments => _v;
 
-    public void Step(RnnModel model)
+    /// <summary>
+    /// PyTorch's bias corrections for step t, in float32, computed here once per step for every parameter and backend:
+    /// step size lr / (1 − β1^t) and √(1 − β2^t).
+    /// </summary>
+    public (float StepSize, float Bc2Sqrt) BiasCorrections(int step) =>
+        (_lr / (1f - MathF.Pow(_beta1, step)), MathF.Sqrt(1f - MathF.Pow(_beta2, step)));
+
+    public void Step(RnnModel model, Tensor clip)
     {
         var be = model.Backend;
         _m ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
         _v ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
         StepCount++;
+        var (stepSize, bc2Sqrt) = BiasCorrections(StepCount);
         for (int i = 0; i < model.Params.Length; i++)
-            be.AdamUpdate(model.Params[i], model.Grads[i], _m[i], _v[i], _lr, _beta1, _beta2, _eps, StepCount);
+            be.AdamUpdate(model.Params[i], model.Grads[i], _m[i], _v[i], clip, _beta1, _beta2, _eps, stepSize, bc2Sqrt);
     }
 
     /// <summary>Restores moments and step count saved from an earlier run (checkpoint resume).</summary>

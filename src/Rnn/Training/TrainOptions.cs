@@ -28,6 +28,9 @@ public sealed record TrainOptions
     public double? ValFraction { get; init; }
     public InputMode? Input { get; init; }
 
+    /// <summary>The model these options train on a vocabulary of <paramref name="vocab"/> characters.</summary>
+    public ModelSpec Spec(int vocab) => new(Model, vocab, Hidden, Activation, Cell, Layers);
+
     public static readonly string[] PresetNames =
         ["scratch-random", "scratch-consecutive", "concise", "gru-scratch", "lstm-scratch", "gru-concise", "lstm-concise"];
 

@@ -1,8 +1,5 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
 using CharRnn.Rnn.Backends;
-using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Generation;
 using CharRnn.Rnn.Model;
@@ -13,7 +10,7 @@ namespace CharRnn.Rnn.Training;
 /// The book's <c>train_and_predict_rnn</c> / <c>train_and_predict_rnn_pytorch</c> on any backend: per epoch, the
 /// minibatches are built on the host and uploaded once; every step runs on the backend; the loss stays on the
 /// backend and is read when an epoch is reported (or every epoch when someone asks for per-epoch numbers).
-/// A run can be saved at an epoch boundary (<see cref="ToCheckpoint"/>) and continued from there bit for bit.
+/// A run can be captured at an epoch boundary (<see cref="CaptureState"/>) and continued from there bit for bit.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -26,8 +23,10 @@ public sealed class Trainer : IDisposable
     readonly int[]? _val;
     IndexBuffer? _epochX, _epochY, _valX, _valY;
 
-    /// <param name="resume">A checkpoint of this run to continue (parameters, optimizer, RNG and epoch come from it).</param>
-    public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, Checkpoint? resume = null)
+    /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
+    /// <param name="resume">The state of this run at an epoch boundary to continue from (parameters, optimizer, RNG and
+    /// epoch come from it); its shapes must match the options (<c>Checkpoint.Load</c> checks that).</param>
+    public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, TrainerState? resume = null)
     {
         options.Validate();
         (_train, _val) = Split(corpus.Indices, options.ValFraction);
@@ -40,32 +39,28 @@ public sealed class Trainer : IDisposable
         _be = backend;
         _corpus = corpus;
         _o = options;
-        var spec = new ModelSpec(options.Model, corpus.Vocab.Count, options.Hidden, options.Activation, options.Cell, options.Layers);
-        var init = resume?.Parameters() ?? initial ?? RnnParameters.Initialize(spec, new Rng(options.Seed));
-        _dataRng = resume != null ? new Rng(resume.Header.DataRngState) : new Rng(options.Seed ^ 0xD2106030UL);
+        var spec = options.Spec(corpus.Vocab.Count);
+        var init = resume?.Parameters ?? initial ?? RnnParameters.Initialize(spec, new Rng(options.Seed));
+        _dataRng = resume != null ? new Rng(resume.DataRng) : new Rng(options.Seed ^ 0xD2106030UL);
         Model = new RnnModel(backend, init);
         Driver = new BpttDriver(Model, options.Batch, options.Steps, options.Input);
         Optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(options.LearningRate) : new Adam(options.LearningRate);
+        Step = new TrainingStep(Driver, Optimizer, options.Clip ?? 0f);
         EpochSize = Samplers.EpochSize(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (resume != null)
         {
-            CompletedEpochs = resume.Header.Epoch;
-            if (Optimizer is Adam adam && resume.Header.AdamSteps > 0)
-                adam.Restore(Model,
-                    spec.Parameters.Select(p => resume.Tensors["adam_m/" + p.Name]).ToArray(),
-                    spec.Parameters.Select(p => resume.Tensors["adam_v/" + p.Name]).ToArray(),
-                    resume.Header.AdamSteps);
+            CompletedEpochs = resume.Epoch;
+            if (Optimizer is Adam adam && resume.AdamSteps > 0) adam.Restore(Model, resume.AdamM!, resume.AdamV!, resume.AdamSteps);
             for (int l = 0; l < options.Layers; l++)
             {
-                Restore(resume, $"state/H{l}", Driver.HT(l));
-                if (Driver.CT(l) is Mat ct) Restore(resume, $"state/C{l}", ct);
+                Restore(resume.H[l], Driver.HT(l));
+                if (Driver.CT(l) is Mat ct) Restore(resume.C![l], ct);
             }
         }
     }
 
-    void Restore(Checkpoint ck, string name, Mat dst)
+    void Restore(float[] data, Mat dst)
     {
-        if (!ck.Tensors.TryGetValue(name, out var data) || data.Length != dst.Length) return;
         using var tmp = _be.FromArray(dst.Rows, dst.Cols, data);
         _be.Copy(tmp.All, dst);
     }
@@ -80,6 +75,7 @@ public sealed class Trainer : IDisposable
     public RnnModel Model { get; }
     public BpttDriver Driver { get; }
     public IOptimizer Optimizer { get; }
+    public TrainingStep Step { get; }
     public int EpochSize { get; }
     public TrainOptions Options => _o;
     public long TokensPerEpoch => (long)EpochSize * _o.Batch * _o.Steps;
@@ -108,7 +104,7 @@ public sealed class Trainer : IDisposable
         {
             cancel.ThrowIfCancellationRequested();
             bool reportNow = epoch % _o.PredPeriod == 0;
-            bool readNow = reportNow || everyEpoch != null || _be is Backends.Cpu.CpuBackend;
+            bool readNow = reportNow || everyEpoch != null || _be.RunsOnHost;
             if (readNow) _be.Synchronize(); // time this epoch alone, not work queued before it
             var sw = Stopwatch.StartNew();
             RunEpoch();
@@ -155,7 +151,7 @@ public sealed class Trainer : IDisposable
     {
         if (_o.Sampling == SamplingKind.Random || i == 0) Driver.ResetState();
         else Driver.CarryState();
-        Driver.TrainStep(x, y, _o.Clip ?? 0f, Optimizer);
+        Step.Run(x, y);
     }
 
     /// <summary>Minibatches laid end to end as time-major token arrays (X and Y), <paramref name="tb"/> = T·B each.</summary>
@@ -206,44 +202,26 @@ public sealed class Trainer : IDisposable
         return _prefixes.Select(pre => _corpus.Vocab.Decode(p.Predict(pre, _o.PredLen))).ToList();
     }
 
-    /// <summary>The run at its current epoch boundary, ready to save.</summary>
-    public Checkpoint ToCheckpoint(int? corpusLimit)
+    /// <summary>The run at its current epoch boundary (what a checkpoint stores).</summary>
+    public TrainerState CaptureState()
     {
-        var spec = Model.Spec;
-        var tensors = new Dictionary<string, float[]>();
-        var host = Model.ToHost();
-        for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = host.Values[i];
-        int adamSteps = 0;
-        if (Optimizer is Adam { FirstMoments: not null } adam)
+        var adam = Optimizer as Adam;
+        bool moments = adam is { FirstMoments: not null };
+        return new TrainerState
         {
-            adamSteps = adam.StepCount;
-            for (int i = 0; i < spec.Parameters.Count; i++)
-            {
-                tensors["adam_m/" + spec.Parameters[i].Name] = _be.ToArray(adam.FirstMoments[i]);
-                tensors["adam_v/" + spec.Parameters[i].Name] = _be.ToArray(adam.SecondMoments![i]);
-            }
-        }
-        for (int l = 0; l < _o.Layers; l++)
-        {
-            tensors[$"state/H{l}"] = Save(Driver.HT(l));
-            if (Driver.CT(l) is Mat ct) tensors[$"state/C{l}"] = Save(ct);
-        }
-        return new Checkpoint
-        {
-            Header = new CheckpointHeader
-            {
-                Model = spec.Kind, Cell = spec.Cell, Layers = spec.Layers, Hidden = spec.Hidden, Activation = spec.Activation,
-                VocabChars = _corpus.Vocab.ToString(),
-                Options = _o, Epoch = CompletedEpochs, Minibatch = 0, DataRngState = _dataRng.State, AdamSteps = adamSteps,
-                CorpusSha1 = CorpusFingerprint(_corpus), CorpusChars = _corpus.Length, CorpusLimit = corpusLimit,
-                WrittenBy = "charrnn " + (typeof(Trainer).Assembly.GetName().Version?.ToString() ?? "?"),
-                Backend = _be.Description, Created = DateTime.UtcNow,
-            },
-            Tensors = tensors,
+            Epoch = CompletedEpochs,
+            DataRng = _dataRng.State,
+            Parameters = Model.ToHost(),
+            AdamSteps = moments ? adam!.StepCount : 0,
+            AdamM = moments ? adam!.FirstMoments!.Select(_be.ToArray).ToArray() : null,
+            AdamV = moments ? adam!.SecondMoments!.Select(_be.ToArray).ToArray() : null,
+            H = Enumerable.Range(0, _o.Layers).Select(l => Save(Driver.HT(l))).ToArray(),
+            C = Model.Spec.Cell == CellKind.Lstm ? Enumerable.Range(0, _o.Layers).Select(l => Save(Driver.CT(l)!.Value)).ToArray() : null,
         };
     }
 
-    public static string CorpusFingerprint(Corpus c) => Convert.ToHexStringLower(SHA1.HashData(Encoding.UTF8.GetBytes(c.Text)));
+    /// <summary>The corpus this trainer trains on (its text identifies the run's data in a checkpoint).</summary>
+    public Corpus Corpus => _corpus;
 
     public void Dispose()
     {
@@ -251,6 +229,7 @@ public sealed class Trainer : IDisposable
         _epochY?.Dispose();
         _valX?.Dispose();
         _valY?.Dispose();
+        Step.Dispose();
         Optimizer.Dispose();
         Driver.Dispose();
         Model.Dispose();

@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using CharRnn.Rnn.Model;
 
 namespace CharRnn.Rnn.Backends.Cpu;
 
@@ -31,8 +30,6 @@ public sealed class CpuBackend : IBackend
     readonly CpuGemm.Engine _engine;
     double _lossSum;
     long _lossRows;
-    double _gradNorm;
-    float _scale = 1f;
 
     public CpuBackend(CpuGemm.Engine? engine = null)
     {
@@ -51,6 +48,11 @@ public sealed class CpuBackend : IBackend
 
     public int OverlapBlock => OutputBlockRows;
     public InputMode DefaultInputMode => InputMode.Gather;
+    public bool RunsOnHost => true;
+    public OpProfiler? Profiler { get; set; }
+
+    /// <summary>Times the calling op when profiling (see <see cref="OpProfiler"/>); free otherwise.</summary>
+    OpProfiler.Scope Op([System.Runtime.CompilerServices.CallerMemberName] string op = "") => Profiler?.Begin(op, this) ?? default;
 
     public Tensor Zeros(int rows, int cols) => new CpuTensor(rows, cols);
     public IndexBuffer Indices(int length) => new CpuIndices(length);
@@ -65,11 +67,21 @@ public sealed class CpuBackend : IBackend
     public void Upload(IndexBuffer dst, ReadOnlySpan<int> src) => src.CopyTo(((CpuIndices)dst).Data);
     public void Download(IndexBuffer src, Span<int> dst) => ((CpuIndices)src).Data.AsSpan().CopyTo(dst);
 
-    public void Zero(Mat m) => S(m).Clear();
-    public void Copy(Mat src, Mat dst) => S(src).CopyTo(S(dst));
+    public void Zero(Mat m)
+    {
+        using var _ = Op();
+        S(m).Clear();
+    }
+
+    public void Copy(Mat src, Mat dst)
+    {
+        using var _ = Op();
+        S(src).CopyTo(S(dst));
+    }
 
     public void OneHotScatter(IdxView tokens, Mat dst)
     {
+        using var _ = Op();
         S(dst).Clear();
         var t = I(tokens);
         for (int r = 0; r < dst.Rows; r++) Row(dst, r)[t[r]] = 1f;
@@ -77,6 +89,7 @@ public sealed class CpuBackend : IBackend
 
     public void GatherRows(IdxView tokens, Tensor table, Mat dst)
     {
+        using var _ = Op();
         var t = I(tokens);
         var w = D(table);
         for (int r = 0; r < dst.Rows; r++) w.AsSpan(t[r] * table.Cols, table.Cols).CopyTo(Row(dst, r));
@@ -84,6 +97,7 @@ public sealed class CpuBackend : IBackend
 
     public void ScatterAddRows(IdxView tokens, Mat src, Tensor table)
     {
+        using var _ = Op();
         var t = I(tokens);
         var w = D(table);
         for (int r = 0; r < src.Rows; r++)
@@ -95,6 +109,7 @@ public sealed class CpuBackend : IBackend
 
     public void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c)
     {
+        using var _ = Op();
         int m = transA ? a.Cols : a.Rows, k = transA ? a.Rows : a.Cols;
         int kb = transB ? b.Cols : b.Rows, n = transB ? b.Rows : b.Cols;
         if (k != kb || c.Rows != m || c.Cols != n)
@@ -105,6 +120,7 @@ public sealed class CpuBackend : IBackend
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h)
     {
+        using var _ = Op();
         Span<float> sum = pre.Cols <= 4096 ? stackalloc float[pre.Cols] : new float[pre.Cols];
         BiasSum(bias, bias2, sum);
         for (int r = 0; r < pre.Rows; r++)
@@ -121,6 +137,7 @@ public sealed class CpuBackend : IBackend
 
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre)
     {
+        using var _ = Op();
         var g = S(dh);
         var y = S(h);
         var d = S(dpre);
@@ -128,8 +145,6 @@ public sealed class CpuBackend : IBackend
         else
             for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
     }
-
-    static float Sigmoid(float x) => 1f / (1f + MathF.Exp(-x));
 
     /// <summary>dst = bx + bh (or bx alone): the one bias the kernels add where the cell sums both.</summary>
     static void BiasSum(Tensor bx, Tensor? bh, Span<float> dst)
@@ -140,6 +155,7 @@ public sealed class CpuBackend : IBackend
 
     public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
     {
+        using var _ = Op();
         Span<float> b = bx.Length <= 16384 ? stackalloc float[bx.Length] : new float[bx.Length];
         BiasSum(bx, bh, b);
         for (int r = 0; r < h.Rows; r++)
@@ -148,12 +164,14 @@ public sealed class CpuBackend : IBackend
 
     public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre)
     {
+        using var _ = Op();
         for (int r = 0; r < dh.Rows; r++)
             CpuKernels.LstmBackwardRow(Row(dh, r), Row(dc, r), Row(gates, r), Row(cPrev, r), Row(c, r), Row(dpre, r));
     }
 
     public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h)
     {
+        using var _ = Op();
         var b1 = D(bx).AsSpan(0, bx.Length);
         Span<float> b2 = bh != null ? D(bh).AsSpan(0, bh.Length) : new float[bx.Length]; // zeros: no bias_hh
         for (int r = 0; r < h.Rows; r++)
@@ -162,6 +180,7 @@ public sealed class CpuBackend : IBackend
 
     public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
     {
+        using var _ = Op();
         int hd = dh.Cols;
         var b2 = bh != null ? D(bh) : null;
         for (int r = 0; r < dh.Rows; r++)
@@ -184,6 +203,7 @@ public sealed class CpuBackend : IBackend
 
     public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh)
     {
+        using var _ = Op();
         var b = D(bx).AsSpan(0, bx.Length);
         for (int r = 0; r < hPrev.Rows; r++)
             CpuKernels.GruResetGatesRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(rh, r));
@@ -191,6 +211,7 @@ public sealed class CpuBackend : IBackend
 
     public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h)
     {
+        using var _ = Op();
         var b = D(bx).AsSpan(0, bx.Length);
         for (int r = 0; r < h.Rows; r++)
             CpuKernels.GruCandidateRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(h, r));
@@ -198,6 +219,7 @@ public sealed class CpuBackend : IBackend
 
     public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
     {
+        using var _ = Op();
         int hd = dh.Cols;
         for (int r = 0; r < dh.Rows; r++)
         {
@@ -216,6 +238,7 @@ public sealed class CpuBackend : IBackend
 
     public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
     {
+        using var _ = Op();
         int hd = drh.Cols;
         for (int r = 0; r < drh.Rows; r++)
         {
@@ -231,6 +254,7 @@ public sealed class CpuBackend : IBackend
 
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
     {
+        using var _ = Op();
         // Sequential: one row's three passes stay in L1, and the op is memory-bound; threads measured no faster.
         var lab = I(labels);
         var b = D(bias).AsSpan(0, logits.Cols);
@@ -245,9 +269,10 @@ public sealed class CpuBackend : IBackend
 
     public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss)
     {
+        using var _ = Op();
         int rows = h.Rows;
         int blocks = (rows + OutputBlockRows - 1) / OutputBlockRows;
-        int workers = t_inOverlap ? 1 : Math.Min(blocks, Environment.ProcessorCount);
+        int workers = t_inOverlap || Profiler != null ? 1 : Math.Min(blocks, Environment.ProcessorCount);
         void Work(int w)
         {
             // Contiguous runs of blocks per worker; each block: its GEMM on this thread, then its softmax.
@@ -267,6 +292,7 @@ public sealed class CpuBackend : IBackend
 
     public void AccumulateLoss(Mat rowLoss)
     {
+        using var _ = Op();
         double s = 0;
         foreach (var v in S(rowLoss)) s += v;
         _lossSum += s;
@@ -275,6 +301,7 @@ public sealed class CpuBackend : IBackend
 
     public void ColumnSum(Mat src, Mat dst)
     {
+        using var _ = Op();
         var d = Row(dst, 0);
         d.Clear();
         for (int r = 0; r < src.Rows; r++) TensorPrimitives.Add(d, Row(src, r), d);
@@ -282,6 +309,7 @@ public sealed class CpuBackend : IBackend
 
     public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst)
     {
+        using var _ = Op();
         var o = ((CpuIndices)dst.Buffer).Data;
         var b = D(bias);
         for (int r = 0; r < logits.Rows; r++)
@@ -300,29 +328,29 @@ public sealed class CpuBackend : IBackend
 
     public void ResetLoss() { _lossSum = 0; _lossRows = 0; }
     public (double Sum, long Rows) ReadLoss() => (_lossSum, _lossRows);
-
-    public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta)
+    public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta, Tensor clip)
     {
+        using var _ = Op();
         double ss = 0;
         foreach (var g in grads) ss += CpuKernels.SumOfSquares(D(g).AsSpan(0, g.Length));
-        _gradNorm = Math.Sqrt(ss);
-        _scale = theta > 0 && float.IsFinite(theta) && _gradNorm > theta ? (float)(theta / _gradNorm) : 1f;
+        double norm = Math.Sqrt(ss);
+        var c = D(clip);
+        c[0] = theta > 0 && float.IsFinite(theta) && norm > theta ? (float)(theta / norm) : 1f;
+        c[1] = (float)norm;
     }
 
-    public double ReadGradNorm() => _gradNorm;
-
-    public void SgdUpdate(Tensor p, Tensor g, float lr)
+    public void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip)
     {
+        using var _ = Op();
         var pd = D(p).AsSpan(0, p.Length);
-        TensorPrimitives.MultiplyAdd(D(g).AsSpan(0, g.Length), -lr * _scale, pd, pd); // p −= lr·scale·g
+        TensorPrimitives.MultiplyAdd(D(g).AsSpan(0, g.Length), -lr * D(clip)[0], pd, pd); // p −= lr·scale·g
     }
 
-    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step)
+    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt)
     {
-        float bc1 = 1f - MathF.Pow(beta1, step);
-        float bc2Sqrt = MathF.Sqrt(1f - MathF.Pow(beta2, step));
+        using var _ = Op();
         int n = p.Length;
-        CpuKernels.Adam(D(p).AsSpan(0, n), D(g).AsSpan(0, n), D(m).AsSpan(0, n), D(v).AsSpan(0, n), _scale, beta1, beta2, eps, lr / bc1, bc2Sqrt);
+        CpuKernels.Adam(D(p).AsSpan(0, n), D(g).AsSpan(0, n), D(m).AsSpan(0, n), D(v).AsSpan(0, n), D(clip)[0], beta1, beta2, eps, stepSize, bc2Sqrt);
     }
 
     public void Overlap(Action foreground, IReadOnlyList<Action> background)
@@ -340,7 +368,7 @@ public sealed class CpuBackend : IBackend
             try { a(); }
             finally { t_inOverlap = outer; }
         }
-        if (t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0)
+        if (t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0 || Profiler != null)
         {
             InRegion(() => { foreground(); Drain(); });
             return;

@@ -1,6 +1,5 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
-using CharRnn.Rnn.Model;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
@@ -33,10 +32,9 @@ public sealed unsafe class CudaBackend : IBackend
     readonly CudaContext _ctx;
     readonly CudaStream _stream;
     readonly Blas _blas;
+    readonly CudaModule _module;              // every kernels/*.cu, compiled as one program
     readonly Dictionary<string, CudaKernel> _k = new();
     readonly DeviceBuffer<double> _loss;      // [sum of row losses, rows] for the current epoch
-    readonly DeviceBuffer<double> _norm;      // [global gradient norm]
-    readonly DeviceBuffer<float> _scale;      // [clip scale], read by the update kernels
     DeviceBuffer<double> _partials;           // [ClipBlocks × tensors] pass-1 sums of squares
     readonly PinnedBuffer<byte>?[] _staging = new PinnedBuffer<byte>?[StagingRing];
     readonly CudaEvent[] _stagingDone = new CudaEvent[StagingRing];
@@ -49,22 +47,14 @@ public sealed unsafe class CudaBackend : IBackend
         _ctx = ctx;
         _stream = ctx.Own(ctx.CreateStream());
         _blas = ctx.Own(new Blas(ctx, _stream, allowTf32));
-        foreach (var (file, source) in KernelSources.All)
-        {
-            var image = KernelCompiler.Compile(file, source, target);
-            var module = ctx.Own(new CudaModule(ctx, image.Image));
-            foreach (var name in KernelNames(source)) _k[name] = module.Function(name);
-        }
+        var image = KernelCompiler.Compile("charrnn_kernels.cu", KernelSources.Program, target, KernelSources.ProgramHeaders);
+        _module = ctx.Own(new CudaModule(ctx, image.Image));
         _loss = ctx.Own(ctx.Allocate<double>(2));
-        _norm = ctx.Own(ctx.Allocate<double>(1));
-        _scale = ctx.Own(ctx.Allocate<float>(1));
         _partials = ctx.Allocate<double>(ClipBlocks * 8);
         for (int i = 0; i < StagingRing; i++) _stagingDone[i] = ctx.Own(ctx.CreateEvent());
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
-        Target = target;
         Name = $"cuda:{ctx.Device}";
         Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{(allowTf32 ? ", TF32 GEMMs" : "")})";
-        Fill(_scale.Pointer, 1f, 1);
         ResetLoss();
     }
 
@@ -91,19 +81,15 @@ public sealed unsafe class CudaBackend : IBackend
     public CudaContext Context => _ctx;
     public CudaStream Stream => _stream;
     public Blas Blas => _blas;
-    public string Target { get; }
     public string Name { get; }
     public string Description { get; }
     public int OverlapBlock => int.MaxValue;
     public InputMode DefaultInputMode => InputMode.OneHotGemm;
+    public bool RunsOnHost => false;
+    public OpProfiler? Profiler { get; set; }
 
-    /// <summary>The <c>extern "C" __global__</c> names in a .cu source.</summary>
-    public static IEnumerable<string> KernelNames(string source)
-    {
-        foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(source,
-                     @"extern\s+""C""\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\("))
-            yield return m.Groups[1].Value;
-    }
+    /// <summary>Times one op when profiling (kernels by name, GEMMs by shape); free otherwise.</summary>
+    OpProfiler.Scope Op(string op) => Profiler?.Begin(op, this) ?? default;
 
     public Tensor Zeros(int rows, int cols)
     {
@@ -128,8 +114,10 @@ public sealed unsafe class CudaBackend : IBackend
 
     void Launch(string kernel, uint grid, params ReadOnlySpan<KernelArg> args)
     {
+        using var _ = Op(kernel);
         _ctx.Bind();
-        _k[kernel].Launch(grid, Threads, 0, _stream, args);
+        if (!_k.TryGetValue(kernel, out var k)) _k[kernel] = k = _module.Function(kernel);
+        k.Launch(grid, Threads, 0, _stream, args);
     }
 
     static KernelArg Ptr(ulong p) => KernelArg.Ptr(p);
@@ -176,19 +164,15 @@ public sealed unsafe class CudaBackend : IBackend
 
     public void Zero(Mat m)
     {
+        using var _ = Op("memset");
         _ctx.Bind();
         if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(PC(m), 0, (nuint)m.Length, _stream.Handle));
-    }
-
-    void Fill(ulong p, float value, int n)
-    {
-        _ctx.Bind();
-        CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(p, BitConverter.SingleToUInt32Bits(value), (nuint)n, _stream.Handle));
     }
 
     public void Copy(Mat src, Mat dst)
     {
         if (src.Length != dst.Length) throw new ArgumentException("Copy: sizes differ");
+        using var _ = Op("memcpy");
         _ctx.Bind();
         if (src.Length > 0)
             CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(PC(dst), PC(src), (nuint)(src.Length * sizeof(float)), _stream.Handle));
@@ -212,6 +196,7 @@ public sealed unsafe class CudaBackend : IBackend
         if (k != kb || c.Rows != m || c.Cols != n)
             throw new ArgumentException($"GEMM shapes: op(A) {m}×{k}, op(B) {kb}×{n}, C {c.Rows}×{c.Cols}");
         if (m == 0 || n == 0) return;
+        using var _ = Op($"Gemm {(transA ? "T" : "N")}{(transB ? "T" : "N")} {m}x{n}x{k}"); // by shape: the small recurrent ones apart from the big ones
         if (k == 0)
         {
             if (beta == 0) Zero(c);
@@ -300,7 +285,7 @@ public sealed unsafe class CudaBackend : IBackend
         return (a[0], (long)a[1]);
     }
 
-    public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta)
+    public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta, Tensor clip)
     {
         int count = grads.Count * ClipBlocks;
         if (_partials.Length < count)
@@ -312,27 +297,15 @@ public sealed unsafe class CudaBackend : IBackend
         for (int i = 0; i < grads.Count; i++)
             Launch("sumsq_partial", ClipBlocks, Ptr(P(grads[i])), grads[i].Length, Ptr(_partials.At(i * ClipBlocks)));
         float t = theta > 0 && float.IsFinite(theta) ? theta : 0f;
-        Launch("clip_finalize", 1, Ptr(_partials.Pointer), count, t, Ptr(_norm.Pointer), Ptr(_scale.Pointer));
+        Launch("clip_finalize", 1, Ptr(_partials.Pointer), count, t, Ptr(P(clip)));
     }
 
-    public double ReadGradNorm()
-    {
-        var a = new double[1];
-        DownloadBytes(_norm.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(a.AsSpan()));
-        return a[0];
-    }
+    public void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip) =>
+        Launch("sgd_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), p.Length, lr, Ptr(P(clip)));
 
-    public void SgdUpdate(Tensor p, Tensor g, float lr) =>
-        Launch("sgd_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), p.Length, lr, Ptr(_scale.Pointer));
-
-    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, int step)
-    {
-        // The same float32 bias corrections as the CPU backend.
-        float bc1 = 1f - MathF.Pow(beta1, step);
-        float bc2Sqrt = MathF.Sqrt(1f - MathF.Pow(beta2, step));
-        Launch("adam_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), Ptr(P(m)), Ptr(P(v)), p.Length, lr, beta1, beta2, eps,
-            lr / bc1, bc2Sqrt, Ptr(_scale.Pointer));
-    }
+    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt) =>
+        Launch("adam_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), Ptr(P(m)), Ptr(P(v)), p.Length, beta1, beta2, eps,
+            stepSize, bc2Sqrt, Ptr(P(clip)));
 
     public void Synchronize() => _stream.Synchronize();
 

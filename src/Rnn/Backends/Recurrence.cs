@@ -1,0 +1,77 @@
+namespace CharRnn.Rnn.Backends;
+
+/// <summary>
+/// One recurrent layer over T steps, as the backend's whole-recurrence ops (<see cref="IBackend.RecurrenceForward"/>,
+/// <see cref="IBackend.RecurrenceBackward"/>) see it. The layer (a cell's workspace, <c>Model/Cells</c>) knows how to
+/// issue one step as backend ops; a backend that can run the whole loop in one fused implementation (a persistent
+/// kernel) reads what it needs from <see cref="Plain"/> instead, and falls back to the steps when that is null or
+/// the shape does not fit.
+/// </summary>
+public interface IRecurrence
+{
+    int Steps { get; }
+
+    /// <summary>Step t: H_{t+1} (and the cell's gates) from the pre-activations of step t and the state H_t.</summary>
+    void ForwardStep(IBackend be, int t);
+
+    /// <summary>Before step T−1 of the backward pass: clears what the steps accumulate into.</summary>
+    void BeginBackward(IBackend be);
+
+    /// <summary>Step t of the backward pass: the pre-activation gradients of step t from dH_t (which it completes with
+    /// the recurrent part from step t+1) and the saved gates.</summary>
+    void BackwardStep(IBackend be, int t);
+
+    /// <summary>After step 0: d loss / d H_0 (and C_0) when the layer was asked for them.</summary>
+    void EndBackward(IBackend be);
+
+    /// <summary>The tensors of a plain (tanh/relu) RNN layer, for a fused implementation; null for gated cells.</summary>
+    PlainRecurrence? Plain { get; }
+}
+
+/// <summary>
+/// A plain RNN layer's recurrence: for t = 0…T−1, H_{t+1} = act(Pre_t + b_x (+ b_h) + H_t·W_hh) into rows
+/// [(t+1)·B, (t+2)·B) of <paramref name="Hs"/>, with Pre_t = rows [t·B, (t+1)·B) of <paramref name="Pre"/> (the input
+/// products, which the per-step path accumulates H_t·W_hh into); backward, for t = T−1…0,
+/// dPre_t = (dH_t + dPre_{t+1}·W_hhᵀ) ⊙ act′(H_{t+1}), where the per-step path accumulates into
+/// <paramref name="DH"/>; and, when <paramref name="WantDH0"/>, dH_0 = dPre_0·W_hhᵀ.
+/// </summary>
+public sealed record PlainRecurrence(Activation Activation, int Batch, int Hidden, Tensor Pre, Tensor Hs, Tensor Wh,
+    Tensor Bx, Tensor? Bh, Tensor DH, Tensor DPre, Tensor DH0, bool WantDH0);
+
+/// <summary>
+/// Progress of a foreground recurrence that background blocks wait on (<see cref="IBackend.Overlap"/>): the number
+/// of steps finished, published after each step.
+/// </summary>
+public sealed class StepProgress
+{
+    int _done;
+
+    public void Publish(int stepsDone) => Volatile.Write(ref _done, stepsDone);
+
+    /// <summary>Spins until at least <paramref name="steps"/> steps are done.</summary>
+    public void WaitFor(int steps)
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _done) < steps) spin.SpinOnce(sleep1Threshold: -1);
+    }
+}
+
+/// <summary>The whole-recurrence ops as the per-step ops they are by default (what any backend may fall back to).</summary>
+public static class RecurrenceSteps
+{
+    public static void Forward(IBackend be, IRecurrence layer, StepProgress? progress)
+    {
+        for (int t = 0; t < layer.Steps; t++)
+        {
+            layer.ForwardStep(be, t);
+            progress?.Publish(t + 1);
+        }
+    }
+
+    public static void Backward(IBackend be, IRecurrence layer)
+    {
+        layer.BeginBackward(be);
+        for (int t = layer.Steps - 1; t >= 0; t--) layer.BackwardStep(be, t);
+        layer.EndBackward(be);
+    }
+}

@@ -1,0 +1,57 @@
+using CharRnn.Rnn.Backends;
+
+namespace CharRnn.Rnn.Model.Cells;
+
+/// <summary>
+/// The LSTM (d2l 6.8, nn.LSTM), gates i, f, g, o: per step one GEMM for all four (h·W_hh accumulated onto the input
+/// products) and one fused kernel (<c>lstm_forward</c>; backward <c>lstm_backward</c>).
+/// </summary>
+public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
+{
+    public override int Gates => 4;
+
+    public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
+
+    sealed class Layer : CellLayer
+    {
+        readonly Tensor _gates;  // (T·B × 4H) i, f, g, o, activated
+        readonly Tensor _cs;     // ((T+1)·B × H) cell states, rows [0, B) = C_0
+        readonly Tensor _dc;     // (B × H) d loss / d c carried backwards
+        readonly Tensor _dc0;    // (B × H) d loss / d C_0 (when asked)
+
+        public Layer(IBackend be, LayerTensors p, ModelSpec spec, int batch, int steps) : base(be, p, spec, batch, steps)
+        {
+            _gates = be.Zeros(steps * batch, 4 * Hidden);
+            _cs = be.Zeros((steps + 1) * batch, Hidden);
+            _dc = be.Zeros(batch, Hidden);
+            _dc0 = be.Zeros(batch, Hidden);
+        }
+
+        public override Tensor Cs => _cs;
+        public override Tensor DC0 => _dc0;
+        protected override IEnumerable<Tensor?> Buffers => base.Buffers.Concat([_gates, _cs, _dc, _dc0]);
+
+        public override void ForwardStep(IBackend be, int t)
+        {
+            var pre = Rows(Pre, t);
+            be.Gemm(false, false, 1f, Rows(Hs, t), P.Wh.All, 1f, pre); // all four gates at once
+            be.LstmForward(pre, P.Bx, P.Bh, Rows(_cs, t), Rows(_gates, t), Rows(_cs, t + 1), Rows(Hs, t + 1));
+        }
+
+        public override void BeginBackward(IBackend be) => be.Zero(_dc.All);
+
+        public override void BackwardStep(IBackend be, int t)
+        {
+            var dh = Rows(DH, t);
+            if (t < Steps - 1) be.Gemm(false, true, 1f, Rows(DPre, t + 1), P.Wh.All, 1f, dh);
+            be.LstmBackward(dh, _dc.All, Rows(_gates, t), Rows(_cs, t), Rows(_cs, t + 1), Rows(DPre, t));
+        }
+
+        public override void EndBackward(IBackend be)
+        {
+            if (!WantDH0) return;
+            be.Gemm(false, true, 1f, Rows(DPre, 0), P.Wh.All, 0f, DH0.All);
+            be.Copy(_dc.All, _dc0.All);
+        }
+    }
+}

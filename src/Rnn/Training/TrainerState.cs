@@ -1,0 +1,23 @@
+using CharRnn.Rnn.Model;
+
+namespace CharRnn.Rnn.Training;
+
+/// <summary>
+/// Everything a run needs to continue bit for bit from an epoch boundary: parameters, the optimizer's state, the data
+/// generator's state and the state carried into the next minibatch (consecutive sampling). <see cref="Trainer"/> takes
+/// and gives it; <c>Checkpoints.Checkpoint</c> stores it (with the options and the corpus it belongs to).
+/// </summary>
+public sealed record TrainerState
+{
+    /// <summary>Epochs completed; training continues at the next one, minibatch 0.</summary>
+    public required int Epoch { get; init; }
+    public required ulong[] DataRng { get; init; }
+    public required RnnParameters Parameters { get; init; }
+    /// <summary>Adam's steps so far (0: SGD, or Adam before its first step); the moments when positive.</summary>
+    public int AdamSteps { get; init; }
+    public float[][]? AdamM { get; init; }
+    public float[][]? AdamV { get; init; }
+    /// <summary>Per layer, the final H (B × H) of the last minibatch (and C for the LSTM).</summary>
+    public required float[][] H { get; init; }
+    public float[][]? C { get; init; }
+}
