@@ -295,6 +295,19 @@ public class CliOutputTests
     [Test]
     public void BenchWritesConsistentResults() => CheckBench("cpu");
 
+    /// <summary>--profile names the ops with their time, and profiling does not turn the CPU into a GPU: its default
+    /// SGEMM stays 2048³ (it used to be 8192³, minutes on 2 cores).</summary>
+    [Test]
+    public void BenchProfileOnTheCpu()
+    {
+        var (code, o, e) = Run("bench", "--device", "cpu", "--config", "book", "--epochs", "1", "--hidden", "8", "--profile");
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(o, Does.Contain("sgemm 2048³: "));
+        Assert.That(o, Does.Match(@"profile \(\d+\.\d{3} s in ops of \d+\.\d{3} s\):"));
+        foreach (var op in new[] { "Gemm", "BiasActivationForward", "OutputLayerForward", "ComputeClipScale", "SgdUpdate" })
+            Assert.That(o, Does.Match($@"\n  {op}\s+\d+\.\d{{3}} s"), op);
+    }
+
     [Test]
     public void BenchRejectsBadInput()
     {
