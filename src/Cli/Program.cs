@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using System.Text;
 using CharRnn.Rnn;
 
@@ -6,6 +7,9 @@ namespace CharRnn.Cli;
 
 public static class Program
 {
+    /// <summary>Set when SIGTERM asked the run to stop (it then exits 143 after the same save Ctrl+C makes).</summary>
+    static volatile bool s_terminated;
+
     public static int Main(string[] args)
     {
         Console.OutputEncoding = new UTF8Encoding(false);
@@ -17,7 +21,16 @@ public static class Program
             e.Cancel = true;
             cts.Cancel();
         };
-        return Run(args, Console.Out, Console.Error, cts.Token);
+        // SIGTERM (kill, a job scheduler): the same orderly stop, then exit 143; a second SIGTERM ends at once.
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
+        {
+            if (cts.IsCancellationRequested) return;
+            ctx.Cancel = true;
+            s_terminated = true;
+            cts.Cancel();
+        });
+        int code = Run(args, Console.Out, Console.Error, cts.Token);
+        return code == 130 && s_terminated ? 143 : code;
     }
 
     /// <summary>Runs the CLI with the given writers (the tests call this in-process).</summary>
@@ -28,35 +41,56 @@ public static class Program
         root.Subcommands.Add(InfoCommand.Create(stdout));
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));
-        var parse = root.Parse(args);
-        var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+        var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try
         {
+            var parse = root.Parse(args);
+            bool help = parse.Action is System.CommandLine.Help.HelpAction;
+            if (parse.Errors.Count > 0 && !help)
+            {
+                stderr.WriteLine(CliErrors.DescribeParseError(parse));
+                return CliErrors.Usage;
+            }
             return parse.Invoke(config);
         }
-        catch (CharRnnException e)
+        catch (Exception e)
         {
-            stderr.WriteLine($"error: {e.Message}");
-            return 2;
+            var (line, exit) = CliErrors.Describe(e);
+            stderr.WriteLine(line);
+            return exit;
         }
     }
 
-    /// <summary>Runs an action, turning user errors into one line on stderr and exit code 2.</summary>
+    /// <summary>Runs an action, turning anything that stops it into one line on stderr (<see cref="CliErrors"/>).</summary>
     internal static int Guard(TextWriter stderr, Func<int> action)
     {
         try
         {
             return action();
         }
-        catch (CharRnnException e)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return 2;
-        }
         catch (OperationCanceledException)
         {
             stderr.WriteLine("interrupted");
             return 130;
         }
+        catch (RunFailedException e)
+        {
+            var (line, exit) = CliErrors.Describe(e.InnerException!, e.Hint);
+            stderr.WriteLine(line);
+            return exit;
+        }
+        catch (Exception e)
+        {
+            var (line, exit) = CliErrors.Describe(e);
+            stderr.WriteLine(line);
+            return exit;
+        }
     }
+}
+
+/// <summary>A run that stopped on an error after it started: the error, and what the user should know about the run
+/// (where its last checkpoint is).</summary>
+internal sealed class RunFailedException(Exception inner, string? hint) : Exception(inner.Message, inner)
+{
+    public string? Hint { get; } = hint;
 }
