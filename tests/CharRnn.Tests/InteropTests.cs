@@ -35,7 +35,7 @@ public class InteropTests
         .Select(x => x.a!.EntryPoint ?? x.m.Name), StringComparer.Ordinal);
 
     [Test]
-    public void EveryBindingIsCalled([Values(typeof(CudaDriver), typeof(Cublas), typeof(Nvrtc), typeof(OpenBlas))] Type binding)
+    public void EveryBindingIsCalled([Values(typeof(CudaDriver), typeof(Cublas), typeof(Nvrtc), typeof(OpenBlas), typeof(Libc))] Type binding)
     {
         var root = Root();
         var callers = Directory.EnumerateFiles(Path.Combine(root, "src"), "*.cs", SearchOption.AllDirectories)

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -94,30 +95,16 @@ public sealed class Checkpoint
         };
     }
 
-    /// <summary>
-    /// The tensors a checkpoint of this header must hold, with their lengths: every parameter; Adam's two moments per
-    /// parameter once Adam has stepped; the carried state per layer (H, and C for the LSTM), B × H each.
-    /// </summary>
-    public static IEnumerable<(string Name, long Length)> ExpectedTensors(CheckpointHeader h, ModelSpec spec)
-    {
-        foreach (var p in spec.Parameters) yield return ("param/" + p.Name, p.Length);
-        if (h.AdamSteps > 0)
-            foreach (var prefix in new[] { "adam_m/", "adam_v/" })
-                foreach (var p in spec.Parameters) yield return (prefix + p.Name, p.Length);
-        long state = (long)h.Options.Batch * spec.Hidden;
-        for (int l = 0; l < spec.Layers; l++)
-        {
-            yield return ($"state/H{l}", state);
-            if (spec.Cell == CellKind.Lstm) yield return ($"state/C{l}", state);
-        }
-    }
-
-    static readonly JsonSerializerOptions Json = new()
+    internal static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = false,
-        Converters = { new JsonStringEnumConverter() },
+        Converters = { new JsonStringEnumConverter(allowIntegerValues: false) }, // enum names only: an integer could name no member
     };
 
+    /// <summary>Float values per chunk when streaming tensors (4 MiB): bounds the buffers whatever the tensor's size.</summary>
+    const int ChunkFloats = 1 << 20;
+
+    /// <summary>Writes the checkpoint atomically, streaming every tensor in chunks through the running SHA-256.</summary>
     public void Save(string path)
     {
         AtomicFile.Write(path, stream =>
@@ -133,69 +120,97 @@ public sealed class Checkpoint
             Put(BitConverter.GetBytes(FormatVersion));
             Put(BitConverter.GetBytes(header.Length));
             Put(header);
-            foreach (var (_, data) in Tensors) Put(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
+            foreach (var (_, data) in Tensors)
+                for (int i = 0; i < data.Length; i += ChunkFloats)
+                    Put(MemoryMarshal.AsBytes(data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i))));
             stream.Write(hash.GetHashAndReset());
         });
     }
 
-    /// <summary>Reads and verifies a checkpoint; every problem is a <see cref="CharRnnException"/> naming it.</summary>
+    /// <summary>The largest header this reader accepts (a real one is a few KB; the vocabulary dominates).</summary>
+    const int MaxHeaderBytes = 64 << 20;
+
+    /// <summary>
+    /// Reads and verifies a checkpoint; every problem is a <see cref="CharRnnException"/> naming it. Bounded in time and
+    /// memory by the file's size: the SHA-256 is checked first, streaming, so damage is reported as damage; then the
+    /// header is validated field by field, against the others and against the file's length, before a single tensor
+    /// is allocated; then the tensors are streamed in.
+    /// </summary>
     public static Checkpoint Load(string path)
     {
         if (!File.Exists(path)) throw new CharRnnException($"Checkpoint not found: {path}.");
-        byte[] all;
-        try { all = File.ReadAllBytes(path); }
+        string Bad(string what) => $"{path} {what}";
+        if (!AtomicFile.IsRegularFile(path))
+            throw new CharRnnException(Bad("is not a regular file (a device, pipe or socket). Pass a checkpoint file written by charrnn train --checkpoint-dir."));
+        try
+        {
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan);
+            long length = fs.Length;
+            var head = new byte[16];
+            int got = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+            if (got < Magic.Length || !head.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+                throw new CharRnnException(Bad("is not a CharRnn checkpoint (it does not start with the CHARRNN signature). Pass a file written by charrnn train --checkpoint-dir."));
+            if (length < 16 + 32)
+                throw new CharRnnException(Bad($"is truncated ({length} bytes). It was not completely written; use an earlier checkpoint."));
+            int version = BitConverter.ToInt32(head, 8);
+            if (version > FormatVersion)
+                throw new CharRnnException(Bad($"has format version {version}, newer than this charrnn understands ({FormatVersion}). Update charrnn."));
+            if (version < 1) throw new CharRnnException(Bad($"has an invalid format version ({version}); the file is damaged."));
+            VerifyHash(fs, length, Bad);
+
+            int headerLength = BitConverter.ToInt32(head, 12);
+            if (headerLength <= 0 || headerLength > MaxHeaderBytes || 16L + headerLength > length - 32)
+                throw new CharRnnException(Bad("is truncated or damaged (its header does not fit in the file). Use an earlier checkpoint."));
+            fs.Position = 16;
+            var headerBytes = new byte[headerLength];
+            fs.ReadExactly(headerBytes);
+            CheckpointHeader header;
+            try
+            {
+                header = JsonSerializer.Deserialize<CheckpointHeader>(headerBytes, Json) ?? throw new JsonException("empty header");
+            }
+            catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException or FormatException)
+            {
+                throw new CharRnnException(Bad($"has an unreadable header ({CollapseLines(e.Message)})."), e);
+            }
+            var spec = CheckpointValidation.Validate(header, length - 16 - headerLength - 32, Bad);
+            var tensors = new Dictionary<string, float[]>();
+            foreach (var t in header.Tensors)
+            {
+                var data = new float[t.Length];
+                for (int i = 0; i < data.Length; i += ChunkFloats)
+                    fs.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i))));
+                tensors[t.Name] = data;
+            }
+            _ = spec;
+            return new Checkpoint { Header = header, Tensors = tensors };
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CharRnnException($"Cannot read the checkpoint {path}: {e.Message}", e);
         }
-        string Bad(string what) => $"{path} {what}";
-        if (all.Length < Magic.Length || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CharRnnException(Bad("is not a CharRnn checkpoint (it does not start with the CHARRNN signature). Pass a file written by charrnn train --checkpoint-dir."));
-        if (all.Length < Magic.Length + 8 + 32)
-            throw new CharRnnException(Bad($"is truncated ({all.Length} bytes). It was not completely written; use an earlier checkpoint."));
-        int version = BitConverter.ToInt32(all, 8);
-        if (version > FormatVersion)
-            throw new CharRnnException(Bad($"has format version {version}, newer than this charrnn understands ({FormatVersion}). Update charrnn."));
-        if (version < 1) throw new CharRnnException(Bad($"has an invalid format version ({version}); the file is damaged."));
-        var body = all.AsSpan(0, all.Length - 32);
-        var stored = all.AsSpan(all.Length - 32);
-        int headerLength = BitConverter.ToInt32(all, 12);
-        if (headerLength <= 0 || 16L + headerLength > body.Length)
-            throw new CharRnnException(Bad("is truncated or damaged (its header does not fit in the file). Use an earlier checkpoint."));
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(stored))
-            throw new CharRnnException(Bad("is corrupt or truncated: its SHA-256 checksum does not match its contents. Use an earlier checkpoint."));
-        CheckpointHeader header;
-        try
+    }
+
+    static string CollapseLines(string s) => string.Join(" ", s.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
+
+    /// <summary>SHA-256 of everything but the last 32 bytes, streamed, against those 32 bytes.</summary>
+    static void VerifyHash(FileStream fs, long length, Func<string, string> bad)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buf = new byte[1 << 20];
+        fs.Position = 0;
+        long left = length - 32;
+        while (left > 0)
         {
-            header = JsonSerializer.Deserialize<CheckpointHeader>(body.Slice(16, headerLength), Json)
-                     ?? throw new JsonException("empty header");
+            int n = fs.Read(buf, 0, (int)Math.Min(buf.Length, left));
+            if (n <= 0) throw new CharRnnException(bad("is truncated: it ended while being read. Use an earlier checkpoint."));
+            hash.AppendData(buf, 0, n);
+            left -= n;
         }
-        catch (JsonException e)
-        {
-            throw new CharRnnException(Bad($"has an unreadable header ({e.Message})."), e);
-        }
-        var tensors = new Dictionary<string, float[]>();
-        int offset = 16 + headerLength;
-        foreach (var t in header.Tensors)
-        {
-            long bytes = (long)t.Length * sizeof(float);
-            if (t.Length < 0 || offset + bytes > body.Length)
-                throw new CharRnnException(Bad($"is truncated: tensor {t.Name} does not fit."));
-            var data = new float[t.Length];
-            body.Slice(offset, (int)bytes).CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-            tensors[t.Name] = data;
-            offset += (int)bytes;
-        }
-        if (offset != body.Length) throw new CharRnnException(Bad("has trailing data after its tensors; the file is damaged."));
-        var ck = new Checkpoint { Header = header, Tensors = tensors };
-        foreach (var (name, length) in ExpectedTensors(header, ck.Spec))
-        {
-            if (!tensors.TryGetValue(name, out var v))
-                throw new CharRnnException(Bad($"lacks the tensor {name}; the file is damaged."));
-            if (v.Length != length)
-                throw new CharRnnException(Bad($"has {v.Length} values in {name} where the model needs {length}; the file is damaged."));
-        }
-        return ck;
+        var stored = new byte[32];
+        fs.ReadExactly(stored);
+        if (!hash.GetHashAndReset().AsSpan().SequenceEqual(stored))
+            throw new CharRnnException(bad("is corrupt or truncated: its SHA-256 checksum does not match its contents. Use an earlier checkpoint."));
     }
 }
 
