@@ -37,8 +37,7 @@ internal static class PlotWriter
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is not (".png" or ".svg"))
             throw new CharRnnException($"--plot must name a .png or .svg file (got '{path}').");
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        if (!Directory.Exists(dir)) throw new CharRnnException($"--plot: the folder {dir} does not exist.");
+        AtomicFile.CheckWritable(path, "--plot");
     }
 
     public static void Write(string path, IReadOnlyList<EpochStats> stats, string title)

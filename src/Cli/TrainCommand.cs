@@ -95,24 +95,21 @@ internal static class TrainCommand
                 throw new CharRnnException($"The corpus differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters). Pass the same --corpus and --chars.");
             int saveEveryN = pr.GetValue(saveEvery) ?? o.PredPeriod;
             if (saveEveryN < 1) throw new CharRnnException($"--save-every must be a positive whole number (got {saveEveryN}).");
-            var dir = pr.GetValue(checkpointDir);
-            if (dir != null)
-            {
-                try { Directory.CreateDirectory(dir); }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    throw new CharRnnException($"Cannot create the checkpoint folder {dir}: {e.Message}", e);
-                }
-            }
+            // Every output is checked (and the checkpoint folder locked) before anything is trained.
+            var metricsPath = pr.GetValue(metrics);
+            if (metricsPath != null) AtomicFile.CheckWritable(metricsPath, "--metrics");
             var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath);
+            using var folder = pr.GetValue(checkpointDir) is string dir ? CheckpointFolder.Open(dir) : null;
+            if (folder is { RemovedTemps: > 0 })
+                stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");
             using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
-            return Train(o, data, backend, from, new Outputs(dir, saveEveryN, pr.GetValue(metrics), plotPath, maxChars), stdout, stderr, cancel);
+            return Train(o, data, backend, from, new Outputs(folder, saveEveryN, metricsPath, plotPath, maxChars), stdout, stderr, cancel);
         }));
         return cmd;
     }
 
-    sealed record Outputs(string? CheckpointDir, int SaveEvery, string? Metrics, string? Plot, int? CorpusLimit);
+    sealed record Outputs(CheckpointFolder? Checkpoints, int SaveEvery, string? Metrics, string? Plot, int? CorpusLimit);
 
     static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr,
         CancellationToken cancel)
@@ -131,7 +128,19 @@ internal static class TrainCommand
         var stats = new List<EpochStats>();
         bool perEpoch = metrics != null || outs.Plot != null || Progress.TerminalAttached;
         var total = Stopwatch.StartNew();
-        string CheckpointPath(int epoch) => Path.Combine(outs.CheckpointDir!, $"epoch-{epoch:D5}.ckpt");
+        string? lastSaved = null;
+        void Save(int epoch)
+        {
+            var path = outs.Checkpoints!.FileFor(epoch);
+            Checkpoint.Capture(trainer, outs.CorpusLimit).Save(path);
+            lastSaved = path;
+        }
+        bool SaveAt(int epoch) => outs.Checkpoints != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs);
+        void Plot()
+        {
+            if (outs.Plot != null && stats.Count > 0)
+                PlotWriter.Write(outs.Plot, stats, $"char-RNN {o.Model.ToString().ToLowerInvariant()}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
+        }
         try
         {
             trainer.Train(
@@ -151,30 +160,37 @@ internal static class TrainCommand
                 } : null,
                 afterEpoch: epoch =>
                 {
-                    if (outs.CheckpointDir != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs))
-                        Checkpoint.Capture(trainer, outs.CorpusLimit).Save(CheckpointPath(epoch));
+                    if (SaveAt(epoch)) Save(epoch);
                 },
-                cancel: cancel);
+                cancel: cancel,
+                checkpointAt: SaveAt);
         }
         catch (OperationCanceledException)
         {
             progress.Clear();
             int done = trainer.CompletedEpochs;
             string saved = "";
-            if (outs.CheckpointDir != null && done > (from?.Header.Epoch ?? 0))
+            if (outs.Checkpoints != null && done > (from?.Header.Epoch ?? 0))
             {
-                var path = CheckpointPath(done);
-                Checkpoint.Capture(trainer, outs.CorpusLimit).Save(path); // the state at this boundary (same as a --save-every save)
-                saved = $"; checkpoint {path} (continue with --resume {path} --epochs {o.Epochs})";
+                if (lastSaved != outs.Checkpoints.FileFor(done)) Save(done); // the state at this boundary (same as a --save-every save)
+                saved = $"; checkpoint {lastSaved} (continue with --resume {lastSaved} --epochs {o.Epochs})";
             }
+            Plot();
             stderr.WriteLine($"charrnn: interrupted after epoch {done}{saved}.");
             return 130;
+        }
+        catch (Exception e)
+        {
+            progress.Clear();
+            try { Plot(); } catch (CharRnnException) { } // the run's own error is the one to report
+            throw new RunFailedException(e, lastSaved != null
+                ? $"The last checkpoint, {lastSaved}, is intact: continue from it with --resume {lastSaved}."
+                : outs.Checkpoints != null ? "No checkpoint was written before this." : null);
         }
         backend.Synchronize();
         progress.Clear();
         stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
-        if (outs.Plot != null)
-            PlotWriter.Write(outs.Plot, stats, $"char-RNN {o.Model.ToString().ToLowerInvariant()}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
+        Plot();
         return 0;
     }
 }

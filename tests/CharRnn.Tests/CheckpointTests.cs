@@ -19,11 +19,17 @@ public class CheckpointTests(string backendName)
 
     static Corpus Small => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
 
-    static TrainOptions Opts(string preset) => TrainOptions.Preset(preset) with
+    /// <summary>Small runs of a preset that train (Adam at 1e-2, SGD at the book's 100: lstm-concise at lr 100 used to
+    /// diverge to a perplexity of ∞ in epoch 1, which the bit-exact comparison below could not notice — ∞ equals ∞).</summary>
+    static TrainOptions Opts(string preset)
     {
-        Epochs = 6, Hidden = 24, Batch = 8, Steps = 10, PredPeriod = 1, PredLen = 8, Seed = 9, ValFraction = 0.2,
-        LearningRate = preset == "concise" ? 1e-2f : 100f,
-    };
+        var o = TrainOptions.Preset(preset);
+        return o with
+        {
+            Epochs = 6, Hidden = 24, Batch = 8, Steps = 10, PredPeriod = 1, PredLen = 8, Seed = 9, ValFraction = 0.2,
+            LearningRate = o.Optimizer == OptimizerKind.Adam ? 1e-2f : 100f,
+        };
+    }
 
     /// <summary>Train 6 epochs straight, and 3 + save + load + 3: every later loss, prediction and parameter equal bit for bit.</summary>
     [Test]

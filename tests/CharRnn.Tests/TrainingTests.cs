@@ -87,7 +87,7 @@ public class TrainingTests(string backendName)
     public void DivergenceIsAClearError()
     {
         var o = TrainOptions.Preset("scratch-random") with { Epochs = 20, Hidden = 32, Batch = 8, Steps = 10, PredPeriod = 20, Clip = null, LearningRate = float.MaxValue };
-        var e = Assert.Throws<CharRnnException>(() => Run(o))!;
+        var e = Assert.Throws<DivergedException>(() => Run(o))!;
         Assert.That(e.Message, Does.Contain("diverged").And.Contain("epoch").And.Contain("--lr"));
     }
 }

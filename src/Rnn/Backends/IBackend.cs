@@ -23,6 +23,9 @@ public interface IBackend : IDisposable
     /// </summary>
     bool RunsOnHost { get; }
 
+    /// <summary>Bytes free for new tensors (host memory left to the process, or the GPU's free memory); null if unknown.</summary>
+    long? MemoryAvailable { get; }
+
     /// <summary>When set, every op is timed into it (and synchronised after): see <see cref="OpProfiler"/>.</summary>
     OpProfiler? Profiler { get; set; }
 

@@ -1,10 +1,19 @@
 namespace CharRnn.Rnn.Backends;
 
 /// <summary>A float32 row-major matrix living on a backend (host memory or GPU memory).</summary>
-public abstract class Tensor(int rows, int cols) : IDisposable
+public abstract class Tensor : IDisposable
 {
-    public int Rows { get; } = rows;
-    public int Cols { get; } = cols;
+    protected Tensor(int rows, int cols)
+    {
+        // The backends index elements with int: a bigger tensor would wrap (MemoryBudget refuses such runs up front).
+        if (rows < 0 || cols < 0 || (long)rows * cols > int.MaxValue)
+            throw new CharRnnException($"A {rows} × {cols} tensor is larger than a tensor can be ({int.MaxValue} values).");
+        Rows = rows;
+        Cols = cols;
+    }
+
+    public int Rows { get; }
+    public int Cols { get; }
     public int Length => Rows * Cols;
     public Mat All => new(this, 0, Rows, Cols);
     public Mat RowRange(int first, int count) => All.RowRange(first, count);

@@ -41,6 +41,24 @@ public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation
         }
     }
 
+    /// <summary>
+    /// The element counts of the largest parameter tensor and of all parameters together, computed from the fields
+    /// alone (no list is built, no arithmetic overflows whatever they hold): what size checks use before anything is
+    /// allocated.
+    /// </summary>
+    public (Int128 Largest, Int128 Total) ParameterSize()
+    {
+        Int128 v = Vocab, h = Hidden, gh = (Int128)Gates * Hidden, layers = Layers;
+        int biases = Kind == ModelKind.Concise ? 2 : 1;
+        Int128 largest = Max(Max(v * gh, h * gh), h * v);
+        Int128 total = v * gh + (layers - 1) * h * gh   // input weights: the vocabulary into layer 0, H into the others
+                     + layers * (h * gh + biases * gh) // hidden weights and biases
+                     + h * v + v;                      // output layer
+        return (largest, total);
+    }
+
+    static Int128 Max(Int128 a, Int128 b) => a > b ? a : b;
+
     public void Validate()
     {
         if (Vocab < 1) throw new CharRnnException($"The vocabulary must have at least one character (got {Vocab}).");

@@ -29,6 +29,7 @@ public sealed class Trainer : IDisposable
     public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, TrainerState? resume = null)
     {
         options.Validate();
+        MemoryBudget.Check(options, corpus.Vocab.Count, backend, corpus.Length); // before anything is allocated
         (_train, _val) = Split(corpus.Indices, options.ValFraction);
         Samplers.CheckFits(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (_val != null && Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, options.Batch, options.Steps) < 1)
@@ -98,13 +99,14 @@ public sealed class Trainer : IDisposable
     /// <paramref name="afterEpoch"/> runs at each epoch boundary (e.g. to save a checkpoint).
     /// </summary>
     public void Train(Action<EpochReport> report, Action<EpochStats>? everyEpoch = null, Action<int>? afterEpoch = null,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, Func<int, bool>? checkpointAt = null)
     {
         for (int epoch = CompletedEpochs + 1; epoch <= _o.Epochs; epoch++)
         {
             cancel.ThrowIfCancellationRequested();
             bool reportNow = epoch % _o.PredPeriod == 0;
-            bool readNow = reportNow || everyEpoch != null || _be.RunsOnHost;
+            // A checkpoint is only written after a healthy epoch: read its loss first (one sync) to know.
+            bool readNow = reportNow || everyEpoch != null || _be.RunsOnHost || checkpointAt?.Invoke(epoch) == true;
             if (readNow) _be.Synchronize(); // time this epoch alone, not work queued before it
             var sw = Stopwatch.StartNew();
             RunEpoch();
@@ -113,12 +115,8 @@ public sealed class Trainer : IDisposable
             {
                 var (sum, rows) = _be.ReadLoss();
                 sw.Stop();
-                if (!double.IsFinite(sum))
-                    throw new CharRnnException(
-                        $"Training diverged: the loss became {(double.IsNaN(sum) ? "NaN" : "infinite")} in epoch {epoch}. " +
-                        "Use a smaller learning rate (--lr) or turn on gradient clipping (--clip 0.01).");
-                double ppl = Math.Exp(sum / rows);
-                double? val = reportNow && _val != null ? ValidationPerplexity() : null;
+                double ppl = Healthy(epoch, Math.Exp(sum / rows), "training");
+                double? val = reportNow && _val != null ? Healthy(epoch, ValidationPerplexity(), "validation") : null;
                 double secs = sw.Elapsed.TotalSeconds;
                 everyEpoch?.Invoke(new EpochStats(epoch, ppl, val, secs, TokensPerEpoch / secs));
                 if (reportNow) report(new EpochReport(epoch, ppl, secs, PredictAll(), val));
@@ -126,6 +124,13 @@ public sealed class Trainer : IDisposable
             afterEpoch?.Invoke(epoch);
         }
     }
+
+    /// <summary>A perplexity, or <see cref="DivergedException"/> when it is NaN or infinite (a loss sum that stays
+    /// finite can still overflow exp: a mean loss above ~709 nats, where ln V is under 8, is divergence too).</summary>
+    static double Healthy(int epoch, double perplexity, string which) => double.IsFinite(perplexity) ? perplexity
+        : throw new DivergedException(epoch,
+            $"Training diverged in epoch {epoch}: the {which} loss became {(double.IsNaN(perplexity) ? "NaN" : "too large to exponentiate (perplexity ∞)")}. " +
+            "Use a smaller learning rate (--lr) or turn on gradient clipping (--clip 0.01).");
 
     /// <summary>One epoch: build and upload its minibatches, then train on each.</summary>
     public void RunEpoch()

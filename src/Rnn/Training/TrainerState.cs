@@ -21,3 +21,9 @@ public sealed record TrainerState
     public required float[][] H { get; init; }
     public float[][]? C { get; init; }
 }
+
+/// <summary>The loss went NaN or infinite: nothing after <see cref="Epoch"/>'s start is worth keeping.</summary>
+public sealed class DivergedException(int epoch, string message) : CharRnnException(message)
+{
+    public int Epoch { get; } = epoch;
+}

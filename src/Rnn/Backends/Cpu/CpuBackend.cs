@@ -3,9 +3,11 @@ using System.Numerics.Tensors;
 namespace CharRnn.Rnn.Backends.Cpu;
 
 /// <summary>Host-memory tensor of the CPU backend.</summary>
-public sealed class CpuTensor(int rows, int cols) : Tensor(rows, cols)
+public sealed class CpuTensor : Tensor
 {
-    public float[] Data { get; } = new float[rows * cols];
+    public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[Length]; // after the base's size check
+
+    public float[] Data { get; }
     public override void Dispose() { }
 }
 
@@ -49,6 +51,9 @@ public sealed class CpuBackend : IBackend
     public int OverlapBlock => OutputBlockRows;
     public InputMode DefaultInputMode => InputMode.Gather;
     public bool RunsOnHost => true;
+
+    /// <summary>The memory the GC may use (physical memory or the container's limit) less what the process holds.</summary>
+    public long? MemoryAvailable => Math.Max(0, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet);
     public OpProfiler? Profiler { get; set; }
 
     /// <summary>Times the calling op when profiling (see <see cref="OpProfiler"/>); free otherwise.</summary>

@@ -86,6 +86,7 @@ public sealed unsafe class CudaBackend : IBackend
     public int OverlapBlock => int.MaxValue;
     public InputMode DefaultInputMode => InputMode.OneHotGemm;
     public bool RunsOnHost => false;
+    public long? MemoryAvailable => _ctx.MemoryInfo().Free;
     public OpProfiler? Profiler { get; set; }
 
     /// <summary>Times one op when profiling (kernels by name, GEMMs by shape); free otherwise.</summary>
