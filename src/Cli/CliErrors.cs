@@ -11,9 +11,12 @@ namespace CharRnn.Cli;
 /// out, and an exit code: 2 for input the user can fix (bad options, bad files, no GPU), 3 for a GPU failure, 70 for a
 /// bug (with the details written to a crash log, never a stack trace on the terminal).
 /// </summary>
-internal static class CliErrors
+public static class CliErrors
 {
     public const int Usage = 2, Gpu = 3, Bug = 70;
+
+    /// <summary>The text with exactly one full stop at its end.</summary>
+    public static string Sentence(string text) => text.TrimEnd().TrimEnd('.') + ".";
 
     /// <summary>Collapses a possibly multi-line message (an NVRTC log, a driver string) to one line.</summary>
     public static string OneLine(string message) => Regex.Replace(message.Trim(), @"\s*\n\s*", " | ");
@@ -25,8 +28,10 @@ internal static class CliErrors
         switch (e)
         {
             case CharRnnException:
-                return ($"error: {OneLine(e.Message)}{tail}", Usage);
-            case CudaException c when c.DriverStatus == Interop.CUresult.CUDA_ERROR_OUT_OF_MEMORY || c.Message.Contains("ALLOC_FAILED"):
+                return ($"error: {Sentence(OneLine(e.Message))}{tail}", Usage);
+            case CudaException c when c.DriverStatus == Interop.CUresult.CUDA_ERROR_OUT_OF_MEMORY:
+                return ($"error: {Sentence(OneLine(c.Message))}{tail}", Gpu); // DeviceBuffer's message names the size and the fixes
+            case CudaException c when c.Message.Contains("ALLOC_FAILED"):
                 return ($"error: the GPU ran out of memory ({OneLine(c.Message)}). Use a smaller --hidden, --batch or --steps, or --device cpu.{tail}", Gpu);
             case CudaException c:
                 return ($"error: the GPU failed: {OneLine(c.Message)}. `charrnn info` shows the driver and device; --device cpu trains without the GPU.{tail}", Gpu);
@@ -88,6 +93,8 @@ internal static class CliErrors
         m = Regex.Match(error.Message, @"^Cannot parse argument '(.*)' for option '([^']*)'");
         if (m.Success)
             return $"error: {m.Groups[2].Value} expects {Expected(owner)} (got '{m.Groups[1].Value}').";
+        m = Regex.Match(error.Message, @"^Option '([^']*)' expects a single argument but (\d+) were provided");
+        if (m.Success) return $"error: {m.Groups[1].Value} is given {m.Groups[2].Value} times; give it once.";
         m = Regex.Match(error.Message, @"^Required argument missing for option: '([^']*)'");
         if (m.Success) return $"error: {m.Groups[1].Value} needs a value ({help}).";
         if (error.Message.StartsWith("Required command was not provided", StringComparison.Ordinal))

@@ -96,25 +96,63 @@ internal static class PlotWriter
 }
 
 /// <summary>
-/// A one-line live progress display on stderr when it is a terminal (epoch, bar, perplexity, tokens/s, ETA);
-/// nothing when stderr is redirected. Cleared before each of the book's lines, which go to stdout unchanged.
+/// Signs of life during training, on stderr. On a terminal: one live line (epoch, bar, perplexity, tokens/s, ETA),
+/// cleared before each of the book's lines, which go to stdout unchanged. Redirected: a plain heartbeat line at most
+/// every <c>heartbeat</c> (default a minute; <c>CHARRNN_HEARTBEAT_SECONDS</c>), so a long first epoch on a big corpus
+/// under a job scheduler shows it is running.
 /// </summary>
-internal sealed class Progress(TextWriter err, int firstEpoch, int lastEpoch, bool enabled)
+internal sealed class Progress(TextWriter err, int firstEpoch, int lastEpoch, bool terminal, TimeSpan heartbeat)
 {
     readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
+    TimeSpan _lastShown = TimeSpan.Zero;
     bool _shown;
+    double _lastPerplexity = double.NaN;
 
     public static bool TerminalAttached => !Console.IsErrorRedirected;
 
+    /// <summary>The heartbeat interval: CHARRNN_HEARTBEAT_SECONDS when set (0 = after every minibatch), else 60 s.</summary>
+    public static TimeSpan HeartbeatFromEnvironment() =>
+        double.TryParse(Environment.GetEnvironmentVariable("CHARRNN_HEARTBEAT_SECONDS"), NumberStyles.Float, CultureInfo.InvariantCulture, out var s) && s >= 0
+            ? TimeSpan.FromSeconds(s) : TimeSpan.FromMinutes(1);
+
     public void Update(EpochStats s)
     {
-        if (!enabled) return;
-        int done = s.Epoch - firstEpoch + 1, total = lastEpoch - firstEpoch + 1;
-        double frac = (double)done / total;
-        var eta = TimeSpan.FromSeconds(_sw.Elapsed.TotalSeconds / done * (total - done));
+        _lastPerplexity = s.Perplexity;
+        if (terminal) Show(s.Epoch, 1, 1, s.TokensPerSecond);
+    }
+
+    /// <summary>After each minibatch: the live line on a terminal (at most 5 times a second), else the heartbeat.</summary>
+    public void Minibatch(int epoch, int done, int count, long tokensPerMinibatch)
+    {
+        var now = _sw.Elapsed;
+        if (now - _lastShown < (terminal ? TimeSpan.FromMilliseconds(200) : heartbeat)) return;
+        double minibatches = (double)(epoch - firstEpoch) * count + done;
+        double rate = minibatches * tokensPerMinibatch / Math.Max(now.TotalSeconds, 1e-9);
+        if (terminal) Show(epoch, done, count, rate);
+        else
+        {
+            err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"charrnn: epoch {epoch}/{lastEpoch}, minibatch {done}/{count} ({100.0 * done / count:F0}%), {rate / 1000:F1}k tokens/s, {Eta(epoch, done, count)}"));
+            err.Flush();
+        }
+        _lastShown = now;
+    }
+
+    string Eta(int epoch, int done, int count)
+    {
+        double total = (double)(lastEpoch - firstEpoch + 1) * count, finished = (double)(epoch - firstEpoch) * count + done;
+        var eta = TimeSpan.FromSeconds(_sw.Elapsed.TotalSeconds / Math.Max(finished, 1) * (total - finished));
+        return $"ETA {(int)eta.TotalHours}:{eta:mm\\:ss}";
+    }
+
+    void Show(int epoch, int done, int count, double tokensPerSecond)
+    {
+        int epochs = lastEpoch - firstEpoch + 1;
+        double frac = ((epoch - firstEpoch) + (double)done / count) / epochs;
         int width = 24, filled = (int)(frac * width);
+        var ppl = double.IsNaN(_lastPerplexity) ? "" : string.Create(CultureInfo.InvariantCulture, $"  ppl {_lastPerplexity:F3}");
         var line = string.Create(CultureInfo.InvariantCulture,
-            $"\r epoch {s.Epoch}/{lastEpoch} [{new string('#', filled)}{new string('.', width - filled)}] {frac * 100,5:F1}%  ppl {s.Perplexity:F3}  {s.TokensPerSecond / 1000:F1}k tok/s  ETA {eta:mm\\:ss} ");
+            $"\r epoch {epoch}/{lastEpoch} [{new string('#', filled)}{new string('.', width - filled)}] {frac * 100,5:F1}%{ppl}  {tokensPerSecond / 1000:F1}k tok/s  {Eta(epoch, done, count)} ");
         err.Write(line);
         err.Flush();
         _shown = true;

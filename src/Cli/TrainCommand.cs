@@ -123,7 +123,7 @@ internal static class TrainCommand
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
             $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
         if (from != null) stderr.WriteLine($"charrnn: resuming after epoch {from.Header.Epoch} (checkpoint written on {from.Header.Backend})");
-        var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached);
+        var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached, Progress.HeartbeatFromEnvironment());
         var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name) : null;
         var stats = new List<EpochStats>();
         bool perEpoch = metrics != null || outs.Plot != null || Progress.TerminalAttached;
@@ -163,7 +163,8 @@ internal static class TrainCommand
                     if (SaveAt(epoch)) Save(epoch);
                 },
                 cancel: cancel,
-                checkpointAt: SaveAt);
+                checkpointAt: SaveAt,
+                minibatchDone: (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps));
         }
         catch (OperationCanceledException)
         {

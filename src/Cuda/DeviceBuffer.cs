@@ -21,11 +21,14 @@ public sealed unsafe class DeviceBuffer<T> : IDisposable where T : unmanaged
         ulong p;
         var status = CudaDriver.cuMemAlloc_v2(&p, (nuint)(length * sizeof(T)));
         if (status == CUresult.CUDA_ERROR_OUT_OF_MEMORY)
-            throw new CudaException($"Out of GPU memory allocating {length * sizeof(T) / 1048576.0:F1} MiB on {ctx.DeviceName}. Use a smaller --batch, --hidden or --chars.") { DriverStatus = status };
+            throw new CudaException($"the GPU ran out of memory (CUDA_ERROR_OUT_OF_MEMORY) allocating {Size(length * sizeof(T))} on {ctx.DeviceName}. " +
+                "Use a smaller --hidden, --batch or --steps, or --device cpu") { DriverStatus = status };
         CudaCheck.ThrowIfFailed(status);
         _ptr = p;
         ctx.TrackAllocation(SizeInBytes);
     }
+
+    static string Size(long bytes) => bytes >= 1 << 20 ? $"{bytes / 1048576.0:F1} MiB" : $"{bytes} bytes";
 
     public long Length { get; }
     public long SizeInBytes => Length * sizeof(T);

@@ -5,13 +5,33 @@ using CharRnn.Interop;
 
 namespace CharRnn.Cuda;
 
-/// <summary>NVRTC rejected a program: carries the program name, the options and NVRTC's whole log.</summary>
+/// <summary>
+/// NVRTC rejected a program: carries the program name, the options and NVRTC's whole log. The message is one line —
+/// the log's first error, and where the whole log was written — since it ends up in an <c>error:</c> line.
+/// </summary>
 public sealed class NvrtcCompileException(string program, IReadOnlyList<string> options, string log, NvrtcResult status)
-    : CudaException($"NVRTC could not compile {program} ({status}) with options [{string.Join(" ", options)}]:\n{log}")
+    : CudaException($"NVRTC could not compile {program} ({status}) with options [{string.Join(" ", options)}]: {Summary(program, log)}")
 {
     public string Program { get; } = program;
     public IReadOnlyList<string> Options { get; } = options;
     public string Log { get; } = log;
+
+    static string Summary(string program, string log)
+    {
+        var lines = log.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var first = lines.FirstOrDefault(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)) ?? lines.FirstOrDefault() ?? "(no log)";
+        if (lines.Length <= 1) return first;
+        try
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"charrnn-nvrtc-{Path.GetFileNameWithoutExtension(program)}-{Environment.ProcessId}.log");
+            File.WriteAllText(path, log + "\n");
+            return $"{first} ({lines.Length} log lines; all in {path})";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"{first} ({lines.Length} log lines)";
+        }
+    }
 }
 
 /// <summary>The output of one compilation: a CUBIN for a real arch (sm_XY) or PTX for a virtual one (compute_XY).</summary>

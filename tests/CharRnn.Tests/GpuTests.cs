@@ -157,6 +157,30 @@ public class GpuTests
         Assert.That(free - freeAfter, Is.LessThan(8L << 20), "driver-reported free memory shrank by more than 8 MiB");
     }
 
+    /// <summary>Over 1 000 minibatches with everything a run does between them (reports, predictions, validation,
+    /// checkpoint captures), device memory does not grow: every temporary buffer is freed.</summary>
+    [Test]
+    public void NoDeviceMemoryGrowthOver1000Minibatches()
+    {
+        using var gpu = CreateCudaBackend();
+        var corpus = Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
+        var o = TrainOptions.Preset("lstm-concise") with { Epochs = 13, Hidden = 32, Batch = 4, Steps = 8, PredPeriod = 1, PredLen = 5, ValFraction = 0.1, Seed = 1 };
+        using var t = new Trainer(gpu, corpus, o with { Epochs = 1 });
+        t.Train(_ => { });
+        _ = Checkpoint.Capture(t, 3000);
+        gpu.Synchronize();
+        long allocated = gpu.Context.AllocatedBytes;
+        var (free, _) = gpu.Context.MemoryInfo();
+        var rest = new Trainer(gpu, corpus, o, resume: t.CaptureState());
+        rest.Train(_ => { }, afterEpoch: _ => Checkpoint.Capture(rest, 3000));
+        Assert.That((long)rest.EpochSize * (o.Epochs - 1), Is.GreaterThanOrEqualTo(1000), "minibatches run");
+        rest.Dispose();
+        gpu.Synchronize();
+        Assert.That(gpu.Context.AllocatedBytes, Is.EqualTo(allocated), "bytes held in DeviceBuffers, after the second trainer is gone");
+        var (freeAfter, _) = gpu.Context.MemoryInfo();
+        Assert.That(free - freeAfter, Is.LessThan(8L << 20), "driver-reported free memory shrank by more than 8 MiB");
+    }
+
     [Test]
     public void CapturedGraphReplaysTheSameWork()
     {

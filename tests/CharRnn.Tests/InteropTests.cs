@@ -8,8 +8,8 @@ namespace CharRnn.Tests;
 
 /// <summary>
 /// The bindings in <c>src/Interop</c> are exactly what CharRnn calls, and the CUDA emulator implements exactly the
-/// driver and cuBLAS functions bound there — no more (it would test functions nobody calls), no less (a binding it
-/// lacks would fail only when first called).
+/// driver and cuBLAS functions bound there (and its fault-injecting NVRTC exactly the NVRTC ones) — no more (it would
+/// test functions nobody calls), no less (a binding it lacks would fail only when first called).
 /// </summary>
 public class InteropTests
 {
@@ -78,6 +78,7 @@ public class InteropTests
 
     [TestCase("libcuda.so.1", typeof(CudaDriver), "^cu[A-Z]")]
     [TestCase("libcublas.so.12", typeof(Cublas), "^cublas")]
+    [TestCase("nvrtc-faults/libnvrtc.so.13", typeof(Nvrtc), "^nvrtc")]
     public void TheEmulatorImplementsExactlyWhatIsBound(string library, Type binding, string prefix)
     {
         var path = Path.Combine(Root(), "artifacts", "cuda-emulator", library);

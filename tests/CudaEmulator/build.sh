@@ -29,6 +29,9 @@ done
 "$CXX" "${flags[@]}" -shared -o "$out/libcublas.so.12" -Wl,-soname,libcublas.so.12 "$here/cublas.cpp" \
     -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -ldl
 echo 'int charrnn_emulated_cublaslt;' | "$CXX" -x c++ -shared -fPIC -o "$out/libcublasLt.so.12" -Wl,-soname,libcublasLt.so.12 -
+# A fault-injecting NVRTC (forwards to the real one; see nvrtc_faults.cpp), in its own folder so it is used only on purpose.
+mkdir -p "$out/nvrtc-faults"
+"$CXX" "${flags[@]}" -shared -o "$out/nvrtc-faults/libnvrtc.so.13" -Wl,-soname,libnvrtc.so.13 "$here/nvrtc_faults.cpp" -ldl
 echo "CUDA emulator built in $out (kernels: $(cd "$root/kernels" && ls *.cu | tr '\n' ' '))"
 "$CXX" -O1 -g -std=c++17 -o "$out/selftest" "$here/selftest.cpp" -L"$out" -l:libcuda.so.1 -l:libcublas.so.12 -Wl,-rpath,'$ORIGIN'
 if [[ "${EMU_SKIP_SELFTEST:-0}" != 1 ]]; then "$out/selftest"; fi

@@ -85,6 +85,9 @@ bool g_init = false;
 int g_sticky = 0;
 std::string g_current_op; // what is executing, for messages
 bool g_in_work = false;    // executing queued work (kernels, copies, GEMMs)
+// Fault injection (tests of CharRnn's error paths): the Nth device allocation fails with CUDA_ERROR_OUT_OF_MEMORY, the
+// Nth kernel launch faults when it runs (a sticky CUDA_ERROR_ILLEGAL_ADDRESS, as a bad kernel would on a GPU).
+long g_fail_alloc_at = 0, g_allocs_made = 0, g_fault_launch_at = 0, g_launches_made = 0;
 
 struct Context { int refs = 0; bool live = false; };
 Context g_primary;
@@ -522,6 +525,8 @@ API cuInit(unsigned flags)
         if (getenv("CHARRNN_EMULATOR_NO_SEGV_HANDLER") == nullptr) sigaction(SIGSEGV, &sa, &g_previous_segv);
         if (const char* o = getenv("CHARRNN_EMULATOR_ORDER")) g_shuffle = strcmp(o, "sequential") != 0;
         if (const char* seed = getenv("CHARRNN_EMULATOR_SEED")) g_rng = strtoull(seed, nullptr, 10) * 0x9E3779B97F4A7C15ull | 1;
+        if (const char* n = getenv("CHARRNN_EMULATOR_FAIL_ALLOC_AT")) g_fail_alloc_at = strtol(n, nullptr, 10);
+        if (const char* n = getenv("CHARRNN_EMULATOR_FAULT_LAUNCH_AT")) g_fault_launch_at = strtol(n, nullptr, 10);
         if (const char* p = getenv("CHARRNN_EMULATOR_PROFILE"); p && *p == '1')
         {
             g_profile = new std::map<std::string, std::pair<double, long>>();
@@ -669,6 +674,12 @@ API cuMemAlloc_v2(uint64_t* dptr, size_t bytes)
     if (!dptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     size_t rounded = (bytes + 255) & ~(size_t)255;
     if (g_allocated + rounded > kTotalMemory) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (++g_allocs_made == g_fail_alloc_at)
+    {
+        fprintf(stderr, "CUDA emulator: allocation %ld (%zu bytes) fails: CUDA_ERROR_OUT_OF_MEMORY injected by CHARRNN_EMULATOR_FAIL_ALLOC_AT\n",
+                g_allocs_made, bytes);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     size_t body = (rounded + kPage - 1) & ~(kPage - 1);
     size_t maplen = body + kPage;
     void* m = mmap(nullptr, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -877,6 +888,10 @@ API cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
         }
     }
     emu_dim3 grid{gx, gy, gz}, block{bx, by, bz};
+    if (++g_launches_made == g_fault_launch_at)
+        return emu::enqueue(stream, what, [=] {
+            emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, "kernel " + std::string(k->name) + " faults: injected by CHARRNN_EMULATOR_FAULT_LAUNCH_AT");
+        });
     return emu::enqueue(stream, what, [=] { run_kernel(k, grid, block, args, offsets); });
 }
 

@@ -99,13 +99,14 @@ CUresult one_hot(unsigned long long tokens, int n, int V, unsigned long long out
     return cuLaunchKernel(fn("one_hot_scatter"), 4, 1, 1, threads, 1, 1, 0, g_stream, args, nullptr);
 }
 
-void expect(const char* name, std::function<void()> body, int want_exit = 0, const char* order = nullptr)
+/// Runs one case in a child process; `env` ("NAME=VALUE") is set there before the emulator initialises.
+void expect(const char* name, std::function<void()> body, int want_exit = 0, const char* env = nullptr)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0)
     {
-        if (order) setenv("CHARRNN_EMULATOR_ORDER", order, 1);
+        if (env) putenv(strdup(env));
         setup();
         body();
         _exit(0);
@@ -288,7 +289,7 @@ int main()
         float got, want;
         missing_barrier_sum(&got, &want);
         REQUIRE(got != want);
-    }, 0, "sequential");
+    }, 0, "CHARRNN_EMULATOR_ORDER=sequential");
     static auto last_writer = [](int launches) {
         std::vector<int> seen;
         auto out = dalloc(4);
@@ -310,7 +311,23 @@ int main()
     expect("CHARRNN_EMULATOR_ORDER=sequential runs in index order: the last thread of the last block writes last", [] {
         auto seen = last_writer(2);
         REQUIRE(seen[0] == 1023 && seen[1] == 1023);
-    }, 0, "sequential");
+    }, 0, "CHARRNN_EMULATOR_ORDER=sequential");
+    expect("fault injection: the Nth allocation fails with CUDA_ERROR_OUT_OF_MEMORY, the others work", [] {
+        unsigned long long p;
+        REQUIRE(cuMemAlloc_v2(&p, 16) == 0);
+        REQUIRE(cuMemAlloc_v2(&p, 16) == 2);
+        REQUIRE(cuMemAlloc_v2(&p, 16) == 0);
+    }, 0, "CHARRNN_EMULATOR_FAIL_ALLOC_AT=2");
+    expect("fault injection: the Nth launch faults when it runs (sticky illegal address), the ones before it run", [] {
+        int tokens[2] = {0, 1};
+        auto t = dalloc(sizeof tokens), out = dalloc(2 * 3 * 4);
+        REQUIRE(upload(t, tokens, sizeof tokens) == 0);
+        REQUIRE(one_hot(t, 2, 3, out) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(one_hot(t, 2, 3, out) == 0); // enqueued fine: the fault shows when the work runs
+        REQUIRE(cuStreamSynchronize(g_stream) == 700);
+        REQUIRE(cuCtxSynchronize() == 700);
+    }, 0, "CHARRNN_EMULATOR_FAULT_LAUNCH_AT=2");
     expect("a fault outside the emulator's work goes to the previous handler (here the default: death by SIGSEGV)", [] {
         volatile int* p = nullptr;
         *p = 1;

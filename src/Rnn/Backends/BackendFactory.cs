@@ -24,7 +24,7 @@ public static class BackendFactory
         {
             var probe = GpuProbe.Run(0);
             if (probe.Usable) return CreateCuda(0, tf32);
-            log.WriteLine($"charrnn: no usable GPU ({probe.Reason}); training on the CPU.");
+            log.WriteLine($"charrnn: no usable GPU ({probe.Reason.TrimEnd('.')}); training on the CPU.");
             return new CpuBackend(engine);
         }
         if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
@@ -34,7 +34,7 @@ public static class BackendFactory
                 throw new CharRnnException($"--device {device}: the GPU number must be a whole number, e.g. cuda:0.");
             var probe = GpuProbe.Run(ordinal);
             if (!probe.Usable)
-                throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason}. Use --device cpu (or auto, which falls back to the CPU).");
+                throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason.TrimEnd('.')}. Use --device cpu (or auto, which falls back to the CPU).");
             return CreateCuda(ordinal, tf32);
         }
         throw new CharRnnException($"--device must be auto, cpu, cuda or cuda:N (got '{device}').");
@@ -48,7 +48,7 @@ public static class BackendFactory
         }
         catch (CudaException e)
         {
-            throw new CharRnnException($"The GPU could not be set up: {e.Message}", e);
+            throw new CharRnnException($"The GPU could not be set up: {e.Message.TrimEnd('.')}. --device cpu trains without it.", e);
         }
     }
 

@@ -99,7 +99,7 @@ public sealed class Trainer : IDisposable
     /// <paramref name="afterEpoch"/> runs at each epoch boundary (e.g. to save a checkpoint).
     /// </summary>
     public void Train(Action<EpochReport> report, Action<EpochStats>? everyEpoch = null, Action<int>? afterEpoch = null,
-        CancellationToken cancel = default, Func<int, bool>? checkpointAt = null)
+        CancellationToken cancel = default, Func<int, bool>? checkpointAt = null, Action<int, int, int>? minibatchDone = null)
     {
         for (int epoch = CompletedEpochs + 1; epoch <= _o.Epochs; epoch++)
         {
@@ -109,7 +109,8 @@ public sealed class Trainer : IDisposable
             bool readNow = reportNow || everyEpoch != null || _be.RunsOnHost || checkpointAt?.Invoke(epoch) == true;
             if (readNow) _be.Synchronize(); // time this epoch alone, not work queued before it
             var sw = Stopwatch.StartNew();
-            RunEpoch();
+            int e = epoch;
+            RunEpoch(minibatchDone == null ? null : (i, n) => minibatchDone(e, i, n));
             CompletedEpochs = epoch;
             if (readNow)
             {
@@ -132,8 +133,9 @@ public sealed class Trainer : IDisposable
             $"Training diverged in epoch {epoch}: the {which} loss became {(double.IsNaN(perplexity) ? "NaN" : "too large to exponentiate (perplexity ∞)")}. " +
             "Use a smaller learning rate (--lr) or turn on gradient clipping (--clip 0.01).");
 
-    /// <summary>One epoch: build and upload its minibatches, then train on each.</summary>
-    public void RunEpoch()
+    /// <summary>One epoch: build and upload its minibatches, then train on each (<paramref name="minibatchDone"/> gets
+    /// (minibatches issued, of how many) after each: progress for long epochs).</summary>
+    public void RunEpoch(Action<int, int>? minibatchDone = null)
     {
         int tb = _o.Batch * _o.Steps;
         var batches = _o.Sampling == SamplingKind.Random
@@ -145,7 +147,11 @@ public sealed class Trainer : IDisposable
         _be.Upload(_epochX, xs);
         _be.Upload(_epochY, ys);
         _be.ResetLoss();
-        for (int i = 0; i < n; i++) TrainMinibatch(i, _epochX.Range(i * tb, tb), _epochY.Range(i * tb, tb));
+        for (int i = 0; i < n; i++)
+        {
+            TrainMinibatch(i, _epochX.Range(i * tb, tb), _epochY.Range(i * tb, tb));
+            minibatchDone?.Invoke(i + 1, n);
+        }
     }
 
     /// <summary>

@@ -1,0 +1,240 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using CharRnn.Rnn;
+using CharRnn.Rnn.Backends.Cpu;
+using CharRnn.Rnn.Model;
+using CharRnn.Rnn.Checkpoints;
+using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Training;
+
+namespace CharRnn.Tests;
+
+/// <summary>
+/// A seeded fuzz of the checkpoint reader: truncations, bit flips and appended bytes (caught by the SHA-256), and hostile
+/// mutants whose hash is recomputed (caught by the header's validation): every one refused with a
+/// <see cref="CharRnnException"/>, within a time limit and with allocations bounded by the file's size — no crash, no
+/// hang, no huge allocation. A control shows that the harness itself produces loadable files.
+/// </summary>
+public class CheckpointFuzzTests
+{
+    static byte[]? s_valid;
+
+    /// <summary>A two-layer LSTM trained one epoch with Adam: every kind of tensor (params, moments, H and C state).</summary>
+    static byte[] Valid()
+    {
+        if (s_valid != null) return s_valid;
+        using var dir = new TempDir();
+        using var be = new CpuBackend(CpuGemm.Engine.Managed);
+        var corpus = Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 800);
+        var o = TrainOptions.Preset("lstm-concise") with { Epochs = 1, Hidden = 6, Batch = 3, Steps = 5, PredPeriod = 1, PredLen = 2, Layers = 2 };
+        using var t = new Trainer(be, corpus, o);
+        t.Train(_ => { });
+        Checkpoint.Capture(t, 800).Save(dir.File("ok.ckpt"));
+        return s_valid = File.ReadAllBytes(dir.File("ok.ckpt"));
+    }
+
+    /// <summary>Loads <paramref name="bytes"/> from a file: null when it loads, else the refusal's message. Fails on
+    /// any other exception, on taking more than 30 s, or on allocating more than the file's size allows.</summary>
+    static string? TryLoad(byte[] bytes, string what)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("m.ckpt");
+        File.WriteAllBytes(path, bytes);
+        string? refusal = null;
+        long allocated = 0;
+        var task = Task.Run(() =>
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            try { Checkpoint.Load(path); }
+            catch (CharRnnException e) { refusal = e.Message; }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        });
+        if (!task.Wait(TimeSpan.FromSeconds(30))) Assert.Fail($"{what}: loading did not finish in 30 s");
+        if (task.Exception != null) Assert.Fail($"{what}: {task.Exception.InnerException}");
+        Assert.That(allocated, Is.LessThan(4L * bytes.Length + (8L << 20)), $"{what}: allocations bounded by the file's size");
+        return refusal;
+    }
+
+    static void Refused(byte[] bytes, string what)
+    {
+        var message = TryLoad(bytes, what);
+        Assert.That(message, Is.Not.Null, $"{what}: was accepted");
+        if (Environment.GetEnvironmentVariable("CHARRNN_FUZZ_VERBOSE") == "1") TestContext.Out.WriteLine($"{what}: {message}");
+        Assert.That(message, Does.Not.Contain("\n"), $"{what}: one line");
+    }
+
+    [Test]
+    public void TruncationsFlipsAndAppendedBytesAreRefused()
+    {
+        var valid = Valid();
+        Assert.That(TryLoad(valid, "the valid file"), Is.Null);
+        var rng = new Rng(20261130);
+        for (int i = 0; i < 40; i++)
+        {
+            int keep = rng.NextInt(valid.Length);
+            Refused(valid[..keep], $"truncated to {keep} bytes");
+        }
+        for (int i = 0; i < 60; i++)
+        {
+            var m = (byte[])valid.Clone();
+            int at = rng.NextInt(m.Length), bit = rng.NextInt(8);
+            m[at] ^= (byte)(1 << bit);
+            Refused(m, $"bit {bit} of byte {at} flipped");
+        }
+        foreach (int n in new[] { 1, 7, 4096 })
+            Refused([.. valid, .. new byte[n]], $"{n} bytes appended");
+    }
+
+    /// <summary>The file split into header JSON and each tensor's bytes, to be mutated and reassembled with a valid hash.</summary>
+    public sealed class Parts
+    {
+        public required JsonObject Header;
+        public required Dictionary<string, byte[]> Data;
+
+        public static Parts Of(byte[] file)
+        {
+            int n = BitConverter.ToInt32(file, 12);
+            var header = JsonNode.Parse(file.AsSpan(16, n))!.AsObject();
+            var data = new Dictionary<string, byte[]>();
+            int offset = 16 + n;
+            foreach (var t in header["Tensors"]!.AsArray())
+            {
+                int bytes = t!["Length"]!.GetValue<int>() * 4;
+                data[t["Name"]!.GetValue<string>()] = file[offset..(offset + bytes)];
+                offset += bytes;
+            }
+            return new Parts { Header = header, Data = data };
+        }
+
+        /// <summary>Magic, version, header, the data of each listed tensor that exists, then a correct SHA-256.</summary>
+        public byte[] Assemble(string? rawHeader = null)
+        {
+            var header = Encoding.UTF8.GetBytes(rawHeader ?? Header.ToJsonString());
+            var body = new List<byte>();
+            body.AddRange("CHARRNN\0"u8.ToArray());
+            body.AddRange(BitConverter.GetBytes(Checkpoint.FormatVersion));
+            body.AddRange(BitConverter.GetBytes(header.Length));
+            body.AddRange(header);
+            if (Header["Tensors"] is JsonArray list)
+                foreach (var t in list)
+                    if (t?["Name"]?.GetValueKind() == System.Text.Json.JsonValueKind.String && Data.TryGetValue(t["Name"]!.GetValue<string>(), out var d))
+                        body.AddRange(d);
+            var all = body.ToArray();
+            return [.. all, .. SHA256.HashData(all)];
+        }
+    }
+
+    static IEnumerable<TestCaseData> Mutants()
+    {
+        static TestCaseData M(string name, Action<Parts> mutate) => new TestCaseData(mutate).SetName("Hostile_" + name);
+        static JsonObject O(Parts p) => p.Header["Options"]!.AsObject();
+        static JsonArray T(Parts p) => p.Header["Tensors"]!.AsArray();
+        static JsonObject Entry(Parts p, string name) => T(p).First(t => t!["Name"]!.GetValue<string>() == name)!.AsObject();
+        yield return M("NullOptions", p => p.Header["Options"] = null);
+        foreach (var v in new[] { 0, -1, int.MaxValue })
+            yield return M($"Layers{v}", p => { p.Header["Layers"] = v; O(p)["Layers"] = v; });
+        foreach (var v in new[] { 0, 100_000, int.MaxValue })
+            yield return M($"Hidden{v}", p => { p.Header["Hidden"] = v; O(p)["Hidden"] = v; });
+        yield return M("UnknownCellName", p => { p.Header["Cell"] = "Foo"; O(p)["Cell"] = "Foo"; });
+        yield return M("CellAsInteger", p => { p.Header["Cell"] = 7; O(p)["Cell"] = 7; });
+        yield return M("OptionsSayRnnHeaderSaysLstm", p => O(p)["Cell"] = "Rnn");
+        yield return M("HiddenDisagrees", p => p.Header["Hidden"] = 7);
+        yield return M("EmptyVocabulary", p => p.Header["VocabChars"] = "");
+        yield return M("NullVocabulary", p => p.Header["VocabChars"] = null);
+        yield return M("DuplicateVocabulary", p => { var v = p.Header["VocabChars"]!.GetValue<string>(); p.Header["VocabChars"] = v[0] + v[..^1]; });
+        yield return M("UnsortedVocabulary", p => { var v = p.Header["VocabChars"]!.GetValue<string>(); p.Header["VocabChars"] = v[1] + v[0].ToString() + v[2..]; });
+        yield return M("ZeroRngState", p => p.Header["DataRngState"] = new JsonArray(0, 0, 0, 0));
+        yield return M("ShortRngState", p => p.Header["DataRngState"] = new JsonArray(1, 2, 3));
+        yield return M("NullRngState", p => p.Header["DataRngState"] = null);
+        yield return M("NullTensorList", p => p.Header["Tensors"] = null);
+        yield return M("NullTensorEntry", p => T(p).Add(null));
+        yield return M("TensorWithoutName", p => Entry(p, "state/H0")["Name"] = null);
+        yield return M("NegativeTensorLength", p => Entry(p, "param/b_q")["Length"] = -1);
+        yield return M("HugeTensorLength", p => Entry(p, "param/b_q")["Length"] = int.MaxValue);
+        yield return M("MissingStateTensor", p => T(p).Remove(T(p).First(t => t!["Name"]!.GetValue<string>() == "state/C1")));
+        yield return M("MissingAdamMoment", p => T(p).Remove(T(p).First(t => t!["Name"]!.GetValue<string>() == "adam_m/W_hh")));
+        yield return M("StateTensorOneValueShort", p =>
+        {
+            Entry(p, "state/H0")["Length"] = Entry(p, "state/H0")["Length"]!.GetValue<int>() - 1;
+            p.Data["state/H0"] = p.Data["state/H0"][..^4];
+        });
+        yield return M("DuplicateTensorName", p => Entry(p, "state/H1")["Name"] = "state/H0");
+        yield return M("ExtraTensor", p => { T(p).Add(new JsonObject { ["Name"] = "param/extra", ["Length"] = 1 }); p.Data["param/extra"] = new byte[4]; });
+        yield return M("AdamStepsWithSgd", p => O(p)["Optimizer"] = "Sgd");
+        yield return M("NegativeAdamSteps", p => p.Header["AdamSteps"] = -1);
+        yield return M("NegativeEpoch", p => p.Header["Epoch"] = -1);
+        yield return M("NullPrefixes", p => O(p)["Prefixes"] = null);
+        yield return M("NullPrefix", p => O(p)["Prefixes"] = new JsonArray(null, "分开"));
+        yield return M("ZeroBatch", p => O(p)["Batch"] = 0);
+        yield return M("ZeroEpochs", p => O(p)["Epochs"] = 0);
+        yield return M("BadCorpusFingerprint", p => p.Header["CorpusSha1"] = "zz");
+        yield return M("NoCorpusChars", p => p.Header["CorpusChars"] = 0);
+        yield return M("UndefinedSampling", p => O(p)["Sampling"] = "Sideways");
+    }
+
+    [TestCaseSource(nameof(Mutants))]
+    public void HostileHeaderWithAValidHashIsRefused(Action<Parts> mutate)
+    {
+        var parts = Parts.Of(Valid());
+        Assert.That(TryLoad(parts.Assemble(), "reassembled unchanged"), Is.Null, "the harness reassembles a loadable file");
+        mutate(parts);
+        Refused(parts.Assemble(), TestContext.CurrentContext.Test.Name);
+    }
+
+    [TestCase("[]")]
+    [TestCase("null")]
+    [TestCase("{")]
+    [TestCase("\"text\"")]
+    public void HeaderThatIsNotAnObjectIsRefused(string raw) => Refused(Parts.Of(Valid()).Assemble(raw), raw);
+
+    [TestCase(0)]
+    [TestCase(-5)]
+    [TestCase(int.MaxValue)]
+    public void HeaderLengthThatLiesIsRefused(int length)
+    {
+        var m = (byte[])Valid().Clone();
+        BitConverter.GetBytes(length).CopyTo(m, 12);
+        SHA256.HashData(m.AsSpan(0, m.Length - 32)).CopyTo(m, m.Length - 32);
+        Refused(m, $"header length {length}");
+    }
+}
+
+/// <summary>
+/// A checkpoint over 2 GiB (one tensor of 2.2 GB: W_hh of H 23 200) is written and read back exactly — the reader used
+/// to take the whole file as one array, whose 2 GiB limit made such checkpoints unreadable. Its own category: it writes
+/// 2.2 GB and holds two copies in memory (about 20 s and 5 GB here).
+/// </summary>
+[Category("Large")]
+public class LargeCheckpointTests
+{
+    [Test]
+    public void CheckpointOver2GiBRoundTrips()
+    {
+        var o = TrainOptions.Preset("scratch-random") with { Hidden = 23_200 };
+        var spec = o.Spec(2);
+        var p = new RnnParameters(spec);
+        for (int i = 0; i < p.Values.Length; i++)
+            for (int j = 0; j < p.Values[i].Length; j += 4099) p.Values[i][j] = i + j * 1e-6f; // sparse marks, cheap to set
+        var tensors = new Dictionary<string, float[]>();
+        for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = p.Values[i];
+        tensors["state/H0"] = new float[o.Batch * o.Hidden];
+        var ck = new Checkpoint
+        {
+            Header = new CheckpointHeader
+            {
+                Model = spec.Kind, Cell = spec.Cell, Layers = 1, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = "ab",
+                Options = o, Epoch = 1, DataRngState = [1, 2, 3, 4], AdamSteps = 0, CorpusSha1 = new string('0', 40), CorpusChars = 2,
+                WrittenBy = "test", Backend = "test", Created = DateTime.UtcNow,
+            },
+            Tensors = tensors,
+        };
+        using var dir = new TempDir();
+        var path = dir.File("big.ckpt");
+        ck.Save(path);
+        Assert.That(new FileInfo(path).Length, Is.GreaterThan(2L << 30));
+        var back = Checkpoint.Load(path);
+        foreach (var (name, data) in tensors)
+            Assert.That(back.Tensors[name].AsSpan().SequenceEqual(data), Is.True, name);
+    }
+}
