@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Checkpoints;
@@ -12,30 +13,43 @@ internal static class GenerateCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint written by charrnn train --checkpoint-dir.", Required = true };
-        var prefix = new Option<string>("--prefix") { Description = "Text to start from.", DefaultValueFactory = _ => "分开" };
-        var length = new Option<int>("--length") { Description = "Characters to generate after the prefix.", DefaultValueFactory = _ => 50 };
-        var temperature = new Option<double>("--temperature") { Description = "0: the book's greedy prediction; otherwise sample from softmax(logits / T).", DefaultValueFactory = _ => 0.0 };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint written by charrnn train --checkpoint-dir, or that folder (its latest).", Required = true };
+        var prefix = new Option<string?>("--prefix") { Description = "Text to start from (default: the run's first prediction prefix, e.g. 分开)." };
+        var length = new Option<int>("--length") { Description = "Characters to generate after the prefix.", DefaultValueFactory = _ => 500 };
+        var temperature = new Option<double>("--temperature") { Description = "Sample from softmax(logits / T) (default 1, as char-rnn); 0 is the book's greedy prediction.", DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int?>("--top-k") { Description = "Sample only among the K most likely characters." };
         var seed = new Option<ulong>("--seed") { Description = "Random seed for sampling (the same seed gives the same text).", DefaultValueFactory = _ => 0UL };
-        var count = new Option<int>("--count") { Description = "Number of samples.", DefaultValueFactory = _ => 1 };
+        var count = new Option<int>("--count") { Description = "Number of samples, one per line.", DefaultValueFactory = _ => 1 };
         var device = CommonOptions.Device();
-        var cmd = new Command("generate", "Generate text from a saved model (greedy, or sampled with a temperature).");
+        var cmd = new Command("generate", "Generate text from a saved model: sampled (temperature 1 by default), or greedy with --temperature 0.");
         foreach (var o in new Option[] { checkpoint, prefix, length, temperature, topK, seed, count, device }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             int len = pr.GetValue(length), n = pr.GetValue(count);
+            double t = pr.GetValue(temperature);
+            var k = pr.GetValue(topK);
             if (len < 0) throw new CharRnnException($"--length must be zero or more (got {len}).");
             if (n < 1) throw new CharRnnException($"--count must be at least 1 (got {n}).");
-            var ck = Checkpoint.Load(pr.GetValue(checkpoint)!);
+            if (!(t >= 0) || double.IsInfinity(t)) throw new CharRnnException($"--temperature must be 0 or a positive number (got {t.ToString(CultureInfo.InvariantCulture)}).");
+            if (k is < 1) throw new CharRnnException($"--top-k must be at least 1 (got {k}).");
+            if (t == 0 && k != null) throw new CharRnnException("--top-k chooses among the likeliest characters when sampling; --temperature 0 is greedy (always the likeliest). Give a temperature above 0, or drop --top-k.");
+            if (t == 0 && n > 1) throw new CharRnnException($"--temperature 0 is greedy: all {n} samples would be the same text. Give a temperature above 0 (e.g. 0.8), or --count 1.");
+            var ck = Checkpoint.Load(CheckpointFolder.Resolve(pr.GetValue(checkpoint)!, "--checkpoint"));
             var vocab = new Vocabulary(ck.Header.VocabChars.EnumerateRunes());
-            var ids = vocab.Encode(pr.GetValue(prefix)!, "The prefix");
+            var text = pr.GetValue(prefix) ?? ck.Header.Options.Prefixes.FirstOrDefault() ?? vocab.Decode([0]);
+            var ids = vocab.Encode(text, "The prefix");
             using var be = BackendFactory.Create(pr.GetValue(device)!, null, stderr);
             using var model = new RnnModel(be, ck.Parameters());
             using var sampler = new TextSampler(model);
             var rng = new Rng(pr.GetValue(seed));
             for (int i = 0; i < n; i++)
-                stdout.WriteLine(vocab.Decode(sampler.Sample(ids, len, pr.GetValue(temperature), pr.GetValue(topK), rng)));
+            {
+                // Streamed: the prefix, then each character as it is drawn.
+                stdout.Write(text);
+                sampler.Sample(ids, len, t, k, rng, token => { stdout.Write(vocab.Decode([token])); stdout.Flush(); });
+                stdout.WriteLine();
+            }
+            stdout.Flush();
             return 0;
         }));
         return cmd;

@@ -60,6 +60,16 @@ internal static class OptionValues
         throw new CharRnnException($"--clip must be a positive number or 'none' (got '{s}').");
     }
 
+    /// <summary>A user's text's default prefix: its first line's first characters (up to 8, leading spaces skipped).</summary>
+    public static string FirstCharacters(Rnn.Data.Corpus data)
+    {
+        var text = data.Vocab.Decode(data.Indices.Take(256)).TrimStart();
+        var line = text.Split('\n')[0];
+        var runes = (line.Length > 0 ? line : text).EnumerateRunes().Take(8).Select(r => r.ToString());
+        var first = string.Concat(runes);
+        return first.Length > 0 ? first : data.Vocab.Decode(data.Indices.Take(1));
+    }
+
     /// <summary>Finds the shipped corpus: ./data, then next to the executable, then up from the current folder.</summary>
     public static string DefaultCorpus()
     {

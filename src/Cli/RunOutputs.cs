@@ -10,19 +10,33 @@ namespace CharRnn.Cli;
 /// <c>--metrics FILE.jsonl</c>: one JSON object per epoch. The whole file is rewritten atomically each epoch (temp file,
 /// rename), so it is always complete: a crash leaves the epochs up to the last finished one.
 /// </summary>
-internal sealed class MetricsWriter(string path, string device)
+internal sealed class MetricsWriter
 {
+    readonly string _path, _device;
     readonly StringBuilder _lines = new();
 
-    public void Add(EpochStats s)
+    /// <param name="history">The run's epochs before this process (a resume): written first, so the file holds one history.</param>
+    public MetricsWriter(string path, string device, IEnumerable<EpochStats> history)
+    {
+        (_path, _device) = (path, device);
+        foreach (var s in history) Append(s);
+    }
+
+    void Append(EpochStats s)
     {
         var o = new Dictionary<string, object?>
         {
             ["epoch"] = s.Epoch, ["perplexity"] = s.Perplexity, ["val_perplexity"] = s.ValPerplexity,
-            ["seconds"] = s.Seconds, ["tokens_per_s"] = s.TokensPerSecond, ["device"] = device,
+            ["seconds"] = s.Seconds, ["tokens_per_s"] = s.TokensPerSecond, ["device"] = _device,
+            ["learning_rate"] = s.LearningRate, ["grad_norm"] = s.GradNorm,
         };
         _lines.Append(JsonSerializer.Serialize(o)).Append('\n');
-        AtomicFile.WriteAllText(path, _lines.ToString());
+    }
+
+    public void Add(EpochStats s)
+    {
+        Append(s);
+        AtomicFile.WriteAllText(_path, _lines.ToString());
     }
 }
 
@@ -38,6 +52,37 @@ internal static class PlotWriter
         if (ext is not (".png" or ".svg"))
             throw new CharRnnException($"--plot must name a .png or .svg file (got '{path}').");
         AtomicFile.CheckWritable(path, "--plot");
+    }
+
+    /// <summary>
+    /// Ticks for a log axis from <paramref name="lo"/> to <paramref name="hi"/> at round numbers: the sparsest of the
+    /// mantissa sets {1}, {1, 2, 5}, {1, 1.5, 2, 3, 5, 7}, {1, 1.5, …, 9.5 in halves} … that gives at least 4 major ticks
+    /// in range (at most 12), and the next denser set as minor ticks.
+    /// </summary>
+    internal static (List<double> Major, List<double> Minor) LogTicks(double lo, double hi)
+    {
+        double[][] sets =
+        [
+            [1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7], [1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9],
+            Enumerable.Range(20, 80).Select(i => i / 10.0).Where(m => m < 10).Prepend(1.0).Distinct().ToArray(),
+            Enumerable.Range(100, 900).Select(i => i / 100.0).ToArray(),
+        ];
+        double pad = Math.Pow(hi / lo, 0.04);
+        double a = lo / pad, b = hi * pad;
+        List<double> In(double[] set) =>
+            Enumerable.Range((int)Math.Floor(Math.Log10(a)) - 1, (int)Math.Ceiling(Math.Log10(b)) - (int)Math.Floor(Math.Log10(a)) + 2)
+                .SelectMany(k => set.Select(m => Math.Round(m * Math.Pow(10, k), 10))).Where(v => v >= a && v <= b).Distinct().Order().ToList();
+        for (int i = 0; i < sets.Length; i++)
+        {
+            var major = In(sets[i]);
+            if (major.Count >= 4 || i == sets.Length - 1)
+            {
+                int step = (major.Count + 11) / 12; // the finest set can give too many: keep every step-th
+                var kept = major.Where((_, j) => j % step == 0).ToList();
+                return (kept, i + 1 < sets.Length ? In(sets[i + 1]).Except(kept).ToList() : major.Except(kept).ToList());
+            }
+        }
+        return ([], []);
     }
 
     public static void Write(string path, IReadOnlyList<EpochStats> stats, string title)
@@ -64,16 +109,13 @@ internal static class PlotWriter
             v.MarkerSize = 6;
             v.LineWidth = 2;
         }
-        // Log scale: log10 values plotted, labelled with 10^y. Over a decade or more, ticks at the powers of ten with
-        // log minor ticks between; within less than a decade, ordinary ticks (still labelled as perplexities).
-        var logs = stats.Select(s => Math.Log10(s.Perplexity)).Concat(val.Select(s => Math.Log10(s.ValPerplexity!.Value))).ToArray();
-        bool decades = logs.Length > 0 && logs.Max() - logs.Min() >= 1;
-        plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
-        {
-            MinorTickGenerator = decades ? new ScottPlot.TickGenerators.LogMinorTickGenerator() : new ScottPlot.TickGenerators.EvenlySpacedMinorTickGenerator(2),
-            IntegerTicksOnly = decades,
-            LabelFormatter = y => Math.Pow(10, y).ToString("G4", CultureInfo.InvariantCulture),
-        };
+        // Log scale: log10 values plotted, ticks at round perplexities (1, 2, 5, 10, … or denser within a decade).
+        var all = stats.Select(s => s.Perplexity).Concat(val.Select(s => s.ValPerplexity!.Value)).ToArray();
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        var (major, minor) = LogTicks(all.Min(), all.Max());
+        foreach (var v in major) ticks.AddMajor(Math.Log10(v), v.ToString("G4", CultureInfo.InvariantCulture));
+        foreach (var v in minor) ticks.AddMinor(Math.Log10(v));
+        plt.Axes.Left.TickGenerator = ticks;
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plt.Axes.Left.Label.Text = "perplexity (log scale)";
         plt.Axes.Bottom.Label.Text = "epoch";

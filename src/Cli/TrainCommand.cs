@@ -28,16 +28,23 @@ internal static class TrainCommand
         var batch = new Option<int?>("--batch") { Description = "Minibatch size B (book: 32)." };
         var hidden = new Option<int?>("--hidden") { Description = "Hidden units H (book: 256)." };
         var lr = new Option<float?>("--lr") { Description = "Learning rate (book: 100 for SGD, 1e-3 for Adam)." };
+        var lrDecay = new Option<float?>("--lr-decay") { Description = "Multiply the learning rate by this after each epoch past --lr-decay-after (char-rnn's schedule; default 1: constant)." };
+        var lrDecayAfter = new Option<int?>("--lr-decay-after") { Description = "The epoch after which --lr-decay starts (default 0)." };
         var clip = new Option<string?>("--clip") { Description = "Global-norm clipping threshold θ, or 'none' (book: 0.01; concise preset: none, as the book)." };
         var sampling = new Option<string?>("--sampling") { Description = "random or consecutive minibatches." };
         sampling.AcceptOnlyFromAmong("random", "consecutive");
         var optimizer = new Option<string?>("--optimizer") { Description = "sgd or adam." };
         optimizer.AcceptOnlyFromAmong("sgd", "adam");
-        var predPeriod = new Option<int?>("--pred-period") { Description = "Print perplexity and predictions every N epochs (book: 50)." };
+        var dropout = new Option<float?>("--dropout") { Description = "Dropout between stacked layers (nn.RNN's dropout; needs --layers 2+; default 0). Off for validation and generation." };
+        var predPeriod = new Option<int?>("--pred-period") { Description = "Print perplexity and predictions every N epochs (book: 50). Same as --print-every N." };
+        var printEvery = new Option<string?>("--print-every") { Description = "Print perplexity and predictions every N epochs, or every N minibatches with 'Nit' (e.g. 500it). The last epoch always prints." };
+        var evalEvery = new Option<string?>("--eval-every") { Description = "Validation perplexity (with --val-fraction) every N epochs or 'Nit' minibatches (default 1: every epoch)." };
         var predLen = new Option<int?>("--pred-len") { Description = "Characters to predict after each prefix (book: 50)." };
-        var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开)." };
-        var chars = new Option<string?>("--chars") { Description = "Use the first N characters of the corpus, or 'all' (book: 10000)." };
-        var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation and sampling (default 0)." };
+        var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开; with --corpus: the text's own first characters)." };
+        var chars = new Option<string?>("--chars") { Description = "Use the first N characters of the corpus, or 'all' (book: 10000; with --corpus: all)." };
+        var newlines = new Option<string?>("--newlines") { Description = "space (the book: line breaks become spaces; default for the shipped corpus) or keep (default with --corpus)." };
+        newlines.AcceptOnlyFromAmong("space", "keep");
+        var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation, sampling and dropout (default 0)." };
         var corpus = CommonOptions.Corpus();
         var device = CommonOptions.Device();
         var tf32 = CommonOptions.Tf32();
@@ -48,21 +55,27 @@ internal static class TrainCommand
         var cell = new Option<string?>("--cell") { Description = "rnn (book 6.4/6.5), gru (6.7) or lstm (6.8); PyTorch's gate order and equations." };
         cell.AcceptOnlyFromAmong("rnn", "gru", "lstm");
         var layers = new Option<int?>("--layers") { Description = "Stacked recurrent layers (nn.RNN's num_layers; default 1)." };
-        var valFraction = new Option<double?>("--val-fraction") { Description = "Hold out this fraction of the corpus's tail and report its perplexity every --pred-period epochs." };
-        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Save checkpoints here (created if missing): epoch-NNNNN.ckpt every --save-every epochs and at the end." };
-        var saveEvery = new Option<int?>("--save-every") { Description = "Epochs between checkpoints (default: --pred-period)." };
-        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint, bit for bit (same backend). Model and optimizer settings come from it; --epochs sets the new total." };
-        var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device) to this .jsonl file." };
-        var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file." };
+        var valFraction = new Option<double?>("--val-fraction") { Description = "Hold out this fraction of the corpus's tail; its perplexity is reported every --eval-every." };
+        var patience = new Option<int?>("--patience") { Description = "Stop early when the validation perplexity has not improved for N evaluations (needs --val-fraction)." };
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Save checkpoints here (created if missing) every --save-every and at the end; latest.ckpt and best.ckpt (lowest validation perplexity) link to them." };
+        var saveEvery = new Option<string?>("--save-every") { Description = "Checkpoints every N epochs, or every N minibatches with 'Nit' (default: the print interval)." };
+        var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint (or a --checkpoint-dir: its latest), bit for bit on the same backend. It remembers its corpus, options and folder: --resume alone continues; restating an option unchanged is fine." };
+        var initFrom = new Option<string?>("--init-from") { Description = "Start a new run from this checkpoint's weights (or a folder's latest): fine-tuning, with new optimizer settings, on text made of the model's characters." };
+        var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device, learning_rate, grad_norm) to this .jsonl file; a resume continues its history." };
+        var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
 
-        var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your corpus) and print the book's log.");
-        foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, clip, sampling, optimizer, predPeriod, predLen,
-                     prefix, chars, seed, corpus, device, tf32, input, blas, activation, valFraction, checkpointDir, saveEvery, resume, metrics, plot })
+        var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
+        foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
+                     predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, tf32, input, blas, activation,
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var (clipSet, clipValue) = OptionValues.Clip(pr.GetValue(clip));
+            if (pr.GetValue(predPeriod) != null && pr.GetValue(printEvery) != null)
+                throw new CharRnnException("--pred-period and --print-every say the same thing; give one.");
+            var print = pr.GetValue(printEvery) is string pe ? Interval.Parse(pe, "--print-every") : (Interval?)null;
             var given = new TrainOverrides
             {
                 Preset = pr.GetValue(preset),
@@ -72,49 +85,90 @@ internal static class TrainCommand
                 Batch = pr.GetValue(batch),
                 Hidden = pr.GetValue(hidden),
                 LearningRate = pr.GetValue(lr),
+                LrDecay = pr.GetValue(lrDecay),
+                LrDecayAfter = pr.GetValue(lrDecayAfter),
                 Clip = clipSet ? new ClipSetting(clipValue) : null,
                 Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => null },
                 Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => null },
+                Dropout = pr.GetValue(dropout),
                 Seed = pr.GetValue(seed),
                 Input = CommonOptions.InputMode(pr.GetValue(input)),
                 Activation = pr.GetValue(activation) switch { "tanh" => Activation.Tanh, "relu" => Activation.Relu, _ => null },
                 ValFraction = pr.GetValue(valFraction),
                 Epochs = pr.GetValue(epochs),
-                PredPeriod = pr.GetValue(predPeriod),
+                PredPeriod = pr.GetValue(predPeriod) ?? (print is { Minibatches: false } p ? p.Count : null),
                 PredLen = pr.GetValue(predLen),
                 Prefixes = pr.GetValue(prefix),
             };
-            Checkpoint? from = pr.GetValue(resume) is string resumePath ? Checkpoint.Load(resumePath) : null;
-            var o = from != null ? RunRules.Resume(from.Header.Options, given) : RunRules.Fresh(given);
+            var resumeFrom = pr.GetValue(resume);
+            var initPath = pr.GetValue(initFrom);
+            if (resumeFrom != null && initPath != null)
+                throw new CharRnnException("--resume continues a run, --init-from starts a new one from its weights: give one of them.");
+            Checkpoint? from = resumeFrom != null ? Checkpoint.Load(CheckpointFolder.Resolve(resumeFrom, "--resume")) : null;
+            Checkpoint? init = initPath != null ? Checkpoint.Load(CheckpointFolder.Resolve(initPath, "--init-from")) : null;
+
+            // The corpus: a user's text trains whole and keeps its lines; the shipped one is the book's 10 000 characters.
+            var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? OptionValues.DefaultCorpus();
+            bool ownText = pr.GetValue(corpus) != null; // (a resume reloads whatever its checkpoint names)
+            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit : ownText ? null : Corpus.BookCharCount;
+            var newlineMode = pr.GetValue(newlines) switch
+            {
+                "space" => NewlineMode.Space, "keep" => NewlineMode.Keep,
+                _ => from?.Header.Newlines ?? (ownText ? NewlineMode.Keep : NewlineMode.Space),
+            };
+            var vocabulary = init != null ? new Vocabulary(init.Header.VocabChars.EnumerateRunes()) : null;
+            var data = Corpus.Load(corpusPath, maxChars, newlineMode, vocabulary);
+            if (from != null && data.Fingerprint != from.Header.CorpusSha1)
+                throw new CharRnnException($"The corpus {corpusPath} differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters from {from.Header.CorpusPath ?? "its --corpus"}). " +
+                                           "Resume on the same text; --init-from starts a new run from the weights on another.");
+
+            TrainOptions o;
+            if (from != null) o = RunRules.Resume(from.Header.Options, given);
+            else
+            {
+                // A user's text: predictions start from its own first characters unless --prefix says otherwise.
+                if (ownText && given.Prefixes is not { Count: > 0 }) given = given with { Prefixes = [OptionValues.FirstCharacters(data)] };
+                o = init != null ? RunRules.FineTune(init.Header.Options, given) : RunRules.Fresh(given);
+            }
             o.Validate();
             if (from != null && o.Epochs <= from.Header.Epoch)
-                throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs; pass --epochs with a larger total to continue.");
-            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit : Corpus.BookCharCount;
-            var data = Corpus.Load(pr.GetValue(corpus) ?? OptionValues.DefaultCorpus(), maxChars);
-            if (from != null && data.Fingerprint != from.Header.CorpusSha1)
-                throw new CharRnnException($"The corpus differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters). Pass the same --corpus and --chars.");
-            int saveEveryN = pr.GetValue(saveEvery) ?? o.PredPeriod;
-            if (saveEveryN < 1) throw new CharRnnException($"--save-every must be a positive whole number (got {saveEveryN}).");
+                throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs{(from.Header.Epoch == from.Header.Options.Epochs ? ", all its run asked for" : "")}; pass --epochs with a larger total to continue.");
+            var schedule = new TrainSchedule
+            {
+                Print = print ?? Interval.Epochs(o.PredPeriod),
+                Eval = pr.GetValue(evalEvery) is string ee ? Interval.Parse(ee, "--eval-every") : Interval.Epochs(1),
+                Patience = pr.GetValue(patience),
+            };
+            _ = pr.GetValue(saveEvery) is string sv0 ? Interval.Parse(sv0, "--save-every") : default; // a bad value is named before anything else
+            if (schedule.Patience is int pat && pat < 1) throw new CharRnnException($"--patience must be a positive whole number (got {pat}).");
+            if (schedule.Patience != null && o.ValFraction == null)
+                throw new CharRnnException("--patience stops on the validation perplexity: give --val-fraction too (e.g. --val-fraction 0.1).");
+
             // Every output is checked (and the checkpoint folder locked) before anything is trained.
             var metricsPath = pr.GetValue(metrics);
             if (metricsPath != null) AtomicFile.CheckWritable(metricsPath, "--metrics");
             var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath);
-            using var folder = pr.GetValue(checkpointDir) is string dir ? CheckpointFolder.Open(dir) : null;
+            var dir = pr.GetValue(checkpointDir) ?? from?.Header.CheckpointDir;
+            using var folder = dir != null ? CheckpointFolder.Open(dir) : null;
             if (folder is { RemovedTemps: > 0 })
                 stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");
+            var save = pr.GetValue(saveEvery) is string se ? Interval.Parse(se, "--save-every") : (Interval?)null;
+            if (folder != null) schedule = schedule with { Save = save ?? schedule.Print };
+            else if (save != null) throw new CharRnnException("--save-every needs a folder to save in: give --checkpoint-dir too.");
             using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
-            return Train(o, data, backend, from, new Outputs(folder, saveEveryN, metricsPath, plotPath, maxChars), stdout, stderr, cancel);
+            var outs = new Outputs(folder, metricsPath, plotPath);
+            return Train(o, schedule, data, backend, from, init, outs, stdout, stderr, cancel);
         }));
         return cmd;
     }
 
-    sealed record Outputs(CheckpointFolder? Checkpoints, int SaveEvery, string? Metrics, string? Plot, int? CorpusLimit);
+    sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot);
 
-    static int Train(TrainOptions o, Corpus data, IBackend backend, Checkpoint? from, Outputs outs, TextWriter stdout, TextWriter stderr,
-        CancellationToken cancel)
+    static int Train(TrainOptions o, TrainSchedule schedule, Corpus data, IBackend backend, Checkpoint? from, Checkpoint? init, Outputs outs,
+        TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
-        using var trainer = new Trainer(backend, data, o, resume: from?.ToState());
+        using var trainer = new Trainer(backend, data, o, initial: init?.Parameters(), resume: from?.ToState());
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
             $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
@@ -122,62 +176,68 @@ internal static class TrainCommand
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
             $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
-        if (from != null) stderr.WriteLine($"charrnn: resuming after epoch {from.Header.Epoch} (checkpoint written on {from.Header.Backend})");
+        if (from != null)
+            stderr.WriteLine($"charrnn: resuming after {Position(from.Header.Epoch, from.Header.Minibatch, trainer.EpochSize)} (checkpoint written on {from.Header.Backend})");
+        if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Header.Options.Model.ToString().ToLowerInvariant()} {init.Header.Cell} trained {init.Header.Epoch} epochs");
+        // One history across resumes: what the checkpoint remembers up to where it stands, then this run's epochs.
+        var stats = (from?.Header.History ?? []).Where(s => s.Epoch <= trainer.CompletedEpochs).ToList();
         var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached, Progress.HeartbeatFromEnvironment());
-        var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name) : null;
-        var stats = new List<EpochStats>();
-        bool perEpoch = metrics != null || outs.Plot != null || Progress.TerminalAttached;
+        var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name, stats) : null;
+        double? lastVal = from?.Header.ValPerplexity;
         var total = Stopwatch.StartNew();
         string? lastSaved = null;
-        void Save(int epoch)
+        void Save(SavePoint p)
         {
-            var path = outs.Checkpoints!.FileFor(epoch);
-            Checkpoint.Capture(trainer, outs.CorpusLimit).Save(path);
+            var path = outs.Checkpoints!.FileFor(p);
+            Checkpoint.Capture(trainer, stats, outs.Checkpoints.Path, p.ValPerplexity).Save(path);
             lastSaved = path;
+            bool best = outs.Checkpoints.Published(path, p.ValPerplexity);
+            progress.Clear();
+            stderr.WriteLine(string.Create(inv, $"charrnn: saved {path}{(p.ValPerplexity is double v ? $" (validation perplexity {v:F6}{(best ? ", the best so far" : "")})" : "")}"));
         }
-        bool SaveAt(int epoch) => outs.Checkpoints != null && (epoch % outs.SaveEvery == 0 || epoch == o.Epochs);
         void Plot()
         {
             if (outs.Plot != null && stats.Count > 0)
-                PlotWriter.Write(outs.Plot, stats, $"char-RNN {o.Model.ToString().ToLowerInvariant()}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
+                PlotWriter.Write(outs.Plot, stats, $"char-RNN: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}" +
+                                                   $"{(o.Layers > 1 ? $" ×{o.Layers}" : "")}, H {o.Hidden}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
         }
+        TrainOutcome outcome;
         try
         {
-            trainer.Train(
-                report: r =>
+            outcome = trainer.Train(schedule, new TrainHooks
+            {
+                Report = r =>
                 {
                     progress.Clear();
-                    stdout.WriteLine(string.Create(inv, $"epoch {r.Epoch}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
-                    if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"epoch {r.Epoch}, validation perplexity {vp:F6}"));
-                    foreach (var p in r.Predictions) stdout.WriteLine($" - {p}");
+                    var where = r.Minibatch is int m ? $"epoch {r.Epoch}, minibatch {m}/{r.EpochSize}" : $"epoch {r.Epoch}";
+                    stdout.WriteLine(string.Create(inv, $"{where}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
+                    if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"{where}, validation perplexity {vp:F6}"));
+                    lastVal = r.ValPerplexity;
+                    foreach (var p in r.Predictions) stdout.WriteLine($" - {p.Replace("\n", "⏎")}"); // a kept line break, shown on the report's one line
                     stdout.Flush();
                 },
-                everyEpoch: perEpoch ? s =>
+                Epoch = s =>
                 {
                     stats.Add(s);
                     metrics?.Add(s);
                     progress.Update(s);
-                } : null,
-                afterEpoch: epoch =>
-                {
-                    if (SaveAt(epoch)) Save(epoch);
                 },
-                cancel: cancel,
-                checkpointAt: SaveAt,
-                minibatchDone: (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps));
+                Save = outs.Checkpoints != null ? Save : null,
+                Minibatch = (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps),
+            }, cancel);
         }
         catch (OperationCanceledException)
         {
             progress.Clear();
-            int done = trainer.CompletedEpochs;
             string saved = "";
-            if (outs.Checkpoints != null && done > (from?.Header.Epoch ?? 0))
+            if (outs.Checkpoints != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
             {
-                if (lastSaved != outs.Checkpoints.FileFor(done)) Save(done); // the state at this boundary (same as a --save-every save)
-                saved = $"; checkpoint {lastSaved} (continue with --resume {lastSaved} --epochs {o.Epochs})";
+                var p = new SavePoint(trainer.CompletedEpochs, trainer.EpochSize, trainer.EpochSize, lastVal);
+                if (lastSaved != outs.Checkpoints.FileFor(p)) Save(p); // the state at this boundary (same as a --save-every save)
+                saved = $"; checkpoint {lastSaved} (continue with: charrnn train --resume {outs.Checkpoints.Path})";
             }
             Plot();
-            stderr.WriteLine($"charrnn: interrupted after epoch {done}{saved}.");
+            stderr.WriteLine($"charrnn: interrupted after epoch {trainer.CompletedEpochs}{saved}.");
             return 130;
         }
         catch (Exception e)
@@ -190,8 +250,15 @@ internal static class TrainCommand
         }
         backend.Synchronize();
         progress.Clear();
+        if (outcome == TrainOutcome.EarlyStopped)
+            stderr.WriteLine(
+                $"charrnn: stopped early after epoch {trainer.CompletedEpochs}: the validation perplexity has not improved for {schedule.Patience} evaluations" +
+                (outs.Checkpoints != null ? $"; the best model is {Path.Combine(outs.Checkpoints.Path, CheckpointFolder.Best)}" : ""));
         stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
         Plot();
         return 0;
     }
+
+    static string Position(int epochs, int minibatch, int epochSize) =>
+        minibatch == 0 ? $"epoch {epochs}" : $"minibatch {minibatch}/{epochSize} of epoch {epochs + 1}";
 }

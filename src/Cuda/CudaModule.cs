@@ -13,6 +13,9 @@ public readonly struct KernelArg
     public static implicit operator KernelArg(float v) => new(BitConverter.SingleToUInt32Bits(v));
     public static implicit operator KernelArg(double v) => new(BitConverter.DoubleToUInt64Bits(v));
 
+    /// <summary>An unsigned 64-bit integer (<c>unsigned long long</c>).</summary>
+    public static KernelArg U64(ulong v) => new(v);
+
     /// <summary>A device pointer (CUdeviceptr); 0 is a null pointer.</summary>
     public static KernelArg Ptr(ulong devicePointer) => new(devicePointer);
 }

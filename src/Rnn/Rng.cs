@@ -23,6 +23,13 @@ public sealed class Rng
 
     public ulong[] State => [_s0, _s1, _s2, _s3];
 
+    /// <summary>Puts the generator back to a <see cref="State"/> taken earlier (a resumed epoch redraws its minibatches).</summary>
+    public void SetState(ulong[] state)
+    {
+        if (state.Length != 4) throw new ArgumentException("RNG state must have 4 words", nameof(state));
+        (_s0, _s1, _s2, _s3) = (state[0], state[1], state[2], state[3]);
+    }
+
     static ulong SplitMix(ref ulong x)
     {
         ulong z = x += 0x9E3779B97F4A7C15UL;

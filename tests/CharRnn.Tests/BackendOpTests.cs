@@ -140,6 +140,37 @@ public class BackendOpTests(string backendName)
         Check.Close(wantD, _be.ToArray(td), 1e-7, 1e-4, "dlogits");
     }
 
+    /// <summary>Dropout's masks are the same bits on every backend (a hash, no generator): exactly 0 or 1/(1−p), about a
+    /// fraction p of zeros, a different draw for another counter or seed; backward multiplies by the mask.</summary>
+    [Test]
+    public void DropoutMasksAreTheSameDrawEverywhere()
+    {
+        int rows = 37, cols = 53;
+        const float p = 0.3f;
+        var x = Rand(rows * cols);
+        using var tx = Up(rows, cols, x);
+        using var y = Poisoned(rows, cols);
+        using var mask = Poisoned(rows, cols);
+        _be.DropoutForward(tx.All, p, 12345UL, 77UL, y.All, mask.All);
+        var m = _be.ToArray(mask);
+        float scale = 1f / (1f - p);
+        for (int i = 0; i < m.Length; i++)
+        {
+            float want = Rnn.Backends.Cpu.CpuKernels.DropoutUniform(12345UL, 77UL, (ulong)i) >= p ? scale : 0f;
+            Assert.That(m[i], Is.EqualTo(want), $"mask {i}");
+        }
+        Assert.That(_be.ToArray(y), Is.EqualTo(x.Select((v, i) => v * m[i]).ToArray()));
+        double zeros = m.Count(v => v == 0) / (double)m.Length;
+        Assert.That(zeros, Is.EqualTo(p).Within(0.05), "about a fraction p dropped");
+        using var other = Poisoned(rows, cols);
+        _be.DropoutForward(tx.All, p, 12345UL, 78UL, y.All, other.All);
+        Assert.That(_be.ToArray(other), Is.Not.EqualTo(m), "another minibatch, another mask");
+        var dy = Rand(rows * cols);
+        using var tdy = Up(rows, cols, dy);
+        _be.DropoutBackward(tdy.All, mask.All, tdy.All); // in place, as the driver uses it
+        Assert.That(_be.ToArray(tdy), Is.EqualTo(dy.Select((v, i) => v * m[i]).ToArray()));
+    }
+
     [Test]
     public void ColumnSumAndArgmax()
     {

@@ -50,7 +50,7 @@ public class CheckpointTests(string backendName)
         using (var t = new Trainer(_be, Small, o with { Epochs = 3 }))
         {
             t.Train(resumed.Add);
-            Checkpoint.Capture(t, 3000).Save(path);
+            Checkpoint.Capture(t).Save(path);
         }
         Assert.That(Directory.GetFiles(dir.Path), Is.EqualTo(new[] { path }), "no temp file left behind");
         var ck = Checkpoint.Load(path);
@@ -107,7 +107,7 @@ public class CheckpointFileTests
         using var t = new Trainer(be, corpus, TrainOptions.Preset("concise") with { Epochs = 1, Hidden = 8, Batch = 4, Steps = 5, PredPeriod = 1 });
         t.Train(_ => { });
         var path = dir.File("ok.ckpt");
-        Checkpoint.Capture(t, 2000).Save(path);
+        Checkpoint.Capture(t).Save(path);
         return path;
     }
 
@@ -179,7 +179,7 @@ public class CheckpointFileTests
         using var dir = new TempDir();
         using var blas = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.OpenBlas);
         using var managed = new Rnn.Backends.Cpu.CpuBackend(Rnn.Backends.Cpu.CpuGemm.Engine.Managed);
-        using (var t = new Trainer(blas, corpus, o)) { t.Train(_ => { }); Checkpoint.Capture(t, 2000).Save(dir.File("a.ckpt")); }
+        using (var t = new Trainer(blas, corpus, o)) { t.Train(_ => { }); Checkpoint.Capture(t).Save(dir.File("a.ckpt")); }
         var ck = Checkpoint.Load(dir.File("a.ckpt"));
         var a = new List<EpochReport>();
         var b = new List<EpochReport>();

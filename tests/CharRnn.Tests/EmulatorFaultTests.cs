@@ -49,8 +49,8 @@ public class EmulatorFaultTests
         Assert.That(line, Does.Contain("CUDA_ERROR_OUT_OF_MEMORY"));
         Assert.That(line, Does.Contain("--device cpu"), "the way out");
         Assert.That(o, Does.Not.Contain("total training time"));
-        foreach (var ck in Directory.GetFiles(dir.Path, "*.ckpt")) Assert.DoesNotThrow(() => Checkpoint.Load(ck));
-        var saved = Directory.GetFiles(dir.Path, "*.ckpt");
+        foreach (var ck in Directory.GetFiles(dir.Path, "epoch-*.ckpt")) Assert.DoesNotThrow(() => Checkpoint.Load(ck));
+        var saved = Directory.GetFiles(dir.Path, "epoch-*.ckpt");
         if (saved.Length > 0) Assert.That(line, Does.Contain("is intact").And.Contain(saved.Order().Last()));
     }
 
@@ -87,7 +87,7 @@ public class EmulatorFaultTests
         Assert.That(code, Is.EqualTo(3), e);
         var line = CliProcess.OneErrorLine(e);
         Assert.That(line, Does.Contain("the GPU failed").And.Contain("CUDA_ERROR_ILLEGAL_ADDRESS"));
-        var saved = Directory.GetFiles(dir.Path, "*.ckpt").Order().ToList();
+        var saved = Directory.GetFiles(dir.Path, "epoch-*.ckpt").Order().ToList();
         Assert.That(saved, Is.Not.Empty, "the fault came after a checkpoint");
         Assert.That(line, Does.Contain($"The last checkpoint, {saved[^1]}, is intact"));
         var (rc, _, re) = CliTests.Run("train", "--device", "cpu", "--resume", saved[^1], "--epochs", "4", "--chars", "1000", "--pred-len", "4");

@@ -167,12 +167,12 @@ public class GpuTests
         var o = TrainOptions.Preset("lstm-concise") with { Epochs = 13, Hidden = 32, Batch = 4, Steps = 8, PredPeriod = 1, PredLen = 5, ValFraction = 0.1, Seed = 1 };
         using var t = new Trainer(gpu, corpus, o with { Epochs = 1 });
         t.Train(_ => { });
-        _ = Checkpoint.Capture(t, 3000);
+        _ = Checkpoint.Capture(t);
         gpu.Synchronize();
         long allocated = gpu.Context.AllocatedBytes;
         var (free, _) = gpu.Context.MemoryInfo();
         var rest = new Trainer(gpu, corpus, o, resume: t.CaptureState());
-        rest.Train(_ => { }, afterEpoch: _ => Checkpoint.Capture(rest, 3000));
+        rest.Train(TrainSchedule.Book(o) with { Save = Interval.Epochs(1) }, new TrainHooks { Save = _ => Checkpoint.Capture(rest) });
         Assert.That((long)rest.EpochSize * (o.Epochs - 1), Is.GreaterThanOrEqualTo(1000), "minibatches run");
         rest.Dispose();
         gpu.Synchronize();
@@ -209,7 +209,7 @@ public class GpuTests
         foreach (var (from, to) in new[] { ((IBackend)cpu, (IBackend)gpu), (gpu, cpu) })
         {
             var path = dir.File($"{from.Name}.ckpt");
-            using (var t = new Trainer(from, corpus, o)) { t.Train(_ => { }); Checkpoint.Capture(t, 3000).Save(path); }
+            using (var t = new Trainer(from, corpus, o)) { t.Train(_ => { }); Checkpoint.Capture(t).Save(path); }
             var ck = Checkpoint.Load(path);
             var a = new List<EpochReport>();
             var b = new List<EpochReport>();

@@ -35,7 +35,7 @@ public class ReliabilityTests
         Assert.That(o, Does.Not.Contain("Infinity").And.Not.Contain("total training time"));
         if (File.Exists(dir.File("m.jsonl")))
             Assert.That(File.ReadAllText(dir.File("m.jsonl")), Does.Not.Contain("Infinity").And.Not.Contain("NaN"));
-        foreach (var ck in Directory.GetFiles(dir.File("ck"), "*.ckpt"))
+        foreach (var ck in Directory.GetFiles(dir.File("ck"), "epoch-*.ckpt"))
             foreach (var (name, t) in Checkpoint.Load(ck).Tensors)
                 Assert.That(t.All(float.IsFinite), $"{ck} {name}");
     }
@@ -207,7 +207,7 @@ public class ReliabilityTests
         Assert.That(p.WaitForExit(120_000), Is.True, "stopped");
         Assert.That(p.ExitCode, Is.EqualTo(143), stderr.Result);
         Assert.That(stderr.Result, Does.Match(@"interrupted after epoch \d+; checkpoint \S+epoch-\d{5}\.ckpt"));
-        var saved = Directory.GetFiles(dir.Path, "*.ckpt");
+        var saved = Directory.GetFiles(dir.Path, "epoch-*.ckpt");
         Assert.That(saved, Has.Length.EqualTo(1));
         Assert.That(Checkpoint.Load(saved[0]).Header.Epoch, Is.GreaterThanOrEqualTo(1));
         Assert.That(rest, Does.Not.Contain("total training time"));
@@ -229,15 +229,15 @@ public class ReliabilityTests
             using var p = CliProcess.Start(run);
             // Wait for the first checkpoint of this process, then kill at a random moment within the next saves.
             var sw = Stopwatch.StartNew();
-            int before = Directory.GetFiles(dir.Path, "*.ckpt").Length;
-            while (Directory.GetFiles(dir.Path, "*.ckpt").Length <= before && sw.Elapsed < TimeSpan.FromSeconds(60) && !p.HasExited) Thread.Sleep(5);
+            int before = Directory.GetFiles(dir.Path, "epoch-*.ckpt").Length;
+            while (Directory.GetFiles(dir.Path, "epoch-*.ckpt").Length <= before && sw.Elapsed < TimeSpan.FromSeconds(60) && !p.HasExited) Thread.Sleep(5);
             Thread.Sleep(rng.NextInt(400));
             p.Kill();
             p.WaitForExit();
-            foreach (var f in Directory.GetFiles(dir.Path, "*.ckpt")) Assert.DoesNotThrow(() => Checkpoint.Load(f), f);
+            foreach (var f in Directory.GetFiles(dir.Path, "epoch-*.ckpt")) Assert.DoesNotThrow(() => Checkpoint.Load(f), f);
         }
         TestContext.Out.WriteLine($"temp files left by the kills: {Directory.GetFiles(dir.Path, "*.tmp").Length}");
-        var latest = Directory.GetFiles(dir.Path, "*.ckpt").Order().Last();
+        var latest = Directory.GetFiles(dir.Path, "epoch-*.ckpt").Order().Last();
         int done = Checkpoint.Load(latest).Header.Epoch;
         var (code, _, e) = Run("train", "--device", "cpu", "--resume", latest, "--epochs", (done + 1).ToString(), "--checkpoint-dir", dir.Path,
             "--chars", "1000", "--pred-len", "4");

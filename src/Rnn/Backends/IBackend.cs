@@ -76,6 +76,15 @@ public interface IBackend : IDisposable
     void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
 
     /// <summary>
+    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <see cref="Cpu.CpuKernels.DropoutUniform"/>(seed, counter,
+    /// element index) — the same draw on every backend; y = x ⊙ mask. x, y, mask contiguous, of one size.
+    /// </summary>
+    void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask);
+
+    /// <summary><c>dropout_backward</c>: dx = dy ⊙ mask (dx may be dy).</summary>
+    void DropoutBackward(Mat dy, Mat mask, Mat dx);
+
+    /// <summary>
     /// <c>lstm_forward</c>: pre (n × 4H) = x·W_x + h·W_h for the gate blocks i, f, g, o, biases not yet added.
     /// i, f, o = σ(pre + bx (+ bh)), g = tanh(…); c = f ⊙ cPrev + i ⊙ g; h = o ⊙ tanh(c). gates (n × 4H) ← i, f, g, o.
     /// </summary>

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
 
@@ -42,8 +43,12 @@ public sealed class Checkpoint
         return p;
     }
 
-    /// <summary>The trainer's state at its current epoch boundary, as a checkpoint of its run.</summary>
-    public static Checkpoint Capture(Trainer trainer, int? corpusLimit)
+    /// <summary>
+    /// The trainer's run where it stands, as a checkpoint: its state, options and corpus identity (path, fingerprint,
+    /// --chars cut, newline rule), and what the caller adds — the run's history so far (for metrics and plots that
+    /// continue across resumes), its checkpoint folder, and the latest validation perplexity.
+    /// </summary>
+    public static Checkpoint Capture(Trainer trainer, IReadOnlyList<EpochStats>? history = null, string? checkpointDir = null, double? valPerplexity = null)
     {
         var state = trainer.CaptureState();
         var spec = trainer.Model.Spec;
@@ -68,7 +73,11 @@ public sealed class Checkpoint
                 Model = spec.Kind, Cell = spec.Cell, Layers = spec.Layers, Hidden = spec.Hidden, Activation = spec.Activation,
                 VocabChars = corpus.Vocab.ToString(),
                 Options = trainer.Options, Epoch = state.Epoch, DataRngState = state.DataRng, AdamSteps = state.AdamSteps,
-                CorpusSha1 = corpus.Fingerprint, CorpusChars = corpus.Length, CorpusLimit = corpusLimit,
+                Minibatch = state.Minibatch, LossSum = state.LossSum, LossRows = state.LossRows,
+                CorpusSha1 = corpus.Fingerprint, CorpusChars = corpus.Length, CorpusLimit = corpus.Limit,
+                CorpusPath = Path.GetFullPath(corpus.Source), Newlines = corpus.Newlines,
+                CheckpointDir = checkpointDir != null ? Path.GetFullPath(checkpointDir) : null,
+                ValPerplexity = valPerplexity, History = history?.ToList(),
                 WrittenBy = "charrnn " + (typeof(Checkpoint).Assembly.GetName().Version?.ToString() ?? "?"),
                 Backend = trainer.Model.Backend.Description, Created = DateTime.UtcNow,
             },
@@ -85,6 +94,9 @@ public sealed class Checkpoint
         return new TrainerState
         {
             Epoch = Header.Epoch,
+            Minibatch = Header.Minibatch,
+            LossSum = Header.LossSum,
+            LossRows = Header.LossRows,
             DataRng = Header.DataRngState,
             Parameters = Parameters(),
             AdamSteps = Header.AdamSteps,
@@ -227,8 +239,14 @@ public sealed record CheckpointHeader
     /// <summary>The vocabulary, in index order, as one string.</summary>
     public required string VocabChars { get; init; }
     public required TrainOptions Options { get; init; }
-    /// <summary>Epochs completed; training resumes at the next one, minibatch 0.</summary>
+    /// <summary>Epochs completed; training resumes in the next one, after <see cref="Minibatch"/> minibatches.</summary>
     public required int Epoch { get; init; }
+    /// <summary>Minibatches of the next epoch already trained (0: the checkpoint is at an epoch boundary).</summary>
+    public int Minibatch { get; init; }
+    /// <summary>Those minibatches' summed loss and rows (so the epoch's perplexity comes out whole on a resume).</summary>
+    public double LossSum { get; init; }
+    public long LossRows { get; init; }
+    /// <summary>The data generator's state at the start of that epoch.</summary>
     public required ulong[] DataRngState { get; init; }
     public required int AdamSteps { get; init; }
     /// <summary>SHA-1 of the training text, so a resume on a different corpus is refused.</summary>
@@ -236,6 +254,15 @@ public sealed record CheckpointHeader
     public required int CorpusChars { get; init; }
     /// <summary>The --chars limit the corpus was loaded with (null: all).</summary>
     public int? CorpusLimit { get; init; }
+    /// <summary>Where the corpus was read from (absolute), and its newline rule: a resume reloads it so.</summary>
+    public string? CorpusPath { get; init; }
+    public NewlineMode Newlines { get; init; }
+    /// <summary>The run's --checkpoint-dir (absolute), which a resume keeps saving to unless told otherwise.</summary>
+    public string? CheckpointDir { get; init; }
+    /// <summary>The latest validation perplexity when the checkpoint was taken (null: no validation yet).</summary>
+    public double? ValPerplexity { get; init; }
+    /// <summary>Every epoch's numbers so far: metrics and plots continue from them on a resume.</summary>
+    public IReadOnlyList<EpochStats>? History { get; init; }
     public required string WrittenBy { get; init; }
     public required string Backend { get; init; }
     public required DateTime Created { get; init; }

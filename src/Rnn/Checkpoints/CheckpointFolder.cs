@@ -1,5 +1,8 @@
+using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using CharRnn.Interop;
+using CharRnn.Rnn.Training;
 
 namespace CharRnn.Rnn.Checkpoints;
 
@@ -24,7 +27,72 @@ public sealed class CheckpointFolder : IDisposable
     /// <summary>How many stale temp files opening the folder deleted.</summary>
     public int RemovedTemps { get; }
 
-    public string FileFor(int epoch) => System.IO.Path.Combine(Path, $"epoch-{epoch:D5}.ckpt");
+    /// <summary>
+    /// The file for a save: <c>epoch-00012.ckpt</c> at the end of epoch 12, <c>epoch-00013-mb-000500.ckpt</c> 500
+    /// minibatches into epoch 13, with <c>-val-4.123456</c> added when a validation perplexity is known.
+    /// </summary>
+    public string FileFor(SavePoint p)
+    {
+        var name = p.AtEpochEnd ? $"epoch-{p.Epoch:D5}" : $"epoch-{p.Epoch:D5}-mb-{p.Minibatch:D6}";
+        if (p.ValPerplexity is double v) name += string.Create(CultureInfo.InvariantCulture, $"-val-{v:F6}");
+        return System.IO.Path.Combine(Path, name + ".ckpt");
+    }
+
+    public const string Latest = "latest.ckpt", Best = "best.ckpt";
+
+    /// <summary>
+    /// After <paramref name="file"/> was written: <c>latest.ckpt</c> points at it, and <c>best.ckpt</c> too when its
+    /// validation perplexity is the lowest so far (symbolic links, replaced atomically). Returns whether it is the best.
+    /// </summary>
+    public bool Published(string file, double? valPerplexity)
+    {
+        Link(Latest, file);
+        if (valPerplexity is not double v) return false;
+        var best = System.IO.Path.Combine(Path, Best);
+        if (File.Exists(best) && ValOf(File.ResolveLinkTarget(best, false)?.Name ?? "") is double b && b <= v) return false;
+        Link(Best, file);
+        return true;
+    }
+
+    void Link(string name, string target)
+    {
+        var link = System.IO.Path.Combine(Path, name);
+        var tmp = System.IO.Path.Combine(Path, $".{name}.{Environment.ProcessId}.tmp");
+        try
+        {
+            File.Delete(tmp);
+            File.CreateSymbolicLink(tmp, System.IO.Path.GetFileName(target)); // relative: the folder can move
+            File.Move(tmp, link, overwrite: true);                           // rename(2) replaces the old link at once
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CharRnnException($"Cannot update {link}: {e.Message}", e);
+        }
+    }
+
+    static readonly Regex Name = new(@"^epoch-(\d{5,})(?:-mb-(\d+))?(?:-val-([0-9.]+))?\.ckpt$");
+
+    static double? ValOf(string fileName) =>
+        Name.Match(fileName) is { Success: true } m && m.Groups[3].Success && double.TryParse(m.Groups[3].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)
+            ? v : null;
+
+    /// <summary>
+    /// A checkpoint named on the command line: a file as it is, or a folder's latest checkpoint (its
+    /// <c>latest.ckpt</c> link, else the furthest epoch and minibatch among its <c>epoch-*.ckpt</c> files).
+    /// </summary>
+    public static string Resolve(string pathOrFolder, string flag)
+    {
+        if (!Directory.Exists(pathOrFolder)) return pathOrFolder;
+        var latest = System.IO.Path.Combine(pathOrFolder, Latest);
+        if (File.Exists(latest)) return latest;
+        var newest = Directory.EnumerateFiles(pathOrFolder, "epoch-*.ckpt")
+            .Select(f => (File: f, M: Name.Match(System.IO.Path.GetFileName(f))))
+            .Where(x => x.M.Success)
+            .OrderBy(x => long.Parse(x.M.Groups[1].Value, CultureInfo.InvariantCulture))
+            .ThenBy(x => x.M.Groups[2].Success ? long.Parse(x.M.Groups[2].Value, CultureInfo.InvariantCulture) : long.MaxValue)
+            .Select(x => x.File).LastOrDefault();
+        return newest ?? throw new CharRnnException($"{flag} {pathOrFolder}: the folder holds no checkpoint (epoch-*.ckpt). Name a checkpoint file or a run's --checkpoint-dir.");
+    }
 
     public static unsafe CheckpointFolder Open(string path)
     {

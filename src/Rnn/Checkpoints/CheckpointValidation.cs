@@ -37,6 +37,12 @@ internal static class CheckpointValidation
         try { spec.Validate(); }
         catch (CharRnnException e) { Fail($"describes a model no run can have ({e.Message}); the file is damaged."); }
         if (h.Epoch < 0) Fail($"has a negative epoch count ({h.Epoch}); the file is damaged.");
+        if (h.Minibatch < 0 || h.LossRows < 0 || !double.IsFinite(h.LossSum) || h.LossSum < 0 || (h.Minibatch == 0 && h.LossRows != 0))
+            Fail($"has an impossible position in its epoch (minibatch {h.Minibatch}, {h.LossRows} loss rows); the file is damaged.");
+        if (!Enum.IsDefined(h.Newlines)) Fail($"has an undefined newline rule ({h.Newlines}); the file is damaged.");
+        if (h.ValPerplexity is double vp && !(double.IsFinite(vp) && vp >= 1)) Fail($"has an impossible validation perplexity ({vp}); the file is damaged.");
+        if (h.History != null && h.History.Any(e => e is null || e.Epoch < 1 || !double.IsFinite(e.Perplexity)))
+            Fail("has a damaged run history; the file is damaged.");
         if (h.AdamSteps < 0 || (h.AdamSteps > 0 && o.Optimizer != OptimizerKind.Adam))
             Fail($"has Adam steps ({h.AdamSteps}) that do not fit its optimizer ({o.Optimizer}); the file is damaged.");
         if (h.DataRngState is not { Length: 4 } rng || rng.All(w => w == 0))

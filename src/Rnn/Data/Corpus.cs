@@ -14,7 +14,7 @@ public enum NewlineMode { Space, Keep }
 /// map to indices. The file is streamed: reading stops after N characters, and an unlimited read stops with a clear
 /// error at <see cref="MaxChars"/> (a zip bomb or a huge file cannot exhaust memory).
 /// </summary>
-public sealed class Corpus
+public sealed record Corpus
 {
     public const string BookEntryName = "jaychou_lyrics.txt";
     public const int BookCharCount = 10000;
@@ -32,11 +32,19 @@ public sealed class Corpus
 
     public int Length => Indices.Length;
 
+    /// <summary>The --chars cut it was loaded with (null: all) and its newline rule: what a resume reloads it with.</summary>
+    public int? Limit { get; init; }
+    public NewlineMode Newlines { get; init; }
+
     /// <summary>The text as trained on (rebuilt from the indices).</summary>
     public string Text => Vocab.Decode(Indices);
 
-    /// <summary>Loads a corpus. <paramref name="maxChars"/> null = all characters (up to <see cref="MaxChars"/>).</summary>
-    public static Corpus Load(string path, int? maxChars = BookCharCount, NewlineMode newlines = NewlineMode.Space)
+    /// <summary>
+    /// Loads a corpus. <paramref name="maxChars"/> null = all characters (up to <see cref="MaxChars"/>).
+    /// <paramref name="vocabulary"/>: index the text with this vocabulary (fine-tuning a model trained on other text)
+    /// instead of its own; a character outside it is an error naming it.
+    /// </summary>
+    public static Corpus Load(string path, int? maxChars = BookCharCount, NewlineMode newlines = NewlineMode.Space, Vocabulary? vocabulary = null)
     {
         if (maxChars is <= 0) throw new CharRnnException($"--chars must be a positive number or 'all' (got {maxChars}).");
         int limit = maxChars ?? MaxChars;
@@ -70,7 +78,7 @@ public sealed class Corpus
             throw new CharRnnException(
                 $"The corpus {path} has more than {MaxChars:N0} characters, more than one run can index. " +
                 $"Train on its first part with --chars N (e.g. --chars {MaxChars / 2}).");
-        return FromCodes(codes, path, Convert.ToHexStringLower(sha.GetHashAndReset()));
+        return FromCodes(codes, path, Convert.ToHexStringLower(sha.GetHashAndReset()), vocabulary) with { Limit = maxChars, Newlines = newlines };
     }
 
     /// <summary>A corpus from text already in memory, taken as it is (tests, generation).</summary>
@@ -80,11 +88,17 @@ public sealed class Corpus
         return FromCodes(codes, source, Convert.ToHexStringLower(SHA1.HashData(Encoding.UTF8.GetBytes(text))));
     }
 
-    static Corpus FromCodes(List<int> codes, string source, string fingerprint)
+    static Corpus FromCodes(List<int> codes, string source, string fingerprint, Vocabulary? vocabulary = null)
     {
         if (codes.Count == 0) throw new CharRnnException($"The corpus {source} is empty. Give a file with some UTF-8 text.");
         var seen = new HashSet<int>(codes);
-        var vocab = new Vocabulary(seen.Select(c => new Rune(c)));
+        var vocab = vocabulary ?? new Vocabulary(seen.Select(c => new Rune(c)));
+        var outside = seen.Where(c => !vocab.TryGetIndex(new Rune(c), out _)).Order().ToList();
+        if (outside.Count > 0)
+            throw new CharRnnException(
+                $"The corpus {source} has {outside.Count} character(s) the model's vocabulary lacks: " +
+                string.Join(" ", outside.Take(10).Select(c => $"'{char.ConvertFromUtf32(c)}' (U+{c:X4})")) + (outside.Count > 10 ? " …" : "") +
+                ". A model can only be fine-tuned on text made of the characters it was trained on; start a new run instead.");
         var indices = new int[codes.Count];
         var index = new Dictionary<int, int>(vocab.Count);
         for (int i = 0; i < vocab.Count; i++) index[vocab[i].Value] = i;

@@ -32,8 +32,9 @@ public sealed class Vocabulary
         return sb.ToString();
     }
 
-    /// <summary>Maps text to indices, or throws naming every character that is not in the vocabulary.</summary>
-    public int[] Encode(string text, string what)
+    /// <summary>Maps text to indices, or throws naming every character that is not in the vocabulary; the message's
+    /// advice is <paramref name="fix"/> when given (the caller knows what was already tried).</summary>
+    public int[] Encode(string text, string what, string? fix = null)
     {
         var result = new List<int>();
         var missing = new List<string>();
@@ -46,7 +47,7 @@ public sealed class Vocabulary
             throw new CharRnnException(
                 $"{what} \"{text}\" contains {(missing.Count == 1 ? "a character" : "characters")} not in the corpus vocabulary: " +
                 string.Join(" ", missing.Select(m => $"'{m}' (U+{char.ConvertToUtf32(m, 0):X4})")) +
-                $". Use only characters that occur in the training text (vocabulary of {Count}), or train on more of the corpus (--chars all).");
+                $". {fix ?? $"Use only characters that occur in the training text (vocabulary of {Count}), or train on more of the corpus (--chars all)."}");
         return result.ToArray();
     }
 

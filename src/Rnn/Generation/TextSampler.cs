@@ -26,15 +26,18 @@ public sealed class TextSampler : IDisposable
         _bq = _be.ToArray(model.Bq);
     }
 
-    /// <summary>Returns prefix + <paramref name="length"/> token ids.</summary>
-    public int[] Sample(IReadOnlyList<int> prefix, int length, double temperature, int? topK, Rng rng)
+    /// <summary>Returns prefix + <paramref name="length"/> token ids; <paramref name="onToken"/> gets each generated
+    /// one as it is drawn (a caller can stream the text).</summary>
+    public int[] Sample(IReadOnlyList<int> prefix, int length, double temperature, int? topK, Rng rng, Action<int>? onToken = null)
     {
         if (temperature < 0 || double.IsNaN(temperature)) throw new CharRnnException($"--temperature must be 0 or more (got {temperature}).");
         if (topK is < 1) throw new CharRnnException($"--top-k must be at least 1 (got {topK}).");
         if (temperature == 0)
         {
             using var greedy = new Predictor(_m);
-            return greedy.Predict(prefix, length);
+            var all = greedy.Predict(prefix, length);
+            if (onToken != null) foreach (var t in all.Skip(prefix.Count)) onToken(t);
+            return all;
         }
         if (prefix.Count == 0) throw new CharRnnException("The prefix is empty. Give at least one character with --prefix.");
         var output = new List<int>(prefix);
@@ -52,6 +55,7 @@ public sealed class TextSampler : IDisposable
             _be.Gemm(false, false, 1f, _step.StateT, _m.Whq.All, 0f, _logits.All);
             _be.Download(_logits, z);
             output.Add(Draw(z, p, temperature, topK, rng));
+            onToken?.Invoke(output[^1]);
         }
         return output.ToArray();
     }

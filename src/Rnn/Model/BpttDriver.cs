@@ -17,8 +17,14 @@ public sealed class BpttDriver : IDisposable
     readonly IBackend _be;
     readonly RnnModel _m;
     readonly CellLayer[] _l;
+    readonly float _dropout;
+    readonly ulong _dropoutSeed;
+    readonly Tensor?[] _dropped, _masks; // per layer l ≥ 1: its input H_{l−1} ⊙ mask, and the mask (T·B × H)
+    bool _droppedNow;                    // the last Forward applied dropout (so Backward must too)
 
-    public BpttDriver(RnnModel model, int batch, int steps, InputMode? inputMode = null)
+    /// <param name="dropout">Probability of zeroing each input of the layers above the first during a training forward
+    /// (nn.RNN's <c>dropout</c>); the masks are drawn from <paramref name="seed"/> and <see cref="DropoutCounter"/>.</param>
+    public BpttDriver(RnnModel model, int batch, int steps, InputMode? inputMode = null, float dropout = 0f, ulong seed = 0)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "at least one row");
         if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "at least one step");
@@ -34,7 +40,20 @@ public sealed class BpttDriver : IDisposable
         DLogits = _be.Zeros(tb, v);            // (T·B × V)   d loss / d logits
         RowLoss = _be.Zeros(tb, 1);            // (T·B × 1)   −log p[label] per row, summed by AccumulateLoss
         if (Input == InputMode.OneHotGemm) OneHot = _be.Zeros(tb, v); // (T·B × V)
+        _dropout = dropout;
+        _dropoutSeed = seed ^ 0xD50F_0D15_EA5E_0001UL;
+        _dropped = new Tensor?[_l.Length];
+        _masks = new Tensor?[_l.Length];
+        if (dropout > 0)
+            for (int l = 1; l < _l.Length; l++)
+            {
+                _dropped[l] = _be.Zeros(tb, model.Spec.Hidden);
+                _masks[l] = _be.Zeros(tb, model.Spec.Hidden);
+            }
     }
+
+    /// <summary>Which minibatch of the run the next training forward is: the dropout masks' draw (the trainer sets it).</summary>
+    public ulong DropoutCounter { get; set; }
 
     public int Batch { get; }
     public int Steps { get; }
@@ -82,12 +101,24 @@ public sealed class BpttDriver : IDisposable
         }
     }
 
-    /// <summary>x·W_x for all T steps of a layer: a row gather (or one-hot GEMM) for layer 0, a GEMM above.</summary>
-    void InputProjection(int l, IdxView x)
+    /// <summary>
+    /// x·W_x for all T steps of a layer: a row gather (or one-hot GEMM) for layer 0, a GEMM above — on the layer below's
+    /// outputs, or on those outputs with dropout applied when <paramref name="dropout"/>.
+    /// </summary>
+    void InputProjection(int l, IdxView x, bool dropout)
     {
         var pre = _l[l].Pre.All;
         var wx = _m.Layers[l].Wx;
-        if (l > 0) _be.Gemm(false, false, 1f, _l[l - 1].Hs.RowRange(Batch, Steps * Batch), wx.All, 0f, pre);
+        if (l > 0)
+        {
+            var below = _l[l - 1].Hs.RowRange(Batch, Steps * Batch);
+            if (dropout)
+            {
+                _be.DropoutForward(below, _dropout, _dropoutSeed + (ulong)l, DropoutCounter, _dropped[l]!.All, _masks[l]!.All);
+                below = _dropped[l]!.All;
+            }
+            _be.Gemm(false, false, 1f, below, wx.All, 0f, pre);
+        }
         else if (Input == InputMode.Gather) _be.GatherRows(x, wx, pre);
         else
         {
@@ -101,7 +132,7 @@ public sealed class BpttDriver : IDisposable
     {
         for (int l = 0; l < _l.Length; l++)
         {
-            InputProjection(l, x);
+            InputProjection(l, x, dropout: false);
             _be.RecurrenceForward(_l[l], null);
         }
     }
@@ -110,16 +141,18 @@ public sealed class BpttDriver : IDisposable
     /// Forward over T steps, loss (accumulated on the backend) and d loss / d logits for the mean loss.
     /// The top layer's recurrence is sequential; the output layer of the steps already done runs beside it
     /// (<see cref="IBackend.Overlap"/>): each block waits until the recurrence has published its last step.
+    /// <paramref name="training"/>: apply dropout (when the driver has it); evaluation passes false.
     /// </summary>
-    public void Forward(IdxView x, IdxView y)
+    public void Forward(IdxView x, IdxView y, bool training = true)
     {
         int tb = Steps * Batch, top = _l.Length - 1;
+        _droppedNow = training && _dropout > 0;
         for (int l = 0; l < top; l++)
         {
-            InputProjection(l, x);
+            InputProjection(l, x, _droppedNow);
             _be.RecurrenceForward(_l[l], null);
         }
-        InputProjection(top, x);
+        InputProjection(top, x, _droppedNow);
         var progress = new StepProgress();
         var hs = _l[top].Hs;
         int perBlock = Math.Clamp(_be.OverlapBlock / Batch, 1, Steps);
@@ -186,9 +219,10 @@ public sealed class BpttDriver : IDisposable
         }
         if (l > 0)
         {
-            var below = _l[l - 1].Hs.RowRange(Batch, tb);
-            _be.Gemm(true, false, 1f, below, b.DPre.All, 0f, p.DWx.All);           // dW_x = H_belowᵀ·dPre
+            var below = _droppedNow ? _dropped[l]!.All : _l[l - 1].Hs.RowRange(Batch, tb);
+            _be.Gemm(true, false, 1f, below, b.DPre.All, 0f, p.DWx.All);           // dW_x = H_belowᵀ·dPre (dropped: its input)
             _be.Gemm(false, true, 1f, b.DPre.All, p.Wx.All, 0f, _l[l - 1].DH.All); // dH_below = dPre·W_xᵀ
+            if (_droppedNow) _be.DropoutBackward(_l[l - 1].DH.All, _masks[l]!.All, _l[l - 1].DH.All); // ⊙ mask
         }
         else if (Input == InputMode.Gather)
         {
@@ -201,6 +235,6 @@ public sealed class BpttDriver : IDisposable
     public void Dispose()
     {
         foreach (var b in _l) b.Dispose();
-        foreach (var t in new[] { Logits, DLogits, RowLoss, OneHot }) t?.Dispose();
+        foreach (var t in new[] { Logits, DLogits, RowLoss, OneHot }.Concat(_dropped).Concat(_masks)) t?.Dispose();
     }
 }

@@ -18,6 +18,9 @@ public sealed record TrainOverrides
     public int? Batch { get; init; }
     public int? Hidden { get; init; }
     public float? LearningRate { get; init; }
+    public float? LrDecay { get; init; }
+    public int? LrDecayAfter { get; init; }
+    public float? Dropout { get; init; }
     /// <summary>Set when --clip was given; its Theta is null for 'none'.</summary>
     public ClipSetting? Clip { get; init; }
     public SamplingKind? Sampling { get; init; }
@@ -43,9 +46,37 @@ public readonly record struct ClipSetting(float? Theta);
 public static class RunRules
 {
     /// <summary>A fresh run: the preset (default scratch-random), then every flag given.</summary>
-    public static TrainOptions Fresh(TrainOverrides given)
+    public static TrainOptions Fresh(TrainOverrides given) => Apply(TrainOptions.Preset(given.Preset ?? "scratch-random"), given);
+
+    /// <summary>
+    /// A new run that starts from a trained model's weights (fine-tuning): the model's shape (kind, cell, layers,
+    /// hidden size, activation) is the checkpoint's — a flag that contradicts it is refused, naming it — and everything
+    /// else starts from the checkpoint's run and takes every flag given (a preset's optimizer and sampling included).
+    /// </summary>
+    public static TrainOptions FineTune(TrainOptions saved, TrainOverrides given)
     {
-        var o = TrainOptions.Preset(given.Preset ?? "scratch-random");
+        var preset = given.Preset != null ? TrainOptions.Preset(given.Preset) : null;
+        var shape = new (string Flag, bool Given, object Saved, object? Asked)[]
+        {
+            ("--preset", preset != null && preset.Model != saved.Model, saved.Model, preset?.Model),
+            ("--cell", given.Cell != null, saved.Cell, given.Cell),
+            ("--layers", given.Layers != null, saved.Layers, given.Layers),
+            ("--hidden", given.Hidden != null, saved.Hidden, given.Hidden),
+            ("--activation", given.Activation != null, saved.Activation, given.Activation),
+        }.Where(f => f.Given && !Equals(f.Saved, f.Asked)).ToList();
+        if (shape.Count > 0)
+            throw new CharRnnException(
+                $"{string.Join(", ", shape.Select(f => $"{f.Flag} (the model has {Show(f.Saved)}, given {Show(f.Asked)})"))}: --init-from keeps the model's shape. " +
+                "Drop the flag, or train a new model without --init-from.");
+        var start = preset == null ? saved : preset with
+        {
+            Model = saved.Model, Cell = saved.Cell, Layers = saved.Layers, Hidden = saved.Hidden, Activation = saved.Activation,
+        };
+        return Apply(start, given);
+    }
+
+    static TrainOptions Apply(TrainOptions o, TrainOverrides given)
+    {
         o = o with
         {
             Cell = given.Cell ?? o.Cell,
@@ -54,9 +85,12 @@ public static class RunRules
             Batch = given.Batch ?? o.Batch,
             Hidden = given.Hidden ?? o.Hidden,
             LearningRate = given.LearningRate ?? o.LearningRate,
+            LrDecay = given.LrDecay ?? o.LrDecay,
+            LrDecayAfter = given.LrDecayAfter ?? o.LrDecayAfter,
             Clip = given.Clip is { } c ? c.Theta : o.Clip,
             Sampling = given.Sampling ?? o.Sampling,
             Optimizer = given.Optimizer ?? o.Optimizer,
+            Dropout = given.Dropout ?? o.Dropout,
             Seed = given.Seed ?? o.Seed,
             Input = given.Input ?? o.Input,
             Activation = given.Activation ?? o.Activation,
@@ -89,6 +123,9 @@ public static class RunRules
         yield return ("--batch", g.Batch != null, s.Batch, g.Batch);
         yield return ("--hidden", g.Hidden != null, s.Hidden, g.Hidden);
         yield return ("--lr", g.LearningRate != null, s.LearningRate, g.LearningRate);
+        yield return ("--lr-decay", g.LrDecay != null, s.LrDecay, g.LrDecay);
+        yield return ("--lr-decay-after", g.LrDecayAfter != null, s.LrDecayAfter, g.LrDecayAfter);
+        yield return ("--dropout", g.Dropout != null, s.Dropout, g.Dropout);
         yield return ("--clip", g.Clip != null, s.Clip, g.Clip?.Theta);
         yield return ("--sampling", g.Sampling != null, s.Sampling, g.Sampling);
         yield return ("--optimizer", g.Optimizer != null, s.Optimizer, g.Optimizer);

@@ -24,9 +24,21 @@ public sealed record TrainOptions
     public int PredLen { get; init; } = 50;
     public IReadOnlyList<string> Prefixes { get; init; } = ["分开", "不分开"];
     public ulong Seed { get; init; } = 0;
+    /// <summary>Dropout between stacked layers (nn.RNN's <c>dropout</c>): the probability of zeroing each input of layers
+    /// above the first during training; 0 = none. Off for validation and generation.</summary>
+    public float Dropout { get; init; }
+    /// <summary>char-rnn's schedule: after epoch <see cref="LrDecayAfter"/>, the learning rate is multiplied by this each
+    /// epoch (1 = constant).</summary>
+    public float LrDecay { get; init; } = 1f;
+    public int LrDecayAfter { get; init; }
     /// <summary>Hold out this fraction of the corpus's tail for validation (null: none).</summary>
     public double? ValFraction { get; init; }
     public InputMode? Input { get; init; }
+
+    /// <summary>The learning rate of epoch <paramref name="epoch"/> (1-based): char-rnn's decay, applied at the end of each
+    /// epoch from <see cref="LrDecayAfter"/> on.</summary>
+    public float LearningRateAt(int epoch) =>
+        LrDecay == 1f || epoch <= LrDecayAfter ? LearningRate : LearningRate * MathF.Pow(LrDecay, epoch - LrDecayAfter);
 
     /// <summary>The model these options train on a vocabulary of <paramref name="vocab"/> characters.</summary>
     public ModelSpec Spec(int vocab) => new(Model, vocab, Hidden, Activation, Cell, Layers);
@@ -84,13 +96,32 @@ public sealed record TrainOptions
         if (Clip is float c && (float.IsNaN(c) || c <= 0))
             throw new CharRnnException($"--clip must be a positive number, or 'none' to turn clipping off (got {c}).");
         if (Prefixes.Any(p => p.Length == 0)) throw new CharRnnException("--prefix must not be empty.");
+        if (!(Dropout >= 0 && Dropout < 1)) throw new CharRnnException($"--dropout must be at least 0 and below 1 (got {Dropout}).");
+        if (Dropout > 0 && Layers < 2)
+            throw new CharRnnException("--dropout applies between stacked layers (as nn.RNN's dropout): use it with --layers 2 or more.");
+        if (!(LrDecay > 0 && LrDecay <= 1)) throw new CharRnnException($"--lr-decay must be above 0 and at most 1 (got {LrDecay}).");
+        if (LrDecayAfter < 0) throw new CharRnnException($"--lr-decay-after must be zero or more (got {LrDecayAfter}).");
         if (ValFraction is double f && !(f > 0 && f < 1))
             throw new CharRnnException($"--val-fraction must be between 0 and 1, exclusive (got {f}).");
     }
 }
 
-/// <summary>What is printed every <see cref="TrainOptions.PredPeriod"/> epochs.</summary>
-public sealed record EpochReport(int Epoch, double Perplexity, double Seconds, IReadOnlyList<string> Predictions, double? ValPerplexity = null);
+/// <summary>
+/// What is printed at a report: the epoch (and the minibatch, when the report falls inside an epoch), the perplexity
+/// of the epoch so far, the time since the epoch began, the predictions, and the latest validation perplexity.
+/// </summary>
+public sealed record EpochReport(int Epoch, double Perplexity, double Seconds, IReadOnlyList<string> Predictions, double? ValPerplexity = null)
+{
+    /// <summary>Minibatches done in <see cref="Epoch"/> when the report falls inside it; null at its end.</summary>
+    public int? Minibatch { get; init; }
+    public int EpochSize { get; init; }
+}
 
-/// <summary>One epoch's numbers, for metrics files and progress displays.</summary>
-public sealed record EpochStats(int Epoch, double Perplexity, double? ValPerplexity, double Seconds, double TokensPerSecond);
+/// <summary>One epoch's numbers, for metrics files, progress displays, plots and a run's history in its checkpoints.</summary>
+public sealed record EpochStats(int Epoch, double Perplexity, double? ValPerplexity, double Seconds, double TokensPerSecond)
+{
+    /// <summary>The learning rate the epoch ran at (after decay).</summary>
+    public double? LearningRate { get; init; }
+    /// <summary>The global gradient norm before clipping, of the epoch's last minibatch.</summary>
+    public double? GradNorm { get; init; }
+}

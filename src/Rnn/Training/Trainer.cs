@@ -9,8 +9,9 @@ namespace CharRnn.Rnn.Training;
 /// <summary>
 /// The book's <c>train_and_predict_rnn</c> / <c>train_and_predict_rnn_pytorch</c> on any backend: per epoch, the
 /// minibatches are built on the host and uploaded once; every step runs on the backend; the loss stays on the
-/// backend and is read when an epoch is reported (or every epoch when someone asks for per-epoch numbers).
-/// A run can be captured at an epoch boundary (<see cref="CaptureState"/>) and continued from there bit for bit.
+/// backend and is read only when something needs it (a report, an evaluation, a save, a per-epoch hook). Reports,
+/// evaluations and saves follow a <see cref="TrainSchedule"/>, in epochs or minibatches; a run can be captured at
+/// any minibatch boundary (<see cref="CaptureState"/>) and continued from there bit for bit.
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -22,10 +23,20 @@ public sealed class Trainer : IDisposable
     readonly int[] _train;
     readonly int[]? _val;
     IndexBuffer? _epochX, _epochY, _valX, _valY;
+    Tensor[]? _keepH, _keepC;  // the carried training state, kept across a validation inside an epoch
+
+    /// <summary>Where the run is: the data generator's state at the start of the current epoch, minibatches done in
+    /// it, and the loss of those minibatches already read from the backend (so a mid-epoch read or resume keeps the
+    /// epoch's perplexity whole).</summary>
+    ulong[] _epochRng;
+    int _minibatch;
+    double _lossSum;
+    long _lossRows;
+    double? _lastVal;
 
     /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
-    /// <param name="resume">The state of this run at an epoch boundary to continue from (parameters, optimizer, RNG and
-    /// epoch come from it); its shapes must match the options (<c>Checkpoint.Load</c> checks that).</param>
+    /// <param name="resume">The state of this run to continue from (parameters, optimizer, RNG and position come from
+    /// it); its shapes must match the options (<c>Checkpoint.Load</c> checks that).</param>
     public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, TrainerState? resume = null)
     {
         options.Validate();
@@ -35,22 +46,28 @@ public sealed class Trainer : IDisposable
         if (_val != null && Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, options.Batch, options.Steps) < 1)
             throw new CharRnnException(
                 $"The validation split ({_val.Length} characters) is too short for one minibatch of batch {options.Batch} × steps {options.Steps}. " +
-                "Use a larger --val-fraction or a longer corpus (--chars all).");
-        _prefixes = options.Prefixes.Select(p => corpus.Vocab.Encode(p, "The prefix")).ToArray();
+                "Use a larger --val-fraction or a longer corpus.");
+        // The advice names --chars all only where the corpus was cut (a whole text has no more characters to offer).
+        var fix = corpus.Limit == null ? $"Use a --prefix made of characters that occur in the training text (vocabulary of {corpus.Vocab.Count})." : null;
+        _prefixes = options.Prefixes.Select(p => corpus.Vocab.Encode(p, "The prefix", fix)).ToArray();
         _be = backend;
         _corpus = corpus;
         _o = options;
         var spec = options.Spec(corpus.Vocab.Count);
         var init = resume?.Parameters ?? initial ?? RnnParameters.Initialize(spec, new Rng(options.Seed));
         _dataRng = resume != null ? new Rng(resume.DataRng) : new Rng(options.Seed ^ 0xD2106030UL);
+        _epochRng = _dataRng.State;
         Model = new RnnModel(backend, init);
-        Driver = new BpttDriver(Model, options.Batch, options.Steps, options.Input);
+        Driver = new BpttDriver(Model, options.Batch, options.Steps, options.Input, options.Dropout, options.Seed);
         Optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(options.LearningRate) : new Adam(options.LearningRate);
         Step = new TrainingStep(Driver, Optimizer, options.Clip ?? 0f);
         EpochSize = Samplers.EpochSize(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (resume != null)
         {
+            if (resume.Minibatch < 0 || resume.Minibatch >= EpochSize)
+                throw new CharRnnException($"The checkpoint stops after minibatch {resume.Minibatch} of an epoch, but this run's epochs have {EpochSize}. Resume it on the same corpus.");
             CompletedEpochs = resume.Epoch;
+            (_minibatch, _lossSum, _lossRows) = (resume.Minibatch, resume.LossSum, resume.LossRows);
             if (Optimizer is Adam adam && resume.AdamSteps > 0) adam.Restore(Model, resume.AdamM!, resume.AdamV!, resume.AdamSteps);
             for (int l = 0; l < options.Layers; l++)
             {
@@ -84,6 +101,9 @@ public sealed class Trainer : IDisposable
     /// <summary>Epochs finished so far (0 for a fresh run).</summary>
     public int CompletedEpochs { get; private set; }
 
+    /// <summary>Minibatches the run has trained since it began (resumes included): what minibatch intervals count.</summary>
+    public long TotalMinibatches => (long)CompletedEpochs * EpochSize + _minibatch;
+
     /// <summary>Training and validation index sequences: the validation split is the corpus's tail.</summary>
     public static (int[] Train, int[]? Val) Split(int[] indices, double? valFraction)
     {
@@ -92,38 +112,104 @@ public sealed class Trainer : IDisposable
         return (indices[..^nVal], indices[^nVal..]);
     }
 
+    /// <summary>The book's loop with its report every PredPeriod epochs (tests, benchmarks).</summary>
+    public TrainOutcome Train(Action<EpochReport> report, CancellationToken cancel = default) =>
+        Train(TrainSchedule.Book(_o), new TrainHooks { Report = report }, cancel);
+
     /// <summary>
-    /// Trains from the epoch after <see cref="CompletedEpochs"/> to <see cref="TrainOptions.Epochs"/>.
-    /// <paramref name="report"/> gets the book's lines' data every PredPeriod epochs; <paramref name="everyEpoch"/>,
-    /// when given, each epoch's numbers (this reads the loss every epoch: one device sync per epoch on a GPU);
-    /// <paramref name="afterEpoch"/> runs at each epoch boundary (e.g. to save a checkpoint).
+    /// Trains from where the run stands to <see cref="TrainOptions.Epochs"/>, reporting, evaluating and asking for
+    /// saves on <paramref name="schedule"/>'s intervals and at the end. A NaN or infinite loss (training or validation)
+    /// stops it with <see cref="DivergedException"/> before anything is saved.
     /// </summary>
-    public void Train(Action<EpochReport> report, Action<EpochStats>? everyEpoch = null, Action<int>? afterEpoch = null,
-        CancellationToken cancel = default, Func<int, bool>? checkpointAt = null, Action<int, int, int>? minibatchDone = null)
+    public TrainOutcome Train(TrainSchedule schedule, TrainHooks hooks, CancellationToken cancel = default)
     {
-        for (int epoch = CompletedEpochs + 1; epoch <= _o.Epochs; epoch++)
+        double bestVal = double.PositiveInfinity;
+        int sinceBest = 0;
+        while (CompletedEpochs < _o.Epochs)
         {
             cancel.ThrowIfCancellationRequested();
-            bool reportNow = epoch % _o.PredPeriod == 0;
-            // A checkpoint is only written after a healthy epoch: read its loss first (one sync) to know.
-            bool readNow = reportNow || everyEpoch != null || _be.RunsOnHost || checkpointAt?.Invoke(epoch) == true;
-            if (readNow) _be.Synchronize(); // time this epoch alone, not work queued before it
+            int epoch = CompletedEpochs + 1;
+            bool last = epoch == _o.Epochs;
+            bool epochEvents = hooks.Epoch != null || _be.RunsOnHost || last
+                               || Due(schedule.Print, epoch, EpochSize) || (_val != null && Due(schedule.Eval, epoch, EpochSize))
+                               || (schedule.Save is Interval sv && Due(sv, epoch, EpochSize));
+            if (epochEvents) _be.Synchronize(); // time this epoch alone, not work queued before it
             var sw = Stopwatch.StartNew();
-            int e = epoch;
-            RunEpoch(minibatchDone == null ? null : (i, n) => minibatchDone(e, i, n));
-            CompletedEpochs = epoch;
-            if (readNow)
+            Optimizer.LearningRate = _o.LearningRateAt(epoch);
+            int first = _minibatch;
+            StartEpoch(first);
+            for (int i = first; i < EpochSize; i++)
             {
-                var (sum, rows) = _be.ReadLoss();
-                sw.Stop();
-                double ppl = Healthy(epoch, Math.Exp(sum / rows), "training");
-                double? val = reportNow && _val != null ? Healthy(epoch, ValidationPerplexity(), "validation") : null;
-                double secs = sw.Elapsed.TotalSeconds;
-                everyEpoch?.Invoke(new EpochStats(epoch, ppl, val, secs, TokensPerEpoch / secs));
-                if (reportNow) report(new EpochReport(epoch, ppl, secs, PredictAll(), val));
+                TrainMinibatch(i, _epochX!.Range(i * Tb, Tb), _epochY!.Range(i * Tb, Tb));
+                _minibatch = i + 1;
+                hooks.Minibatch?.Invoke(epoch, i + 1, EpochSize);
+                bool end = i + 1 == EpochSize;
+                if (end) break; // the epoch's own events follow, after the boundary moves
+                bool print = schedule.Print.Minibatches && schedule.Print.Due(epoch, TotalMinibatches, false);
+                bool eval = _val != null && schedule.Eval.Minibatches && schedule.Eval.Due(epoch, TotalMinibatches, false);
+                bool save = schedule.Save is { Minibatches: true } s2 && s2.Due(epoch, TotalMinibatches, false);
+                if (!(print || eval || save)) continue;
+                double ppl = ReadEpochPerplexity(epoch);
+                if (eval && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience)) return Stop(hooks, epoch, schedule);
+                if (print) hooks.Report?.Invoke(new EpochReport(epoch, ppl, sw.Elapsed.TotalSeconds, PredictAll(), _lastVal) { Minibatch = i + 1, EpochSize = EpochSize });
+                if (save) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, _lastVal));
             }
-            afterEpoch?.Invoke(epoch);
+            CompletedEpochs = epoch;
+            _minibatch = 0;
+            _epochRng = _dataRng.State;
+            double epochPpl = epochEvents ? ReadEpochPerplexity(epoch) : double.NaN;
+            (_lossSum, _lossRows) = (0, 0); // what mid-epoch reads took belongs to this epoch only
+            if (epochEvents)
+            {
+                double ppl = epochPpl;
+                sw.Stop();
+                bool stop = _val != null && (Due(schedule.Eval, epoch, EpochSize) || last) && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience);
+                double secs = sw.Elapsed.TotalSeconds;
+                hooks.Epoch?.Invoke(new EpochStats(epoch, ppl, _lastVal, secs, TokensPerEpoch / secs)
+                    { LearningRate = Optimizer.LearningRate, GradNorm = Step.ReadGradNorm() });
+                if (Due(schedule.Print, epoch, EpochSize) || last || stop)
+                    hooks.Report?.Invoke(new EpochReport(epoch, ppl, secs, PredictAll(), _lastVal) { EpochSize = EpochSize });
+                if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop)
+                    hooks.Save?.Invoke(new SavePoint(epoch, EpochSize, EpochSize, _lastVal));
+                if (stop) return TrainOutcome.EarlyStopped;
+            }
         }
+        return TrainOutcome.Completed;
+    }
+
+    TrainOutcome Stop(TrainHooks hooks, int epoch, TrainSchedule schedule)
+    {
+        double ppl = ReadEpochPerplexity(epoch);
+        hooks.Report?.Invoke(new EpochReport(epoch, ppl, 0, PredictAll(), _lastVal) { Minibatch = _minibatch, EpochSize = EpochSize });
+        if (schedule.Save != null) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, _lastVal));
+        return TrainOutcome.EarlyStopped;
+    }
+
+    int Tb => _o.Batch * _o.Steps;
+
+    /// <summary>An epoch-counted interval at the end of epoch <paramref name="epoch"/>, or a minibatch-counted one
+    /// that falls on the epoch's last minibatch.</summary>
+    bool Due(Interval interval, int epoch, int epochSize) =>
+        interval.Due(epoch, (long)(epoch - 1) * epochSize + epochSize, epochEnd: true);
+
+    /// <summary>The perplexity of the current epoch so far: the backend's accumulator (then cleared) plus what earlier
+    /// reads (and a resumed checkpoint) took from it.</summary>
+    double ReadEpochPerplexity(int epoch)
+    {
+        var (sum, rows) = _be.ReadLoss();
+        _lossSum += sum;
+        _lossRows += rows;
+        _be.ResetLoss();
+        return Healthy(epoch, Math.Exp(_lossSum / _lossRows), "training");
+    }
+
+    /// <summary>Validation perplexity into <see cref="_lastVal"/>; true when patience has run out.</summary>
+    bool Evaluate(int epoch, ref double best, ref int sinceBest, int? patience)
+    {
+        _lastVal = Healthy(epoch, ValidationPerplexity(), "validation");
+        if (_lastVal < best) (best, sinceBest) = (_lastVal.Value, 0);
+        else sinceBest++;
+        return patience is int p && sinceBest >= p;
     }
 
     /// <summary>A perplexity, or <see cref="DivergedException"/> when it is NaN or infinite (a loss sum that stays
@@ -133,35 +219,42 @@ public sealed class Trainer : IDisposable
             $"Training diverged in epoch {epoch}: the {which} loss became {(double.IsNaN(perplexity) ? "NaN" : "too large to exponentiate (perplexity ∞)")}. " +
             "Use a smaller learning rate (--lr) or turn on gradient clipping (--clip 0.01).");
 
-    /// <summary>One epoch: build and upload its minibatches, then train on each (<paramref name="minibatchDone"/> gets
-    /// (minibatches issued, of how many) after each: progress for long epochs).</summary>
-    public void RunEpoch(Action<int, int>? minibatchDone = null)
+    /// <summary>Builds and uploads the current epoch's minibatches (from its starting generator state, so a resumed
+    /// epoch gets the same ones) and clears the loss accumulator.</summary>
+    void StartEpoch(int firstMinibatch)
     {
-        int tb = _o.Batch * _o.Steps;
+        if (firstMinibatch > 0) _dataRng.SetState(_epochRng); // a resumed epoch: the same draw as the first time
+        _epochRng = _dataRng.State;
         var batches = _o.Sampling == SamplingKind.Random
             ? Samplers.Random(_train, _o.Batch, _o.Steps, _dataRng)
             : Samplers.Consecutive(_train, _o.Batch, _o.Steps);
-        var (xs, ys, n) = Flatten(batches, EpochSize, tb);
+        var (xs, ys, _) = Flatten(batches, EpochSize, Tb);
         _epochX ??= _be.Indices(xs.Length);
         _epochY ??= _be.Indices(ys.Length);
         _be.Upload(_epochX, xs);
         _be.Upload(_epochY, ys);
         _be.ResetLoss();
-        for (int i = 0; i < n; i++)
-        {
-            TrainMinibatch(i, _epochX.Range(i * tb, tb), _epochY.Range(i * tb, tb));
-            minibatchDone?.Invoke(i + 1, n);
-        }
+    }
+
+    /// <summary>One whole epoch with no events (benchmarks): its loss stays in the backend's accumulator.</summary>
+    public void RunEpoch()
+    {
+        StartEpoch(0);
+        for (int i = 0; i < EpochSize; i++) TrainMinibatch(i, _epochX!.Range(i * Tb, Tb), _epochY!.Range(i * Tb, Tb));
+        CompletedEpochs++;
+        _epochRng = _dataRng.State;
     }
 
     /// <summary>
     /// Minibatch <paramref name="i"/> of an epoch: the book's state rule (random sampling: zeros for every minibatch;
     /// consecutive: zeros for the epoch's first, then the previous minibatch's final state, detached), then one step.
+    /// Dropout masks are drawn from the run's minibatch count, so they are the same on a resume.
     /// </summary>
     public void TrainMinibatch(int i, IdxView x, IdxView y)
     {
         if (_o.Sampling == SamplingKind.Random || i == 0) Driver.ResetState();
         else Driver.CarryState();
+        Driver.DropoutCounter = (ulong)((long)CompletedEpochs * EpochSize + i);
         Step.Run(x, y);
     }
 
@@ -181,29 +274,49 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// Perplexity on the held-out tail: consecutive minibatches, state carried as in training, forward only.
-    /// Leaves nothing behind that training depends on (the next epoch resets the loss and the state).
+    /// Perplexity on the held-out tail: consecutive minibatches, state carried as in training, forward only, no
+    /// dropout. The training's carried state and loss are kept aside and put back, so an evaluation inside an epoch
+    /// changes nothing that training depends on.
     /// </summary>
     public double ValidationPerplexity()
     {
         if (_val == null) throw new InvalidOperationException("no validation split");
-        int tb = _o.Batch * _o.Steps;
         int count = Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, _o.Batch, _o.Steps);
         if (_valX == null)
         {
-            var (xs, ys, _) = Flatten(Samplers.Consecutive(_val, _o.Batch, _o.Steps), count, tb);
+            var (xs, ys, _) = Flatten(Samplers.Consecutive(_val, _o.Batch, _o.Steps), count, Tb);
             _valX = _be.FromArray(xs);
             _valY = _be.FromArray(ys);
         }
+        var (sum0, rows0) = _be.ReadLoss(); // the training loss not yet read (nothing at an epoch's end)
+        _lossSum += sum0;
+        _lossRows += rows0;
+        KeepCarriedState(true);
         _be.ResetLoss();
         Driver.ResetState();
         for (int i = 0; i < count; i++)
         {
             if (i > 0) Driver.CarryState();
-            Driver.Forward(_valX.Range(i * tb, tb), _valY!.Range(i * tb, tb));
+            Driver.Forward(_valX.Range(i * Tb, Tb), _valY!.Range(i * Tb, Tb), training: false);
         }
         var (sum, rows) = _be.ReadLoss();
+        _be.ResetLoss();
+        KeepCarriedState(false);
         return Math.Exp(sum / rows);
+    }
+
+    void KeepCarriedState(bool keep)
+    {
+        _keepH ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_o.Batch, _o.Hidden)).ToArray();
+        if (Model.Spec.Cell == CellKind.Lstm) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_o.Batch, _o.Hidden)).ToArray();
+        for (int l = 0; l < _o.Layers; l++)
+        {
+            if (keep) _be.Copy(Driver.HT(l), _keepH[l].All); else _be.Copy(_keepH[l].All, Driver.HT(l));
+            if (_keepC != null)
+            {
+                if (keep) _be.Copy(Driver.CT(l)!.Value, _keepC[l].All); else _be.Copy(_keepC[l].All, Driver.CT(l)!.Value);
+            }
+        }
     }
 
     /// <summary>Greedy predictions for every prefix, as the book prints them.</summary>
@@ -213,15 +326,25 @@ public sealed class Trainer : IDisposable
         return _prefixes.Select(pre => _corpus.Vocab.Decode(p.Predict(pre, _o.PredLen))).ToList();
     }
 
-    /// <summary>The run at its current epoch boundary (what a checkpoint stores).</summary>
+    /// <summary>The run where it stands (what a checkpoint stores): at an epoch boundary, or inside an epoch.</summary>
     public TrainerState CaptureState()
     {
+        if (_minibatch > 0) // the loss of this epoch so far must travel with the state
+        {
+            var (sum, rows) = _be.ReadLoss();
+            _lossSum += sum;
+            _lossRows += rows;
+            _be.ResetLoss();
+        }
         var adam = Optimizer as Adam;
         bool moments = adam is { FirstMoments: not null };
         return new TrainerState
         {
             Epoch = CompletedEpochs,
-            DataRng = _dataRng.State,
+            Minibatch = _minibatch,
+            LossSum = _minibatch > 0 ? _lossSum : 0,
+            LossRows = _minibatch > 0 ? _lossRows : 0,
+            DataRng = _epochRng,
             Parameters = Model.ToHost(),
             AdamSteps = moments ? adam!.StepCount : 0,
             AdamM = moments ? adam!.FirstMoments!.Select(_be.ToArray).ToArray() : null,
@@ -240,6 +363,7 @@ public sealed class Trainer : IDisposable
         _epochY?.Dispose();
         _valX?.Dispose();
         _valY?.Dispose();
+        foreach (var t in (_keepH ?? []).Concat(_keepC ?? [])) t.Dispose();
         Step.Dispose();
         Optimizer.Dispose();
         Driver.Dispose();

@@ -9,8 +9,14 @@ namespace CharRnn.Rnn.Training;
 /// </summary>
 public sealed record TrainerState
 {
-    /// <summary>Epochs completed; training continues at the next one, minibatch 0.</summary>
+    /// <summary>Epochs completed; training continues in the next one, after <see cref="Minibatch"/> minibatches.</summary>
     public required int Epoch { get; init; }
+    /// <summary>Minibatches of the next epoch already trained (0 at an epoch boundary).</summary>
+    public int Minibatch { get; init; }
+    /// <summary>The loss summed over those minibatches and their row count, so the epoch's perplexity comes out whole.</summary>
+    public double LossSum { get; init; }
+    public long LossRows { get; init; }
+    /// <summary>The data generator's state at the start of that epoch (which redraws its minibatches on a resume).</summary>
     public required ulong[] DataRng { get; init; }
     public required RnnParameters Parameters { get; init; }
     /// <summary>Adam's steps so far (0: SGD, or Adam before its first step); the moments when positive.</summary>

@@ -151,6 +151,25 @@ public sealed class CpuBackend : IBackend
             for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
     }
 
+    public void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask)
+    {
+        using var _ = Op();
+        var xs = S(x); var ys = S(y); var ms = S(mask);
+        float scale = 1f / (1f - p);
+        for (int i = 0; i < xs.Length; i++)
+        {
+            float m = CpuKernels.DropoutUniform(seed, counter, (ulong)i) >= p ? scale : 0f;
+            ms[i] = m;
+            ys[i] = xs[i] * m;
+        }
+    }
+
+    public void DropoutBackward(Mat dy, Mat mask, Mat dx)
+    {
+        using var _ = Op();
+        TensorPrimitives.Multiply(S(dy), S(mask), S(dx));
+    }
+
     /// <summary>dst = bx + bh (or bx alone): the one bias the kernels add where the cell sums both.</summary>
     static void BiasSum(Tensor bx, Tensor? bh, Span<float> dst)
     {

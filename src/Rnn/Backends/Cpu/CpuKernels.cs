@@ -44,6 +44,23 @@ public static unsafe class CpuKernels
         return (y * pow2) & keep.AsSingle();
     }
 
+    /// <summary>
+    /// Dropout's uniform draw for element i of minibatch <paramref name="counter"/>: the top 24 bits of
+    /// splitmix64(seed + counter·φ + i·K) over 2^24, in [0, 1) and exact in float — <c>dropout_uniform</c> in
+    /// kernels/dropout.cu computes the same bits.
+    /// </summary>
+    public static float DropoutUniform(ulong seed, ulong counter, ulong i)
+    {
+        unchecked
+        {
+            ulong z = seed + counter * 0x9E3779B97F4A7C15UL + i * 0xD1B54A32D192ED03UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            z ^= z >> 31;
+            return (z >> 40) * (1f / 16777216f);
+        }
+    }
+
     static float ExpScalar(float x) => x < ExpCutoff ? 0f : MathF.Exp(x);
 
     /// <summary>

@@ -214,6 +214,13 @@ public sealed unsafe class CudaBackend : IBackend
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
         Launch("act_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(PC(dpre)));
 
+    public void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask) =>
+        Launch("dropout_forward", Blocks(x.Length), Ptr(PC(x)), x.Length, p, 1f / (1f - p), KernelArg.U64(seed), KernelArg.U64(counter),
+            Ptr(PC(y)), Ptr(PC(mask)));
+
+    public void DropoutBackward(Mat dy, Mat mask, Mat dx) =>
+        Launch("dropout_backward", Blocks(dy.Length), Ptr(PC(dy)), Ptr(PC(mask)), dy.Length, Ptr(PC(dx)));
+
     public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h) =>
         Launch("lstm_forward", Blocks(h.Length), Ptr(PC(pre)), Ptr(P(bx)), Ptr(bh == null ? 0 : P(bh)), Ptr(PC(cPrev)),
             h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(c)), Ptr(PC(h)));
