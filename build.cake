@@ -6,6 +6,9 @@
 //            driver API and cuBLAS on the CPU, kernels/*.cu compiled by g++) and prints their own, labelled line
 //   Emulator builds the CUDA emulator into artifacts/cuda-emulator and runs its self-test
 //   Publish  self-contained linux-x64 bundle (charrnn + test exe in one folder) for the GPU machine, in artifacts/gpu-bundle
+//   Pack     the dotnet tool package artifacts/packages/CharRnn.<version>.nupkg
+//   PublishNative  a NativeAOT charrnn for linux-x64 (no .NET needed) in artifacts/charrnn-linux-x64, and its .tar.gz
+//   Packages Pack and PublishNative, then smoke-run each (info, a 2-epoch train with a checkpoint, generate); CI runs it
 //
 // Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release,
 //   --emulator=auto|on|off (auto: run it on x86-64 when g++ and perl exist and no --filter was given; on: a missing compiler or
@@ -118,6 +121,66 @@ Task("Publish").Does(() =>
     var exit = StartProcess("tar", new ProcessSettings { Arguments = $"-cJf {tar.FullPath} -C {bundle.FullPath} .", EnvironmentVariables = new Dictionary<string, string> { ["XZ_OPT"] = "-6 -T0" } });
     if (exit != 0) throw new Exception("tar failed");
     Information($"Self-contained bundle in {bundle}, packed as {tar} ({new System.IO.FileInfo(tar.FullPath).Length / 1048576.0:F1} MiB)");
+});
+
+Task("Pack").Does(() =>
+{
+    var packages = artifacts.Combine("packages");
+    CleanDirectory(packages);
+    DotNetPack("./src/Cli/CharRnn.Cli.csproj", new DotNetPackSettings { Configuration = "Release", OutputDirectory = packages });
+});
+
+Task("PublishNative").Does(() =>
+{
+    var native = artifacts.Combine("charrnn-linux-x64");
+    CleanDirectory(native);
+    // TreatWarningsAsErrors (Directory.Build.props) makes any trimming or AOT warning fail this publish.
+    DotNetPublish("./src/Cli/CharRnn.Cli.csproj", new DotNetPublishSettings
+    {
+        Configuration = "Release",
+        Runtime = "linux-x64",
+        OutputDirectory = native,
+        MSBuildSettings = new DotNetMSBuildSettings().WithProperty("PublishAot", "true").WithProperty("StripSymbols", "true"),
+    });
+    foreach (var f in GetFiles(native.FullPath + "/*.pdb").Concat(GetFiles(native.FullPath + "/*.dbg"))) DeleteFile(f);
+    var tar = artifacts.CombineWithFilePath("charrnn-linux-x64.tar.gz");
+    if (StartProcess("tar", new ProcessSettings { Arguments = $"-czf {tar.FullPath} -C {artifacts.FullPath} charrnn-linux-x64" }) != 0) throw new Exception("tar failed");
+    Information($"NativeAOT charrnn in {native} ({new System.IO.FileInfo(native.CombineWithFilePath("charrnn").FullPath).Length / 1048576.0:F1} MiB), packed as {tar}");
+});
+
+// Runs a charrnn executable in a scratch folder (away from the repository's data/) and fails on a non-zero exit.
+void Smoke(string exe, string what)
+{
+    var dir = artifacts.Combine("smoke-" + what.Replace(' ', '-'));
+    CleanDirectory(dir);
+    foreach (var args in new[]
+    {
+        "info",
+        "train --device cpu --epochs 2 --pred-period 1 --hidden 32 --checkpoint-dir ck --plot p.png",
+        "generate --checkpoint ck --device cpu --length 20",
+        "export --checkpoint ck m.safetensors",
+        "generate --model m.safetensors --device cpu --length 20 --temperature 0",
+    })
+    {
+        var exit = StartProcess(exe, new ProcessSettings { Arguments = args, WorkingDirectory = dir });
+        if (exit != 0) throw new Exception($"{what}: charrnn {args} exited with {exit}");
+    }
+    if (!System.IO.File.Exists(dir.CombineWithFilePath("ck/latest.ckpt").FullPath)) throw new Exception($"{what}: no checkpoint written");
+    Console.WriteLine($"{what}: info, train, generate, export and generate --model ran");
+}
+
+Task("Packages").IsDependentOn("Pack").IsDependentOn("PublishNative").Does(() =>
+{
+    var toolPath = artifacts.Combine("tool");
+    CleanDirectory(toolPath);
+    var version = XDocument.Load("./src/Cli/CharRnn.Cli.csproj").Descendants("Version").First().Value;
+    var exit = StartProcess("dotnet", new ProcessSettings
+    {
+        Arguments = $"tool install CharRnn --version {version} --tool-path {toolPath.FullPath} --add-source {artifacts.Combine("packages").FullPath}",
+    });
+    if (exit != 0) throw new Exception($"dotnet tool install failed ({exit})");
+    Smoke(toolPath.CombineWithFilePath("charrnn").FullPath, "dotnet tool");
+    Smoke(artifacts.Combine("charrnn-linux-x64").CombineWithFilePath("charrnn").FullPath, "NativeAOT binary");
 });
 
 RunTarget(target);

@@ -77,9 +77,13 @@ internal static class BenchCommand
                 foreach (var (op, (s, c)) in times.OrderByDescending(kv => kv.Value.Seconds))
                     stdout.WriteLine(string.Create(inv, $"  {op,-28} {s,8:F3} s {100 * s / all,5:F1}%  {c,7} calls  {1e6 * s / c,9:F1} µs/call"));
             }
-            if (pr.GetValue(json) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(r, new JsonSerializerOptions { WriteIndented = true }));
+            if (pr.GetValue(json) is string file) AtomicFile.WriteAllText(file, JsonSerializer.Serialize(r, BenchJson.Default.BenchResult));
             return 0;
         }));
         return cmd;
     }
 }
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(WriteIndented = true)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(BenchResult))]
+internal sealed partial class BenchJson : System.Text.Json.Serialization.JsonSerializerContext;

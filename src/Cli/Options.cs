@@ -77,6 +77,25 @@ internal static class OptionValues
         var candidates = new List<string> { Path.Combine(AppContext.BaseDirectory, rel) };
         for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
             candidates.Add(Path.Combine(d.FullName, rel));
-        return candidates.FirstOrDefault(File.Exists) ?? candidates[^1];
+        return candidates.FirstOrDefault(File.Exists) ?? EmbeddedCorpus() ?? candidates[^1];
+    }
+
+    /// <summary>The copy of the corpus inside the executable, written once to the cache folder (a lone binary has no data/).</summary>
+    static string? EmbeddedCorpus()
+    {
+        using var s = typeof(OptionValues).Assembly.GetManifestResourceStream("data.jaychou_lyrics.txt.zip");
+        if (s == null) return null;
+        var cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        var path = Path.Combine(cache, "charrnn", "data", $"jaychou_lyrics-{s.Length}.txt.zip");
+        if (File.Exists(path) && new FileInfo(path).Length == s.Length) return path;
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            AtomicFile.Write(path, s.CopyTo);
+            return path;
+        }
+        catch (CharRnnException) { return null; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 }

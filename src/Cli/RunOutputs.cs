@@ -24,13 +24,25 @@ internal sealed class MetricsWriter
 
     void Append(EpochStats s)
     {
-        var o = new Dictionary<string, object?>
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
         {
-            ["epoch"] = s.Epoch, ["perplexity"] = s.Perplexity, ["val_perplexity"] = s.ValPerplexity,
-            ["seconds"] = s.Seconds, ["tokens_per_s"] = s.TokensPerSecond, ["device"] = _device,
-            ["learning_rate"] = s.LearningRate, ["grad_norm"] = s.GradNorm,
-        };
-        _lines.Append(JsonSerializer.Serialize(o)).Append('\n');
+            void Number(string name, double? v)
+            {
+                if (v is double x) w.WriteNumber(name, x); else w.WriteNull(name);
+            }
+            w.WriteStartObject();
+            w.WriteNumber("epoch", s.Epoch);
+            Number("perplexity", s.Perplexity);
+            Number("val_perplexity", s.ValPerplexity);
+            Number("seconds", s.Seconds);
+            Number("tokens_per_s", s.TokensPerSecond);
+            w.WriteString("device", _device);
+            Number("learning_rate", s.LearningRate);
+            Number("grad_norm", s.GradNorm);
+            w.WriteEndObject();
+        }
+        _lines.Append(Encoding.UTF8.GetString(buffer.ToArray())).Append('\n');
     }
 
     public void Add(EpochStats s)
@@ -52,6 +64,10 @@ internal static class PlotWriter
         if (ext is not (".png" or ".svg"))
             throw new CharRnnException($"--plot must name a .png or .svg file (got '{path}').");
         AtomicFile.CheckWritable(path, "--plot");
+        // Plots are drawn by SkiaSharp's native library: a lone NativeAOT binary without it beside must say so before training.
+        if (!System.Runtime.InteropServices.NativeLibrary.TryLoad("libSkiaSharp", typeof(SkiaSharp.SKBitmap).Assembly, null, out _))
+            throw new CharRnnException($"--plot needs SkiaSharp's native library (libSkiaSharp.so) beside charrnn in {AppContext.BaseDirectory}; " +
+                                       "the release folder has it (or drop --plot and use --metrics).");
     }
 
     /// <summary>

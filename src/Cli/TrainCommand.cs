@@ -62,12 +62,13 @@ internal static class TrainCommand
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint (or a --checkpoint-dir: its latest), bit for bit on the same backend. It remembers its corpus, options and folder: --resume alone continues; restating an option unchanged is fine." };
         var initFrom = new Option<string?>("--init-from") { Description = "Start a new run from this checkpoint's weights (or a folder's latest): fine-tuning, with new optimizer settings, on text made of the model's characters." };
         var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device, learning_rate, grad_norm) to this .jsonl file; a resume continues its history." };
+        var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to this folder (train/validation perplexity, tokens/s, learning rate, gradient norm per epoch): tensorboard --logdir DIR." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
                      predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, tf32, input, blas, activation,
-                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot })
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
@@ -105,7 +106,7 @@ internal static class TrainCommand
             if (resumeFrom != null && initPath != null)
                 throw new CharRnnException("--resume continues a run, --init-from starts a new one from its weights: give one of them.");
             Checkpoint? from = resumeFrom != null ? Checkpoint.Load(CheckpointFolder.Resolve(resumeFrom, "--resume")) : null;
-            Checkpoint? init = initPath != null ? Checkpoint.Load(CheckpointFolder.Resolve(initPath, "--init-from")) : null;
+            PortableModel? init = initPath != null ? PortableModel.Load(CheckpointFolder.Resolve(initPath, "--init-from")) : null;
 
             // The corpus: a user's text trains whole and keeps its lines; the shipped one is the book's 10 000 characters.
             var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? OptionValues.DefaultCorpus();
@@ -116,7 +117,7 @@ internal static class TrainCommand
                 "space" => NewlineMode.Space, "keep" => NewlineMode.Keep,
                 _ => from?.Header.Newlines ?? (ownText ? NewlineMode.Keep : NewlineMode.Space),
             };
-            var vocabulary = init != null ? new Vocabulary(init.Header.VocabChars.EnumerateRunes()) : null;
+            var vocabulary = init?.Vocabulary;
             var data = Corpus.Load(corpusPath, maxChars, newlineMode, vocabulary);
             if (from != null && data.Fingerprint != from.Header.CorpusSha1)
                 throw new CharRnnException($"The corpus {corpusPath} differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters from {from.Header.CorpusPath ?? "its --corpus"}). " +
@@ -128,7 +129,7 @@ internal static class TrainCommand
             {
                 // A user's text: predictions start from its own first characters unless --prefix says otherwise.
                 if (ownText && given.Prefixes is not { Count: > 0 }) given = given with { Prefixes = [OptionValues.FirstCharacters(data)] };
-                o = init != null ? RunRules.FineTune(init.Header.Options, given) : RunRules.Fresh(given);
+                o = init != null ? RunRules.FineTune(init.StartingOptions, given) : RunRules.Fresh(given);
             }
             o.Validate();
             if (from != null && o.Epochs <= from.Header.Epoch)
@@ -157,18 +158,19 @@ internal static class TrainCommand
             if (folder != null) schedule = schedule with { Save = save ?? schedule.Print };
             else if (save != null) throw new CharRnnException("--save-every needs a folder to save in: give --checkpoint-dir too.");
             using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
-            var outs = new Outputs(folder, metricsPath, plotPath);
+            using var board = pr.GetValue(tensorboard) is string tb ? new TensorBoardWriter(tb) : null;
+            var outs = new Outputs(folder, metricsPath, plotPath, board);
             return Train(o, schedule, data, backend, from, init, outs, stdout, stderr, cancel);
         }));
         return cmd;
     }
 
-    sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot);
+    sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot, TensorBoardWriter? Board);
 
-    static int Train(TrainOptions o, TrainSchedule schedule, Corpus data, IBackend backend, Checkpoint? from, Checkpoint? init, Outputs outs,
+    static int Train(TrainOptions o, TrainSchedule schedule, Corpus data, IBackend backend, Checkpoint? from, PortableModel? init, Outputs outs,
         TextWriter stdout, TextWriter stderr, CancellationToken cancel)
     {
-        using var trainer = new Trainer(backend, data, o, initial: init?.Parameters(), resume: from?.ToState());
+        using var trainer = new Trainer(backend, data, o, initial: init?.Parameters, resume: from?.ToState());
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
             $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
@@ -178,7 +180,7 @@ internal static class TrainCommand
             $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
         if (from != null)
             stderr.WriteLine($"charrnn: resuming after {Position(from.Header.Epoch, from.Header.Minibatch, trainer.EpochSize)} (checkpoint written on {from.Header.Backend})");
-        if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Header.Options.Model.ToString().ToLowerInvariant()} {init.Header.Cell} trained {init.Header.Epoch} epochs");
+        if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Spec.Kind.ToString().ToLowerInvariant()} {init.Spec.Cell.ToString().ToUpperInvariant()} (H {init.Spec.Hidden} ×{init.Spec.Layers})");
         // One history across resumes: what the checkpoint remembers up to where it stands, then this run's epochs.
         var stats = (from?.Header.History ?? []).Where(s => s.Epoch <= trainer.CompletedEpochs).ToList();
         var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached, Progress.HeartbeatFromEnvironment());
@@ -216,12 +218,16 @@ internal static class TrainCommand
                     foreach (var p in r.Predictions) stdout.WriteLine($" - {p.Replace("\n", "⏎")}"); // a kept line break, shown on the report's one line
                     stdout.Flush();
                 },
-                Epoch = s =>
-                {
-                    stats.Add(s);
-                    metrics?.Add(s);
-                    progress.Update(s);
-                },
+                // Per-epoch numbers cost a device sync each epoch: only when something keeps them.
+                Epoch = metrics != null || outs.Plot != null || outs.Board != null || outs.Checkpoints != null || Progress.TerminalAttached
+                    ? s =>
+                    {
+                        stats.Add(s);
+                        metrics?.Add(s);
+                        outs.Board?.Add(s);
+                        progress.Update(s);
+                    }
+                    : null,
                 Save = outs.Checkpoints != null ? Save : null,
                 Minibatch = (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps),
             }, cancel);

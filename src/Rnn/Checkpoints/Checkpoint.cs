@@ -107,11 +107,9 @@ public sealed class Checkpoint
         };
     }
 
-    internal static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = false,
-        Converters = { new JsonStringEnumConverter(allowIntegerValues: false) }, // enum names only: an integer could name no member
-    };
+    /// <summary>The header's JSON: source-generated (no reflection, so it works in a NativeAOT build), enums by name
+    /// only (an integer could name no member).</summary>
+    internal static CheckpointJson Json => CheckpointJson.Default;
 
     /// <summary>Float values per chunk when streaming tensors (4 MiB): bounds the buffers whatever the tensor's size.</summary>
     const int ChunkFloats = 1 << 20;
@@ -127,7 +125,7 @@ public sealed class Checkpoint
                 stream.Write(bytes);
                 hash.AppendData(bytes);
             }
-            var header = JsonSerializer.SerializeToUtf8Bytes(Header with { Tensors = Tensors.Select(kv => new TensorEntry(kv.Key, kv.Value.Length)).ToList() }, Json);
+            var header = JsonSerializer.SerializeToUtf8Bytes(Header with { Tensors = Tensors.Select(kv => new TensorEntry(kv.Key, kv.Value.Length)).ToList() }, Json.CheckpointHeader);
             Put(Magic);
             Put(BitConverter.GetBytes(FormatVersion));
             Put(BitConverter.GetBytes(header.Length));
@@ -179,7 +177,7 @@ public sealed class Checkpoint
             CheckpointHeader header;
             try
             {
-                header = JsonSerializer.Deserialize<CheckpointHeader>(headerBytes, Json) ?? throw new JsonException("empty header");
+                header = JsonSerializer.Deserialize(headerBytes, Json.CheckpointHeader) ?? throw new JsonException("empty header");
             }
             catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException or FormatException)
             {
@@ -268,3 +266,7 @@ public sealed record CheckpointHeader
     public required DateTime Created { get; init; }
     public IReadOnlyList<TensorEntry> Tensors { get; init; } = [];
 }
+
+[JsonSourceGenerationOptions(WriteIndented = false, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(CheckpointHeader))]
+internal sealed partial class CheckpointJson : JsonSerializerContext;

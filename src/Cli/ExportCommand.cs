@@ -1,0 +1,33 @@
+using System.CommandLine;
+using CharRnn.Rnn;
+using CharRnn.Rnn.Checkpoints;
+
+namespace CharRnn.Cli;
+
+/// <summary><c>charrnn export</c>: a checkpoint's model as a safetensors file under PyTorch's names.</summary>
+internal static class ExportCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "The checkpoint to export (or a --checkpoint-dir: its latest).", Required = true };
+        var format = new Option<string>("--format") { Description = "safetensors: PyTorch's names and layouts (the book's concise RNNModel: rnn.* and dense.*), vocabulary in its metadata.", DefaultValueFactory = _ => "safetensors" };
+        format.AcceptOnlyFromAmong("safetensors");
+        var output = new Argument<string>("OUT") { Description = "The file to write, e.g. model.safetensors." };
+        var cmd = new Command("export", "Write a trained model in a format other tools load (safetensors, for PyTorch and others).");
+        cmd.Options.Add(checkpoint);
+        cmd.Options.Add(format);
+        cmd.Arguments.Add(output);
+        cmd.SetAction(pr => Program.Guard(stderr, () =>
+        {
+            var path = pr.GetValue(output)!;
+            AtomicFile.CheckWritable(path, "OUT");
+            var ck = Checkpoint.Load(CheckpointFolder.Resolve(pr.GetValue(checkpoint)!, "--checkpoint"));
+            TorchFormat.Export(PortableModel.Of(ck), path, ck.Header.Epoch);
+            var spec = ck.Spec;
+            stderr.WriteLine($"charrnn: wrote {path}: {spec.Kind.ToString().ToLowerInvariant()} {spec.Cell.ToString().ToUpperInvariant()} ×{spec.Layers}, H {spec.Hidden}, vocabulary {spec.Vocab}" +
+                             $" (load it as nn.{(spec.Cell == Rnn.Model.CellKind.Rnn ? "RNN" : spec.Cell.ToString().ToUpperInvariant())}(V, H, num_layers) + nn.Linear(H, V))");
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,146 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Text;
+using CharRnn.Rnn;
+using CharRnn.Rnn.Training;
+
+namespace CharRnn.Cli;
+
+/// <summary>
+/// <c>--tensorboard DIR</c>: an <c>events.out.tfevents.*</c> file TensorBoard reads, written from the format's
+/// description — TFRecord framing (u64 length, masked CRC-32C of the length, the data, masked CRC-32C of the data) around
+/// <c>Event</c> protocol buffers (wall_time 1, step 2, file_version 3, summary 5 → Summary.value 1 → {tag 1,
+/// simple_value 2}). The first record carries file_version "brain.Event:2"; then one event per epoch with the scalars
+/// train/perplexity, validation/perplexity, train/tokens_per_s, train/learning_rate and train/grad_norm. Each process
+/// writes its own file (TensorBoard merges a folder's files), flushed after every epoch.
+/// </summary>
+internal sealed class TensorBoardWriter : IDisposable
+{
+    readonly FileStream _file;
+
+    public TensorBoardWriter(string dir)
+    {
+        if (string.IsNullOrWhiteSpace(dir)) throw new CharRnnException("--tensorboard is empty. Name a folder (it is created if missing).");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            Path = System.IO.Path.Combine(dir, $"events.out.tfevents.{DateTimeOffset.UtcNow.ToUnixTimeSeconds():D10}.{Environment.MachineName}.{Environment.ProcessId}.charrnn");
+            _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new CharRnnException($"Cannot write TensorBoard events to {dir}: {e.Message}", e);
+        }
+        var ev = new ProtoWriter();
+        ev.Double(1, WallTime());
+        ev.String(3, "brain.Event:2");
+        Record(ev.ToArray());
+        _file.Flush();
+    }
+
+    public string Path { get; } = "";
+
+    static double WallTime() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
+
+    public void Add(EpochStats s)
+    {
+        var summary = new ProtoWriter();
+        void Scalar(string tag, double? v)
+        {
+            if (v is not double x) return;
+            var value = new ProtoWriter();
+            value.String(1, tag);
+            value.Float(2, (float)x);
+            summary.Message(1, value);
+        }
+        Scalar("train/perplexity", s.Perplexity);
+        Scalar("validation/perplexity", s.ValPerplexity);
+        Scalar("train/tokens_per_s", s.TokensPerSecond);
+        Scalar("train/learning_rate", s.LearningRate);
+        Scalar("train/grad_norm", s.GradNorm);
+        var ev = new ProtoWriter();
+        ev.Double(1, WallTime());
+        ev.Int64(2, s.Epoch);
+        ev.Message(5, summary);
+        Record(ev.ToArray());
+        _file.Flush();
+    }
+
+    void Record(byte[] data)
+    {
+        Span<byte> len = stackalloc byte[8], crc = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)data.Length);
+        _file.Write(len);
+        BinaryPrimitives.WriteUInt32LittleEndian(crc, MaskedCrc32C(len));
+        _file.Write(crc);
+        _file.Write(data);
+        BinaryPrimitives.WriteUInt32LittleEndian(crc, MaskedCrc32C(data));
+        _file.Write(crc);
+    }
+
+    /// <summary>CRC-32C (Castagnoli), hardware-accelerated where the CPU has it (BitOperations.Crc32C is its step).</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data)
+    {
+        uint c = ~0u;
+        int i = 0;
+        for (; i + 8 <= data.Length; i += 8) c = BitOperations.Crc32C(c, BinaryPrimitives.ReadUInt64LittleEndian(data[i..]));
+        for (; i < data.Length; i++) c = BitOperations.Crc32C(c, data[i]);
+        return ~c;
+    }
+
+    /// <summary>TFRecord's mask: rotate right by 15 and add a constant (so a CRC of a CRC is not trivially valid).</summary>
+    public static uint MaskedCrc32C(ReadOnlySpan<byte> data)
+    {
+        uint c = Crc32C(data);
+        return unchecked(((c >> 15) | (c << 17)) + 0xa282ead8u);
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    /// <summary>The few protobuf encodings an Event needs: varint, fixed64 double, fixed32 float, length-delimited.</summary>
+    sealed class ProtoWriter
+    {
+        readonly MemoryStream _s = new();
+
+        void Varint(ulong v)
+        {
+            while (v >= 0x80) { _s.WriteByte((byte)(v | 0x80)); v >>= 7; }
+            _s.WriteByte((byte)v);
+        }
+
+        void Tag(int field, int wire) => Varint((ulong)(field << 3 | wire));
+
+        public void Double(int field, double v)
+        {
+            Tag(field, 1);
+            Span<byte> b = stackalloc byte[8];
+            BinaryPrimitives.WriteDoubleLittleEndian(b, v);
+            _s.Write(b);
+        }
+
+        public void Float(int field, float v)
+        {
+            Tag(field, 5);
+            Span<byte> b = stackalloc byte[4];
+            BinaryPrimitives.WriteSingleLittleEndian(b, v);
+            _s.Write(b);
+        }
+
+        public void Int64(int field, long v)
+        {
+            Tag(field, 0);
+            Varint((ulong)v);
+        }
+
+        public void Bytes(int field, ReadOnlySpan<byte> b)
+        {
+            Tag(field, 2);
+            Varint((ulong)b.Length);
+            _s.Write(b);
+        }
+
+        public void String(int field, string s) => Bytes(field, Encoding.UTF8.GetBytes(s));
+        public void Message(int field, ProtoWriter m) => Bytes(field, m.ToArray());
+        public byte[] ToArray() => _s.ToArray();
+    }
+}
