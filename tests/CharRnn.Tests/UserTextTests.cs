@@ -273,7 +273,8 @@ public class UserTextTests
     [TestCase(new[] { "train", "--epochs", "abc" }, "--epochs expects a whole number (got 'abc')")]
     [TestCase(new[] { "trian" }, "unknown command 'trian'; did you mean train?")]
     [TestCase(new[] { "train", "--save-every", "5x" }, "--save-every must be a number of epochs")]
-    [TestCase(new[] { "generate" }, "--checkpoint is required")]
+    [TestCase(new[] { "generate" }, "--checkpoint FILE|DIR (charrnn train's) or --model FILE.safetensors")]
+    [TestCase(new[] { "export", "m.safetensors" }, "--checkpoint is required")]
     public void CommandLineMistakesAreOneLineWithoutTheHelp(string[] args, string expected)
     {
         var (code, o, e) = Run(args);
