@@ -47,7 +47,7 @@ except Exception:
     pass
 found = []
 for r in roots:
-    for pat in ("nvidia/*/lib/libcublas.so.*", "nvidia/*/lib/libnvrtc.so.*", "torch/lib/libcublas.so.*", "torch/lib/libnvrtc*.so*"):
+    for pat in ("nvidia/*/lib/libcublas.so.*", "nvidia/*/lib/libnvrtc.so.*", "nvidia/*/lib/libnccl.so.*", "torch/lib/libcublas.so.*", "torch/lib/libnvrtc*.so*"):
         for f in glob.glob(os.path.join(r, pat)):
             d = os.path.dirname(f)
             if d not in found:
@@ -91,6 +91,20 @@ for first, names in sorted(by_first_line.items(), key=lambda kv: -len(kv[1]))[:1
     print(f"  FAILED x{len(names)}: {first[:200]}")
     print(f"    e.g. {names[0]}")
 PY
+
+echo "== NCCL, one rank, end to end (data-parallel path on one GPU)"
+NCCL_DEBUG=WARN timeout 60 "$BUNDLE/charrnn" train --device cuda --nccl --epochs 3 --pred-period 1 --hidden 64 2>&1 | tail -5 | tee "$OUT/nccl.txt" || status=1
+
+echo "== compute-sanitizer (memcheck, racecheck, synccheck on a few Gpu tests)"
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$SAN" ]; then
+  for tool in memcheck racecheck synccheck; do
+    timeout 90 "$SAN" --tool $tool --error-exitcode 9 "$BUNDLE/CharRnn.Tests" --filter "FullyQualifiedName~GateOpTests|FullyQualifiedName~BackendOpTests" \
+      > "$OUT/sanitizer-$tool.log" 2>&1; echo "compute-sanitizer $tool: exit $?" | tee -a "$OUT/sanitizer.txt"
+  done
+else
+  echo "compute-sanitizer: not installed on this machine; not run" | tee "$OUT/sanitizer.txt"
+fi
 
 echo "== benchmarks"
 run() {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using System.Text;
 using CharRnn.Rnn;
+using CharRnn.Rnn.Distributed;
 
 namespace CharRnn.Cli;
 
@@ -29,15 +30,43 @@ public static class Program
             s_terminated = true;
             cts.Cancel();
         });
-        int code = Run(args, Console.Out, Console.Error, cts.Token);
+        // mpiexec -n N charrnn train …: this process is one rank (MPI from the launcher's environment); alone, the only one.
+        ICollective ranks;
+        try { ranks = Launch.Detect(); }
+        catch (CharRnnException e)
+        {
+            Console.Error.WriteLine($"error: {CliErrors.Sentence(CliErrors.OneLine(e.Message))}");
+            return CliErrors.Usage;
+        }
+        using var finalize = ranks;
+        // Only rank 0 speaks; the others print nothing but their own errors, marked with their rank.
+        var (stdout, stderr) = ranks.Rank == 0 ? (Console.Out, Console.Error)
+            : (TextWriter.Null, (TextWriter)new RankErrors(Console.Error, ranks.Rank));
+        int code = Run(args, stdout, stderr, cts.Token, ranks);
+        if (code != 0 && code != 130 && ranks is MpiRanks mpi) mpi.Abort(code); // the others must not wait on a rank that left
         return code == 130 && s_terminated ? 143 : code;
     }
 
+    /// <summary>A non-zero rank's stderr: only "error:" lines, prefixed with the rank.</summary>
+    sealed class RankErrors(TextWriter inner, int rank) : TextWriter
+    {
+        readonly StringBuilder _line = new();
+        public override Encoding Encoding => inner.Encoding;
+
+        public override void Write(char value)
+        {
+            if (value != '\n') { _line.Append(value); return; }
+            var line = _line.ToString();
+            _line.Clear();
+            if (line.StartsWith("error:", StringComparison.Ordinal)) inner.WriteLine($"rank {rank}: {line}");
+        }
+    }
+
     /// <summary>Runs the CLI with the given writers (the tests call this in-process).</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default, ICollective? ranks = null)
     {
         var root = new RootCommand("charrnn — character-level RNN language models (d2l ch. 6.4/6.5) on NVIDIA GPUs and CPUs.");
-        root.Subcommands.Add(TrainCommand.Create(stdout, stderr, cancel));
+        root.Subcommands.Add(TrainCommand.Create(stdout, stderr, cancel, ranks ?? SingleRank.Instance));
         root.Subcommands.Add(InfoCommand.Create(stdout));
         root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
         root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));

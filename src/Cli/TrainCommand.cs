@@ -5,6 +5,7 @@ using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Distributed;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
 
@@ -12,7 +13,7 @@ namespace CharRnn.Cli;
 
 internal static class TrainCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
+    public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel, ICollective ranks)
     {
         var preset = new Option<string?>("--preset")
         {
@@ -63,12 +64,14 @@ internal static class TrainCommand
         var initFrom = new Option<string?>("--init-from") { Description = "Start a new run from this checkpoint's weights (or a folder's latest): fine-tuning, with new optimizer settings, on text made of the model's characters." };
         var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device, learning_rate, grad_norm) to this .jsonl file; a resume continues its history." };
         var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to this folder (train/validation perplexity, tokens/s, learning rate, gradient norm per epoch): tensorboard --logdir DIR." };
+        var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N): seconds a rank waits for the others before it calls the run failed (default 600)." };
+        var nccl = new Option<bool>("--nccl") { Description = "GPU: average gradients with NCCL even for a single rank (several GPU ranks always do)." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
                      predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, tf32, input, blas, activation,
-                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard })
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
@@ -101,6 +104,8 @@ internal static class TrainCommand
                 PredLen = pr.GetValue(predLen),
                 Prefixes = pr.GetValue(prefix),
             };
+            if (pr.GetValue(rankTimeout) is double rt)
+                ranks.Timeout = rt > 0 && double.IsFinite(rt) ? TimeSpan.FromSeconds(rt) : throw new CharRnnException($"--rank-timeout must be a positive number of seconds (got {rt}).");
             var resumeFrom = pr.GetValue(resume);
             var initPath = pr.GetValue(initFrom);
             if (resumeFrom != null && initPath != null)
@@ -123,6 +128,8 @@ internal static class TrainCommand
                 throw new CharRnnException($"The corpus {corpusPath} differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters from {from.Header.CorpusPath ?? "its --corpus"}). " +
                                            "Resume on the same text; --init-from starts a new run from the weights on another.");
 
+            if (from != null && from.Header.Ranks != ranks.Size)
+                throw new CharRnnException($"The checkpoint was written by a run of {from.Header.Ranks} rank(s); resume it with as many (mpiexec -n {from.Header.Ranks}), or --init-from it for a new run.");
             TrainOptions o;
             if (from != null) o = RunRules.Resume(from.Header.Options, given);
             else
@@ -151,16 +158,24 @@ internal static class TrainCommand
             var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath);
             var dir = pr.GetValue(checkpointDir) ?? from?.Header.CheckpointDir;
-            using var folder = dir != null ? CheckpointFolder.Open(dir) : null;
+            using var folder = dir != null && ranks.Rank == 0 ? CheckpointFolder.Open(dir) : null; // rank 0 writes for all
             if (folder is { RemovedTemps: > 0 })
                 stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");
             var save = pr.GetValue(saveEvery) is string se ? Interval.Parse(se, "--save-every") : (Interval?)null;
-            if (folder != null) schedule = schedule with { Save = save ?? schedule.Print };
+            if (dir != null) schedule = schedule with { Save = save ?? schedule.Print };
             else if (save != null) throw new CharRnnException("--save-every needs a folder to save in: give --checkpoint-dir too.");
-            using var backend = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
+            // Several ranks on GPUs: one GPU each, by the rank's place on its machine.
+            var dev = pr.GetValue(device)!;
+            if (ranks.Size > 1 && dev is "cuda" or "auto" && Cuda.GpuProbe.Run(0) is { Usable: true, Info: { } gpu })
+                dev = $"cuda:{Launch.LocalRank() % gpu.DeviceCount}";
+            using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, pr.GetValue(tf32));
+            using var gpuRanks = backend is Rnn.Backends.Cuda.CudaBackend cuda && (ranks.Size > 1 || pr.GetValue(nccl)) ? NcclRanks.Create(ranks, cuda) : null;
+            if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
+            var team = (ICollective?)gpuRanks ?? ranks;
+            if (team.Size > 1 || gpuRanks != null) stderr.WriteLine($"charrnn: {team.Size} rank(s), {team.Description}; --batch {o.Batch} is the global batch, {o.Batch / team.Size} rows per rank");
             using var board = pr.GetValue(tensorboard) is string tb ? new TensorBoardWriter(tb) : null;
             var outs = new Outputs(folder, metricsPath, plotPath, board);
-            return Train(o, schedule, data, backend, from, init, outs, stdout, stderr, cancel);
+            return Train(o, schedule, data, backend, from, init, outs, stdout, stderr, cancel, team);
         }));
         return cmd;
     }
@@ -168,9 +183,9 @@ internal static class TrainCommand
     sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot, TensorBoardWriter? Board);
 
     static int Train(TrainOptions o, TrainSchedule schedule, Corpus data, IBackend backend, Checkpoint? from, PortableModel? init, Outputs outs,
-        TextWriter stdout, TextWriter stderr, CancellationToken cancel)
+        TextWriter stdout, TextWriter stderr, CancellationToken cancel, ICollective ranks)
     {
-        using var trainer = new Trainer(backend, data, o, initial: init?.Parameters, resume: from?.ToState());
+        using var trainer = new Trainer(backend, data, o, initial: init?.Parameters, resume: from?.ToState(), ranks: ranks);
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
             $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
@@ -190,8 +205,10 @@ internal static class TrainCommand
         string? lastSaved = null;
         void Save(SavePoint p)
         {
-            var path = outs.Checkpoints!.FileFor(p);
-            Checkpoint.Capture(trainer, stats, outs.Checkpoints.Path, p.ValPerplexity).Save(path);
+            var ck = Checkpoint.Capture(trainer, stats, outs.Checkpoints?.Path, p.ValPerplexity); // every rank: the state is gathered
+            if (outs.Checkpoints == null) return; // not rank 0
+            var path = outs.Checkpoints.FileFor(p);
+            ck.Save(path);
             lastSaved = path;
             bool best = outs.Checkpoints.Published(path, p.ValPerplexity);
             progress.Clear();
@@ -228,7 +245,7 @@ internal static class TrainCommand
                         progress.Update(s);
                     }
                     : null,
-                Save = outs.Checkpoints != null ? Save : null,
+                Save = schedule.Save != null ? Save : null,
                 Minibatch = (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps),
             }, cancel);
         }
@@ -236,11 +253,11 @@ internal static class TrainCommand
         {
             progress.Clear();
             string saved = "";
-            if (outs.Checkpoints != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
+            if (schedule.Save != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
             {
                 var p = new SavePoint(trainer.CompletedEpochs, trainer.EpochSize, trainer.EpochSize, lastVal);
-                if (lastSaved != outs.Checkpoints.FileFor(p)) Save(p); // the state at this boundary (same as a --save-every save)
-                saved = $"; checkpoint {lastSaved} (continue with: charrnn train --resume {outs.Checkpoints.Path})";
+                if (outs.Checkpoints == null || lastSaved != outs.Checkpoints.FileFor(p)) Save(p); // the state at this boundary (same as a --save-every save)
+                if (outs.Checkpoints != null) saved = $"; checkpoint {lastSaved} (continue with: charrnn train --resume {outs.Checkpoints.Path})";
             }
             Plot();
             stderr.WriteLine($"charrnn: interrupted after epoch {trainer.CompletedEpochs}{saved}.");
@@ -261,6 +278,10 @@ internal static class TrainCommand
                 $"charrnn: stopped early after epoch {trainer.CompletedEpochs}: the validation perplexity has not improved for {schedule.Patience} evaluations" +
                 (outs.Checkpoints != null ? $"; the best model is {Path.Combine(outs.Checkpoints.Path, CheckpointFolder.Best)}" : ""));
         stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
+        if (ranks.Size > 1 && trainer.Step.Reductions > 0)
+            stderr.WriteLine(string.Create(inv,
+                $"charrnn: gradient average over {ranks.Size} ranks: {1e3 * trainer.Step.ReductionSeconds / trainer.Step.Reductions:F3} ms per step waited after the backward pass " +
+                $"({100 * trainer.Step.ReductionSeconds / total.Elapsed.TotalSeconds:F1}% of the run)"));
         Plot();
         return 0;
     }

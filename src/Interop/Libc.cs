@@ -5,7 +5,7 @@ namespace CharRnn.Interop;
 /// <summary>
 /// The few POSIX calls .NET has no API for (glibc, Linux): <c>fsync</c> of a directory, so a rename that published a
 /// checkpoint survives a power loss; <c>flock</c> of a directory, so two runs cannot share a checkpoint folder; and
-/// <c>stat</c>, to tell a regular file from a device or a pipe.
+/// <c>stat</c>, to tell a regular file from a device or a pipe; <c>setenv</c>, for MPI's transport settings.
 /// </summary>
 public static unsafe partial class Libc
 {
@@ -22,4 +22,6 @@ public static unsafe partial class Libc
     [LibraryImport(Lib, SetLastError = true)] public static partial int flock(int fd, int operation);
     /// <summary><c>struct stat</c> is 144 bytes on x86-64 (st_mode at offset 24) and 128 on arm64 (st_mode at 16).</summary>
     [LibraryImport(Lib, SetLastError = true)] public static partial int stat(byte* pathname, byte* statbuf);
+    /// <summary>The native environment (what MPI reads; .NET's Environment.SetEnvironmentVariable does not reach it).</summary>
+    [LibraryImport(Lib, SetLastError = true)] public static partial int setenv(byte* name, byte* value, int overwrite);
 }

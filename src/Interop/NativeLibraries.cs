@@ -15,6 +15,11 @@ public static class NativeLibraries
     public const string Cublas = "charrnn-cublas";
     public const string Nvrtc = "charrnn-nvrtc";
     public const string OpenBlas = "charrnn-openblas";
+    public const string Mpi = "charrnn-mpi";
+    public const string Nccl = "charrnn-nccl";
+
+    /// <summary>Override for the MPI library (a full path), e.g. another MPICH-ABI implementation.</summary>
+    public const string MpiLibraryVariable = "CHARRNN_MPI_LIBRARY";
 
     /// <summary>Override folder(s), colon-separated, searched first for the CUDA libraries.</summary>
     public const string LibDirVariable = "CHARRNN_CUDA_LIB_DIR";
@@ -58,6 +63,9 @@ public static class NativeLibraries
                 Nvrtc => LoadFirst(name, ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
                     CudaFolders(), preload: "libnvrtc-builtins"),
                 OpenBlas => LoadFirst(name, ["libopenblas.so.0", "libopenblas.so"], OpenBlasFolders(), preload: null),
+                Mpi => LoadFirst(name, Environment.GetEnvironmentVariable(MpiLibraryVariable) is { Length: > 0 } mpi ? [mpi] : ["libmpich.so.12", "libmpi.so.12"],
+                    ["", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"], preload: null),
+                Nccl => LoadFirst(name, ["libnccl.so.2", "libnccl.so"], CudaFolders(), preload: null),
                 _ => new LoadResult(name, IntPtr.Zero, null, ["(unknown logical library)"]),
             };
             Results[name] = result;
@@ -144,6 +152,7 @@ public static class NativeLibraries
             list.Add(Path.Combine(sp, "nvidia", "cu13", "lib"));
             list.Add(Path.Combine(sp, "nvidia", "cublas", "lib"));
             list.Add(Path.Combine(sp, "nvidia", "cuda_nvrtc", "lib"));
+            list.Add(Path.Combine(sp, "nvidia", "nccl", "lib"));
         }
         return list.Distinct().ToList();
     }

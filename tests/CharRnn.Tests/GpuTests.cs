@@ -181,6 +181,34 @@ public class GpuTests
         Assert.That(free - freeAfter, Is.LessThan(8L << 20), "driver-reported free memory shrank by more than 8 MiB");
     }
 
+    /// <summary>NCCL end to end with one rank: the gradient "average" over one GPU leaves every step as it was, bit for
+    /// bit, through the real call sequence (unique id by value, communicator, grouped all-reduces on the stream). On the
+    /// CUDA emulator its one-rank NCCL (tests/CudaEmulator/nccl.cpp); on a GPU machine, the NCCL PyTorch's wheels ship.</summary>
+    [Test]
+    public void NcclWithOneRankTrainsExactlyAsWithout()
+    {
+        using var gpu = CreateCudaBackend();
+        var nccl = Rnn.Distributed.NcclRanks.Version();
+        if (nccl.StartsWith("not found"))
+        {
+            if (TestBackends.RequireGpu) Assert.Fail("CHARRNN_REQUIRE_GPU=1 but NCCL is " + nccl);
+            Assert.Ignore("NCCL is " + nccl);
+        }
+        var o = TrainOptions.Preset("lstm-concise") with { Epochs = 2, Hidden = 32, Batch = 8, Steps = 10, PredPeriod = 1, Seed = 5 };
+        var corpus = Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
+        var runs = new List<List<EpochReport>>();
+        foreach (bool withNccl in new[] { false, true })
+        {
+            using var ranks = withNccl ? Rnn.Distributed.NcclRanks.Create(Rnn.Distributed.SingleRank.Instance, gpu) : null;
+            using var t = new Trainer(gpu, corpus, o, ranks: ranks);
+            var reports = new List<EpochReport>();
+            t.Train(reports.Add);
+            runs.Add(reports);
+        }
+        Assert.That(runs[1].Select(r => r.Perplexity), Is.EqualTo(runs[0].Select(r => r.Perplexity)));
+        Assert.That(runs[1].SelectMany(r => r.Predictions), Is.EqualTo(runs[0].SelectMany(r => r.Predictions)));
+    }
+
     [Test]
     public void CapturedGraphReplaysTheSameWork()
     {

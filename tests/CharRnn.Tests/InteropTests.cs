@@ -35,7 +35,7 @@ public class InteropTests
         .Select(x => x.a!.EntryPoint ?? x.m.Name), StringComparer.Ordinal);
 
     [Test]
-    public void EveryBindingIsCalled([Values(typeof(CudaDriver), typeof(Cublas), typeof(Nvrtc), typeof(OpenBlas), typeof(Libc))] Type binding)
+    public void EveryBindingIsCalled([Values(typeof(CudaDriver), typeof(Cublas), typeof(Nvrtc), typeof(OpenBlas), typeof(Libc), typeof(Mpi), typeof(Nccl))] Type binding)
     {
         var root = Root();
         var callers = Directory.EnumerateFiles(Path.Combine(root, "src"), "*.cs", SearchOption.AllDirectories)
@@ -79,6 +79,7 @@ public class InteropTests
     [TestCase("libcuda.so.1", typeof(CudaDriver), "^cu[A-Z]")]
     [TestCase("libcublas.so.12", typeof(Cublas), "^cublas")]
     [TestCase("nvrtc-faults/libnvrtc.so.13", typeof(Nvrtc), "^nvrtc")]
+    [TestCase("libnccl.so.2", typeof(Nccl), "^nccl")]
     public void TheEmulatorImplementsExactlyWhatIsBound(string library, Type binding, string prefix)
     {
         var path = Path.Combine(Root(), "artifacts", "cuda-emulator", library);

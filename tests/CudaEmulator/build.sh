@@ -28,6 +28,8 @@ done
 "$CXX" -shared -o "$out/libcuda.so.1" -Wl,-soname,libcuda.so.1 "$out/obj/driver.o" "$out/obj/fiber.o" "${objs[@]}"
 "$CXX" "${flags[@]}" -shared -o "$out/libcublas.so.12" -Wl,-soname,libcublas.so.12 "$here/cublas.cpp" \
     -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN' -ldl
+"$CXX" "${flags[@]}" -shared -o "$out/libnccl.so.2" -Wl,-soname,libnccl.so.2 "$here/nccl.cpp" \
+    -L"$out" -l:libcuda.so.1 -Wl,-rpath,'$ORIGIN'
 echo 'int charrnn_emulated_cublaslt;' | "$CXX" -x c++ -shared -fPIC -o "$out/libcublasLt.so.12" -Wl,-soname,libcublasLt.so.12 -
 # A fault-injecting NVRTC (forwards to the real one; see nvrtc_faults.cpp), in its own folder so it is used only on purpose.
 mkdir -p "$out/nvrtc-faults"

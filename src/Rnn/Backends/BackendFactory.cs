@@ -69,5 +69,7 @@ public static class BackendFactory
                 ? $"NVRTC: {KernelCompiler.Version().Major}.{KernelCompiler.Version().Minor} (kernels can be compiled; no device to run them)"
                 : "NVRTC: " + KernelCompiler.UnavailableReason;
         }
+        yield return "MPI: " + Distributed.MpiRanks.LibraryVersion();
+        yield return "NCCL: " + Distributed.NcclRanks.Version();
     }
 }

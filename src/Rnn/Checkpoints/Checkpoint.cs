@@ -77,7 +77,7 @@ public sealed class Checkpoint
                 CorpusSha1 = corpus.Fingerprint, CorpusChars = corpus.Length, CorpusLimit = corpus.Limit,
                 CorpusPath = Path.GetFullPath(corpus.Source), Newlines = corpus.Newlines,
                 CheckpointDir = checkpointDir != null ? Path.GetFullPath(checkpointDir) : null,
-                ValPerplexity = valPerplexity, History = history?.ToList(),
+                ValPerplexity = valPerplexity, History = history?.ToList(), Ranks = state.Ranks,
                 WrittenBy = "charrnn " + (typeof(Checkpoint).Assembly.GetName().Version?.ToString() ?? "?"),
                 Backend = trainer.Model.Backend.Description, Created = DateTime.UtcNow,
             },
@@ -104,6 +104,7 @@ public sealed class Checkpoint
             AdamV = adam ? names.Select(n => Tensors["adam_v/" + n]).ToArray() : null,
             H = Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/H{l}"]).ToArray(),
             C = spec.Cell == CellKind.Lstm ? Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/C{l}"]).ToArray() : null,
+            Ranks = Header.Ranks,
         };
     }
 
@@ -261,6 +262,8 @@ public sealed record CheckpointHeader
     public double? ValPerplexity { get; init; }
     /// <summary>Every epoch's numbers so far: metrics and plots continue from them on a resume.</summary>
     public IReadOnlyList<EpochStats>? History { get; init; }
+    /// <summary>How many data-parallel ranks trained it; a bit-exact resume needs as many.</summary>
+    public int Ranks { get; init; } = 1;
     public required string WrittenBy { get; init; }
     public required string Backend { get; init; }
     public required DateTime Created { get; init; }

@@ -39,6 +39,7 @@ internal static class CheckpointValidation
         if (h.Epoch < 0) Fail($"has a negative epoch count ({h.Epoch}); the file is damaged.");
         if (h.Minibatch < 0 || h.LossRows < 0 || !double.IsFinite(h.LossSum) || h.LossSum < 0 || (h.Minibatch == 0 && h.LossRows != 0))
             Fail($"has an impossible position in its epoch (minibatch {h.Minibatch}, {h.LossRows} loss rows); the file is damaged.");
+        if (h.Ranks < 1 || h.Options.Batch % h.Ranks != 0) Fail($"has an impossible rank count ({h.Ranks} for batch {h.Options.Batch}); the file is damaged.");
         if (!Enum.IsDefined(h.Newlines)) Fail($"has an undefined newline rule ({h.Newlines}); the file is damaged.");
         if (h.ValPerplexity is double vp && !(double.IsFinite(vp) && vp >= 1)) Fail($"has an impossible validation perplexity ({vp}); the file is damaged.");
         if (h.History != null && h.History.Any(e => e is null || e.Epoch < 1 || !double.IsFinite(e.Perplexity)))

@@ -52,6 +52,10 @@ public sealed class BpttDriver : IDisposable
             }
     }
 
+    /// <summary>Called once per backward pass as soon as dW_hq and db_q are final (on the CPU, from the thread that
+    /// finished them, while the top layer's backward recurrence may still run): data-parallel ranks start reducing them.</summary>
+    public Action? OutputGradientsReady { get; set; }
+
     /// <summary>Which minibatch of the run the next training forward is: the dropout masks' draw (the trainer sets it).</summary>
     public ulong DropoutCounter { get; set; }
 
@@ -184,6 +188,7 @@ public sealed class BpttDriver : IDisposable
         _be.Gemm(false, true, 1f, DLogits.All, _m.Whq.All, 0f, _l[top].DH.All);  // dH_top = dO·W_hqᵀ (T·B × H)
         int perBlock = (int)Math.Min(2L * _be.OverlapBlock, v);
         var outputGrads = new List<Action>();
+        int blocks = (v + perBlock - 1) / perBlock, unfinished = blocks;
         for (int c0 = 0; c0 < v; c0 += perBlock)
         {
             int first = c0, n = Math.Min(perBlock, v - c0);
@@ -192,6 +197,7 @@ public sealed class BpttDriver : IDisposable
                 var dO = DLogits.All.ColumnRange(first, n);
                 _be.Gemm(true, false, 1f, outputs, dO, 0f, _m.DWhq.All.ColumnRange(first, n)); // dW_hq = Hᵀ·dO (H × V)
                 _be.ColumnSum(dO, _m.DBq.All.ColumnRange(first, n));                         // db_q = Σ_rows dO
+                if (Interlocked.Decrement(ref unfinished) == 0) OutputGradientsReady?.Invoke();
             });
         }
         for (int l = top; l >= 0; l--)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Distributed;
 using CharRnn.Rnn.Generation;
 using CharRnn.Rnn.Model;
 
@@ -18,6 +19,8 @@ public sealed class Trainer : IDisposable
     readonly IBackend _be;
     readonly Corpus _corpus;
     readonly TrainOptions _o;
+    readonly ICollective _ranks;
+    readonly int _localBatch;  // this rank's rows of each global minibatch (all of them for one rank)
     readonly Rng _dataRng;
     readonly int[][] _prefixes;
     readonly int[] _train;
@@ -37,10 +40,18 @@ public sealed class Trainer : IDisposable
     /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
     /// <param name="resume">The state of this run to continue from (parameters, optimizer, RNG and position come from
     /// it); its shapes must match the options (<c>Checkpoint.Load</c> checks that).</param>
-    public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, TrainerState? resume = null)
+    /// <param name="ranks">The data-parallel ranks (default: this process alone): each trains on its share of the rows
+    /// of every global minibatch (<see cref="TrainOptions.Batch"/> is the global batch), gradients are averaged before
+    /// clipping and loss sums added, so every rank takes the book's step and reports the whole batch's perplexity.</param>
+    public Trainer(IBackend backend, Corpus corpus, TrainOptions options, RnnParameters? initial = null, TrainerState? resume = null,
+        ICollective? ranks = null)
     {
         options.Validate();
-        MemoryBudget.Check(options, corpus.Vocab.Count, backend, corpus.Length); // before anything is allocated
+        _ranks = ranks ?? SingleRank.Instance;
+        if (options.Batch % _ranks.Size != 0)
+            throw new CharRnnException($"--batch {options.Batch} does not split evenly over {_ranks.Size} ranks (--batch is the global batch). Use a multiple of {_ranks.Size}.");
+        _localBatch = options.Batch / _ranks.Size;
+        MemoryBudget.Check(options with { Batch = _localBatch }, corpus.Vocab.Count, backend, corpus.Length); // before anything is allocated
         (_train, _val) = Split(corpus.Indices, options.ValFraction);
         Samplers.CheckFits(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (_val != null && Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, options.Batch, options.Steps) < 1)
@@ -58,9 +69,10 @@ public sealed class Trainer : IDisposable
         _dataRng = resume != null ? new Rng(resume.DataRng) : new Rng(options.Seed ^ 0xD2106030UL);
         _epochRng = _dataRng.State;
         Model = new RnnModel(backend, init);
-        Driver = new BpttDriver(Model, options.Batch, options.Steps, options.Input, options.Dropout, options.Seed);
+        // Each rank draws its own dropout masks (its rows are other rows).
+        Driver = new BpttDriver(Model, _localBatch, options.Steps, options.Input, options.Dropout, options.Seed ^ ((ulong)_ranks.Rank * 0x9E3779B97F4A7C15UL));
         Optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(options.LearningRate) : new Adam(options.LearningRate);
-        Step = new TrainingStep(Driver, Optimizer, options.Clip ?? 0f);
+        Step = new TrainingStep(Driver, Optimizer, options.Clip ?? 0f, _ranks);
         EpochSize = Samplers.EpochSize(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (resume != null)
         {
@@ -71,10 +83,33 @@ public sealed class Trainer : IDisposable
             if (Optimizer is Adam adam && resume.AdamSteps > 0) adam.Restore(Model, resume.AdamM!, resume.AdamV!, resume.AdamSteps);
             for (int l = 0; l < options.Layers; l++)
             {
-                Restore(resume.H[l], Driver.HT(l));
-                if (Driver.CT(l) is Mat ct) Restore(resume.C![l], ct);
+                Restore(MyRows(resume.H[l]), Driver.HT(l));
+                if (Driver.CT(l) is Mat ct) Restore(MyRows(resume.C![l]), ct);
             }
         }
+    }
+
+    /// <summary>This rank's rows of a global (B × H) state.</summary>
+    float[] MyRows(float[] global) => global.AsSpan(_ranks.Rank * _localBatch * _o.Hidden, _localBatch * _o.Hidden).ToArray();
+
+    /// <summary>A global (B × H) state from every rank's rows (zeros elsewhere, summed: exact).</summary>
+    float[] Gathered(float[] mine)
+    {
+        if (_ranks.Size == 1) return mine;
+        var global = new float[_o.Batch * _o.Hidden];
+        mine.CopyTo(global, _ranks.Rank * mine.Length);
+        _ranks.Sum(global);
+        return global;
+    }
+
+    /// <summary>The loss summed over every rank's rows since the accumulator was last cleared.</summary>
+    (double Sum, long Rows) ReadLoss()
+    {
+        var (sum, rows) = _be.ReadLoss();
+        if (_ranks.Size == 1) return (sum, rows);
+        var v = new[] { sum, rows };
+        _ranks.Sum(v);
+        return (v[0], (long)v[1]);
     }
 
     void Restore(float[] data, Mat dst)
@@ -96,6 +131,7 @@ public sealed class Trainer : IDisposable
     public TrainingStep Step { get; }
     public int EpochSize { get; }
     public TrainOptions Options => _o;
+    public ICollective Ranks => _ranks;
     public long TokensPerEpoch => (long)EpochSize * _o.Batch * _o.Steps;
 
     /// <summary>Epochs finished so far (0 for a fresh run).</summary>
@@ -127,10 +163,11 @@ public sealed class Trainer : IDisposable
         int sinceBest = 0;
         while (CompletedEpochs < _o.Epochs)
         {
-            cancel.ThrowIfCancellationRequested();
+            StopIfAsked(cancel);
             int epoch = CompletedEpochs + 1;
             bool last = epoch == _o.Epochs;
-            bool epochEvents = hooks.Epoch != null || _be.RunsOnHost || last
+            bool epochEvents = hooks.Epoch != null || _be.RunsOnHost || last || _ranks.Size > 1 // ranks keep the same steps
+                               
                                || Due(schedule.Print, epoch, EpochSize) || (_val != null && Due(schedule.Eval, epoch, EpochSize))
                                || (schedule.Save is Interval sv && Due(sv, epoch, EpochSize));
             if (epochEvents) _be.Synchronize(); // time this epoch alone, not work queued before it
@@ -185,7 +222,16 @@ public sealed class Trainer : IDisposable
         return TrainOutcome.EarlyStopped;
     }
 
-    int Tb => _o.Batch * _o.Steps;
+    int Tb => _localBatch * _o.Steps;
+
+    /// <summary>Ctrl+C or SIGTERM reaches ranks at different moments: they agree at each epoch boundary to stop together.</summary>
+    void StopIfAsked(CancellationToken cancel)
+    {
+        if (_ranks.Size == 1) { cancel.ThrowIfCancellationRequested(); return; }
+        var stop = new[] { cancel.IsCancellationRequested ? 1.0 : 0.0 };
+        _ranks.Sum(stop);
+        if (stop[0] > 0) throw new OperationCanceledException();
+    }
 
     /// <summary>An epoch-counted interval at the end of epoch <paramref name="epoch"/>, or a minibatch-counted one
     /// that falls on the epoch's last minibatch.</summary>
@@ -196,7 +242,7 @@ public sealed class Trainer : IDisposable
     /// reads (and a resumed checkpoint) took from it.</summary>
     double ReadEpochPerplexity(int epoch)
     {
-        var (sum, rows) = _be.ReadLoss();
+        var (sum, rows) = ReadLoss();
         _lossSum += sum;
         _lossRows += rows;
         _be.ResetLoss();
@@ -228,7 +274,8 @@ public sealed class Trainer : IDisposable
         var batches = _o.Sampling == SamplingKind.Random
             ? Samplers.Random(_train, _o.Batch, _o.Steps, _dataRng)
             : Samplers.Consecutive(_train, _o.Batch, _o.Steps);
-        var (xs, ys, _) = Flatten(batches, EpochSize, Tb);
+        var (xs, ys, _) = Flatten(batches, EpochSize, _o.Batch * _o.Steps);
+        (xs, ys) = (MyShare(xs), MyShare(ys));
         _epochX ??= _be.Indices(xs.Length);
         _epochY ??= _be.Indices(ys.Length);
         _be.Upload(_epochX, xs);
@@ -258,6 +305,16 @@ public sealed class Trainer : IDisposable
         Step.Run(x, y);
     }
 
+    /// <summary>This rank's rows of time-major global minibatches: within each step t, rows [rank·b, (rank+1)·b) of B.</summary>
+    int[] MyShare(int[] global)
+    {
+        if (_ranks.Size == 1) return global;
+        int b = _localBatch, r0 = _ranks.Rank * b, steps = global.Length / _o.Batch;
+        var mine = new int[steps * b];
+        for (int s = 0; s < steps; s++) Array.Copy(global, s * _o.Batch + r0, mine, s * b, b);
+        return mine;
+    }
+
     /// <summary>Minibatches laid end to end as time-major token arrays (X and Y), <paramref name="tb"/> = T·B each.</summary>
     public static (int[] X, int[] Y, int Count) Flatten(IEnumerable<Minibatch> batches, int count, int tb)
     {
@@ -284,11 +341,11 @@ public sealed class Trainer : IDisposable
         int count = Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, _o.Batch, _o.Steps);
         if (_valX == null)
         {
-            var (xs, ys, _) = Flatten(Samplers.Consecutive(_val, _o.Batch, _o.Steps), count, Tb);
-            _valX = _be.FromArray(xs);
-            _valY = _be.FromArray(ys);
+            var (xs, ys, _) = Flatten(Samplers.Consecutive(_val, _o.Batch, _o.Steps), count, _o.Batch * _o.Steps);
+            _valX = _be.FromArray(MyShare(xs));
+            _valY = _be.FromArray(MyShare(ys));
         }
-        var (sum0, rows0) = _be.ReadLoss(); // the training loss not yet read (nothing at an epoch's end)
+        var (sum0, rows0) = ReadLoss(); // the training loss not yet read (nothing at an epoch's end)
         _lossSum += sum0;
         _lossRows += rows0;
         KeepCarriedState(true);
@@ -299,7 +356,7 @@ public sealed class Trainer : IDisposable
             if (i > 0) Driver.CarryState();
             Driver.Forward(_valX.Range(i * Tb, Tb), _valY!.Range(i * Tb, Tb), training: false);
         }
-        var (sum, rows) = _be.ReadLoss();
+        var (sum, rows) = ReadLoss();
         _be.ResetLoss();
         KeepCarriedState(false);
         return Math.Exp(sum / rows);
@@ -307,8 +364,8 @@ public sealed class Trainer : IDisposable
 
     void KeepCarriedState(bool keep)
     {
-        _keepH ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_o.Batch, _o.Hidden)).ToArray();
-        if (Model.Spec.Cell == CellKind.Lstm) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_o.Batch, _o.Hidden)).ToArray();
+        _keepH ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
+        if (Model.Spec.Cell == CellKind.Lstm) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
         for (int l = 0; l < _o.Layers; l++)
         {
             if (keep) _be.Copy(Driver.HT(l), _keepH[l].All); else _be.Copy(_keepH[l].All, Driver.HT(l));
@@ -319,9 +376,10 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// <summary>Greedy predictions for every prefix, as the book prints them.</summary>
+    /// <summary>Greedy predictions for every prefix, as the book prints them (rank 0's job: the others print nothing).</summary>
     public IReadOnlyList<string> PredictAll()
     {
+        if (_ranks.Rank != 0) return [];
         using var p = new Predictor(Model);
         return _prefixes.Select(pre => _corpus.Vocab.Decode(p.Predict(pre, _o.PredLen))).ToList();
     }
@@ -331,7 +389,7 @@ public sealed class Trainer : IDisposable
     {
         if (_minibatch > 0) // the loss of this epoch so far must travel with the state
         {
-            var (sum, rows) = _be.ReadLoss();
+            var (sum, rows) = ReadLoss();
             _lossSum += sum;
             _lossRows += rows;
             _be.ResetLoss();
@@ -349,8 +407,9 @@ public sealed class Trainer : IDisposable
             AdamSteps = moments ? adam!.StepCount : 0,
             AdamM = moments ? adam!.FirstMoments!.Select(_be.ToArray).ToArray() : null,
             AdamV = moments ? adam!.SecondMoments!.Select(_be.ToArray).ToArray() : null,
-            H = Enumerable.Range(0, _o.Layers).Select(l => Save(Driver.HT(l))).ToArray(),
-            C = Model.Spec.Cell == CellKind.Lstm ? Enumerable.Range(0, _o.Layers).Select(l => Save(Driver.CT(l)!.Value)).ToArray() : null,
+            H = Enumerable.Range(0, _o.Layers).Select(l => Gathered(Save(Driver.HT(l)))).ToArray(),
+            C = Model.Spec.Cell == CellKind.Lstm ? Enumerable.Range(0, _o.Layers).Select(l => Gathered(Save(Driver.CT(l)!.Value))).ToArray() : null,
+            Ranks = _ranks.Size,
         };
     }
 

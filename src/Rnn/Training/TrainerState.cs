@@ -26,6 +26,8 @@ public sealed record TrainerState
     /// <summary>Per layer, the final H (B × H) of the last minibatch (and C for the LSTM).</summary>
     public required float[][] H { get; init; }
     public float[][]? C { get; init; }
+    /// <summary>How many data-parallel ranks trained it (the state rows are all ranks' rows, in rank order).</summary>
+    public int Ranks { get; init; } = 1;
 }
 
 /// <summary>The loss went NaN or infinite: nothing after <see cref="Epoch"/>'s start is worth keeping.</summary>

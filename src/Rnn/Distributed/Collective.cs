@@ -1,0 +1,59 @@
+using CharRnn.Rnn.Backends;
+
+namespace CharRnn.Rnn.Distributed;
+
+/// <summary>
+/// The ranks of a data-parallel run and what they do together. Every rank trains on its share of each global
+/// minibatch's rows; gradients are averaged across ranks before clipping, loss sums are added up, so every rank takes
+/// the same step and reports the same perplexity. A collective that does not complete within <see cref="Timeout"/>
+/// (a rank died or hangs) fails with a <see cref="CharRnnException"/> naming it, instead of waiting forever.
+/// </summary>
+public interface ICollective : IDisposable
+{
+    int Rank { get; }
+    int Size { get; }
+
+    /// <summary>How the ranks talk ("1 rank", "MPI: MPICH 4.0.2, 2 ranks", "NCCL 2.27 over MPI …").</summary>
+    string Description { get; }
+
+    TimeSpan Timeout { get; set; }
+
+    /// <summary>Adds <paramref name="values"/> (host doubles: loss sums, row counts, flags) across ranks, in place.</summary>
+    void Sum(double[] values);
+
+    /// <summary>Adds host floats across ranks, in place (a state gathered from each rank's rows, zeros elsewhere: exact).</summary>
+    void Sum(float[] values);
+
+    /// <summary>Rank <paramref name="root"/>'s bytes to every rank.</summary>
+    void Broadcast(byte[] data, int root);
+
+    /// <summary>Starts averaging these tensors (gradients) across ranks, in place; the caller waits on the result.</summary>
+    IPendingReduction StartAverage(IBackend backend, IReadOnlyList<Tensor> tensors);
+}
+
+/// <summary>A reduction under way.</summary>
+public interface IPendingReduction
+{
+    void Wait();
+}
+
+/// <summary>One rank (no MPI): every collective is the identity.</summary>
+public sealed class SingleRank : ICollective
+{
+    public static readonly SingleRank Instance = new();
+    public int Rank => 0;
+    public int Size => 1;
+    public string Description => "1 rank";
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(10);
+    public void Sum(double[] values) { }
+    public void Sum(float[] values) { }
+    public void Broadcast(byte[] data, int root) { }
+    public IPendingReduction StartAverage(IBackend backend, IReadOnlyList<Tensor> tensors) => Done.Instance;
+    public void Dispose() { }
+
+    sealed class Done : IPendingReduction
+    {
+        public static readonly Done Instance = new();
+        public void Wait() { }
+    }
+}
