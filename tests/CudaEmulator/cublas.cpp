@@ -2,10 +2,14 @@
 // column-major semantics and argument rules (CUBLAS_STATUS_INVALID_VALUE for a bad m, n, k, lda, ldb or ldc), every
 // operand checked to lie inside one live device allocation, and the GEMM enqueued on the handle's stream like a kernel.
 // The arithmetic is OpenBLAS's cblas_sgemm (column-major, the same contract) when libopenblas.so.0 loads, else a plain
-// loop; TF32 math mode is accepted and computed in FP32.
+// loop. Reduced-precision products are emulated by rounding the operands (to nearest) before an FP32 GEMM: TF32 math
+// mode and CUBLAS_COMPUTE_32F_FAST_TF32 to 10-bit mantissas, CUBLAS_COMPUTE_32F_FAST_16BF (cublasGemmEx) to bfloat16's
+// 7 — the products a tensor core forms, accumulated in FP32 (in another order than the card's, as always here).
 #include "emu.h"
 
 #include <cstdio>
+#include <cstring>
+#include <vector>
 #include <dlfcn.h>
 #include <mutex>
 #include <set>
@@ -58,6 +62,20 @@ void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, i
             float& y = c[i + (long)j * ldc];
             y = beta == 0 ? alpha * s : alpha * s + beta * y; // beta = 0: C is not read (it may hold NaN)
         }
+}
+
+// x rounded to nearest (ties to even) with `bits` mantissa bits (0: unchanged); NaN and infinity pass through.
+float round_mantissa(float x, int bits)
+{
+    if (bits == 0 || bits >= 23) return x;
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;
+    int drop = 23 - bits;
+    u += (1u << (drop - 1)) - 1 + ((u >> drop) & 1u);
+    u &= ~((1u << drop) - 1);
+    memcpy(&x, &u, 4);
+    return x;
 }
 
 // Bytes spanned by a column-major rows×cols matrix with leading dimension ld.
@@ -156,7 +174,7 @@ extern "C" __attribute__((visibility("default"))) const char* cublasGetStatusStr
 
 static cublasStatus_t gemm(Handle* h, const char* api, int ta, int tb, int m, int n, int k, const float* alpha,
                            uint64_t a, int lda, long long sa, uint64_t b, int ldb, long long sb, const float* beta,
-                           uint64_t c, int ldc, long long sc, int batch)
+                           uint64_t c, int ldc, long long sc, int batch, int mantissa = -1)
 {
     std::lock_guard<std::recursive_mutex> l(emu::api_mutex());
     if (!valid(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
@@ -192,11 +210,26 @@ static cublasStatus_t gemm(Handle* h, const char* api, int ta, int tb, int m, in
     float al = device_scalars ? 0 : *alpha, be = device_scalars ? 0 : *beta; // host mode: read at the call
     const float* pal = alpha;
     const float* pbe = beta;
+    if (mantissa < 0) mantissa = (h->math_mode & 0xf) == 3 ? 10 : 0; // CUBLAS_TF32_TENSOR_OP_MATH
+    uint64_t na = k ? span(rowsA, colsA, lda) / 4 : 0, nb = k ? span(rowsB, colsB, ldb) / 4 : 0;
     emu::enqueue(h->stream, api, [=] {
         float x = device_scalars ? *pal : al, y = device_scalars ? *pbe : be;
+        std::vector<float> ra, rb;
         for (int i = 0; i < batch; i++)
-            sgemm(tA, tB, m, n, k, x, (const float*)(a + (uint64_t)(i * sa * 4)), lda, (const float*)(b + (uint64_t)(i * sb * 4)),
-                  ldb, y, (float*)(c + (uint64_t)(i * sc * 4)), ldc);
+        {
+            auto pa = (const float*)(a + (uint64_t)(i * sa * 4));
+            auto pb = (const float*)(b + (uint64_t)(i * sb * 4));
+            if (mantissa)
+            {
+                ra.assign(pa, pa + na);
+                rb.assign(pb, pb + nb);
+                for (auto& v : ra) v = round_mantissa(v, mantissa);
+                for (auto& v : rb) v = round_mantissa(v, mantissa);
+                pa = ra.data();
+                pb = rb.data();
+            }
+            sgemm(tA, tB, m, n, k, x, pa, lda, pb, ldb, y, (float*)(c + (uint64_t)(i * sc * 4)), ldc);
+        }
     });
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -207,3 +240,27 @@ API cublasSgemm_v2(Handle* h, int ta, int tb, int m, int n, int k, const float* 
     return gemm(h, "cublasSgemm_v2", ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
 }
 
+// cublasGemmEx with FP32 storage only (what CharRnn binds it for): CUBLAS_COMPUTE_32F follows the math mode,
+// _FAST_TF32 and _FAST_16BF round the operands as above; other types and compute types are NOT_SUPPORTED here.
+API cublasGemmEx(Handle* h, int ta, int tb, int m, int n, int k, const float* alpha, uint64_t a, int aType, int lda,
+                 uint64_t b, int bType, int ldb, const float* beta, uint64_t c, int cType, int ldc, int computeType, int algo)
+{
+    const int CUDA_R_32F = 0;
+    if (aType != CUDA_R_32F || bType != CUDA_R_32F || cType != CUDA_R_32F)
+    {
+        fprintf(stderr, "CUDA emulator: cublasGemmEx: only CUDA_R_32F operands are emulated (got %d, %d, %d)\n", aType, bType, cType);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    int mantissa;
+    switch (computeType)
+    {
+    case 68: mantissa = -1; break; // CUBLAS_COMPUTE_32F
+    case 75: mantissa = 7; break;  // CUBLAS_COMPUTE_32F_FAST_16BF
+    case 77: mantissa = 10; break; // CUBLAS_COMPUTE_32F_FAST_TF32
+    default:
+        fprintf(stderr, "CUDA emulator: cublasGemmEx: compute type %d is not emulated\n", computeType);
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (algo != -1 && algo != 99) return CUBLAS_STATUS_INVALID_VALUE; // CUBLAS_GEMM_DEFAULT(_TENSOR_OP)
+    return gemm(h, "cublasGemmEx", ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1, mantissa);
+}

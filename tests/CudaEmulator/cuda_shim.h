@@ -23,3 +23,22 @@
 #define __shared__ static
 
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+
+// Dynamic shared memory (a launch's sharedMemBytes), one region per block: kernels declare it with DYNAMIC_SHARED
+// (common.cuh), which becomes this call here. Static __shared__ variables above are one per kernel, not per block:
+// right only while one block runs at a time, so cooperative kernels must use dynamic shared memory alone (build.sh
+// checks that kernels which call grid_barrier declare no __shared__).
+void* emu_dynamic_shared();
+#define DYNAMIC_SHARED(type, name) type* name = (type*)emu_dynamic_shared()
+
+// Atomics, fences and spin-waits. Fibers run one at a time on one host thread, so a plain read-modify-write is atomic;
+// __nanosleep (used only in spin-waits) hands the thread to the next fiber, which is allowed only in a cooperative
+// launch (elsewhere the emulator stops: blocks that wait for each other may deadlock on a GPU).
+void emu_spin_wait();
+#define __nanosleep(ns) emu_spin_wait()
+#define __threadfence() ((void)0)
+static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+static inline unsigned atomicExch(unsigned* p, unsigned v) { unsigned o = *p; *p = v; return o; }
+template <typename T> static inline T __ldcg(const T* p) { return *(const volatile T*)p; }
+void emu_trap();
+#define __trap() emu_trap()

@@ -45,6 +45,8 @@ enum
     CUDA_ERROR_NOT_READY = 600,
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+    CUDA_ERROR_LAUNCH_FAILED = 719,
+    CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720,
     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
     CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
     CUDA_ERROR_ILLEGAL_STATE = 401,
@@ -68,6 +70,8 @@ static const char* error_name(int e)
     case 600: return "CUDA_ERROR_NOT_READY";
     case 700: return "CUDA_ERROR_ILLEGAL_ADDRESS";
     case 701: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
+    case 719: return "CUDA_ERROR_LAUNCH_FAILED";
+    case 720: return "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE";
     case 900: return "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
     case 901: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
     default: return nullptr;
@@ -79,6 +83,12 @@ namespace
 const char* kDeviceName = "CharRnn CUDA emulator (CPU, not a GPU)";
 const size_t kTotalMemory = 16ull << 30;
 const size_t kPage = 4096;
+// An H100 SXM's limits, for launches and the occupancy calculator.
+const int kSMs = 132;
+const int kDefaultShared = 48 * 1024;         // dynamic shared memory a launch may use without cuFuncSetAttribute
+const int kOptinShared = 227 * 1024;          // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+const int kSharedPerSM = 228 * 1024;          // of which 1 KiB per resident block is reserved
+const int kThreadsPerSM = 2048, kBlocksPerSM = 32;
 
 std::recursive_mutex g_mutex;
 bool g_init = false;
@@ -111,7 +121,7 @@ struct Event { bool timing; bool recorded = false; bool done = false; double ms 
 std::set<std::shared_ptr<Event>*> g_events;
 struct Module { std::set<std::string> names; std::map<std::string, int> max_threads; bool cubin; };
 std::set<Module*> g_modules;
-struct Function { Module* module; const emu::Kernel* kernel; int max_threads; };
+struct Function { Module* module; const emu::Kernel* kernel; int max_threads; int max_dynamic_shared = kDefaultShared; };
 std::set<Function*> g_functions;
 
 std::vector<emu::Kernel>& registry()
@@ -212,6 +222,8 @@ struct sigaction g_previous_segv; // the host's handler (.NET turns faults in ma
 const size_t kStack = 16 * 1024;  // per fiber, above a PROT_NONE page
 std::vector<char*> g_stacks;       // each points at the usable stack, just above its guard page
 
+bool in_dynamic_shared_guard(const void* p);
+
 void segv_handler(int sig, siginfo_t* info, void* uc)
 {
     if (!g_in_work)
@@ -226,6 +238,7 @@ void segv_handler(int sig, siginfo_t* info, void* uc)
     const char* what = "outside every device allocation (a guard page or unmapped memory); on a GPU this is CUDA_ERROR_ILLEGAL_ADDRESS";
     for (char* st : g_stacks)
         if ((char*)info->si_addr >= st - kPage && (char*)info->si_addr < st) what = "its fiber's stack guard page: a CUDA thread used more than 16 KiB of stack";
+    if (in_dynamic_shared_guard(info->si_addr)) what = "the page after its block's dynamic shared memory: it used more than the launch's sharedMemBytes";
     char msg[640];
     int n = snprintf(msg, sizeof msg, "\nCUDA emulator: %s touched %p, %s. Aborting.\n",
                      g_current_op.empty() ? "queued work" : g_current_op.c_str(), info->si_addr, what);
@@ -233,8 +246,8 @@ void segv_handler(int sig, siginfo_t* info, void* uc)
     _exit(134);
 }
 
-// ---- fibers: the threads of one block --------------------------------------------------------------------------
-struct Fiber { void* sp; emu_thread_ctx ctx; Fiber* next; Fiber* prev; };
+// ---- fibers: the threads of one block (or, in a cooperative launch, of every block) ------------------------------
+struct Fiber { void* sp; emu_thread_ctx ctx; Fiber* next; Fiber* prev; unsigned block; };
 Fiber* g_fiber = nullptr;
 void* g_sched_sp = nullptr;
 const emu::Kernel* g_kernel = nullptr;
@@ -243,6 +256,51 @@ bool g_synced = false;            // a barrier was reached in this launch
 std::set<const emu::Kernel*> g_sync_free; // kernels whose first launch reached no barrier
 const unsigned char* g_args = nullptr;
 const size_t* g_offsets = nullptr;
+
+// Cooperative launches (cuLaunchCooperativeKernel): every block is resident at once, as the driver guarantees, so a
+// block may wait for another (a grid barrier). The runnable threads of all blocks are fibers in one ring: a thread
+// that reaches __syncthreads() leaves the ring until the last live thread of its block arrives and puts them all back;
+// a spinning thread (__nanosleep) yields to the next fiber. A launch in which no thread can go on (all blocked, or only
+// spinning for a long while: a barrier that can never complete) is stopped as a deadlock.
+struct Fiber;
+struct BlockSync { size_t live, arrived; std::vector<Fiber*> waiting; };
+bool g_coop = false;
+std::vector<BlockSync> g_bsync;
+size_t g_stall = 0, g_stall_limit = 0; // yields since a barrier last completed or a thread finished
+
+// Dynamic shared memory (the launch's sharedMemBytes; kernels reach it through DYNAMIC_SHARED): each block gets its own
+// region, filled with 0xFF (so nothing relies on it being zero), ending right at a PROT_NONE page.
+char* g_dyn_map = nullptr;
+size_t g_dyn_maplen = 0, g_dyn_bytes = 0, g_dyn_stride = 0;
+unsigned g_dyn_block = 0; // the block being run, outside cooperative launches
+
+bool in_dynamic_shared_guard(const void* p)
+{
+    if (!g_dyn_map) return false;
+    auto a = (const char*)p;
+    if (a < g_dyn_map || a >= g_dyn_map + g_dyn_maplen) return false;
+    return (size_t)(a - g_dyn_map) % g_dyn_stride >= g_dyn_stride - kPage;
+}
+
+void dynamic_shared_setup(size_t bytes, size_t blocks)
+{
+    if (g_dyn_map) munmap(g_dyn_map, g_dyn_maplen);
+    g_dyn_map = nullptr;
+    g_dyn_bytes = bytes;
+    if (bytes == 0) return;
+    size_t body = (bytes + kPage - 1) & ~(kPage - 1);
+    g_dyn_stride = body + kPage;
+    g_dyn_maplen = g_dyn_stride * blocks;
+    g_dyn_map = (char*)mmap(nullptr, g_dyn_maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (g_dyn_map == (char*)MAP_FAILED) { perror("CUDA emulator: dynamic shared memory"); abort(); }
+    for (size_t b = 0; b < blocks; b++) mprotect(g_dyn_map + b * g_dyn_stride + body, kPage, PROT_NONE);
+}
+
+char* dynamic_shared_of(unsigned block)
+{
+    size_t body = g_dyn_stride - kPage;
+    return g_dyn_map + (size_t)block * g_dyn_stride + body - ((g_dyn_bytes + 15) & ~(size_t)15);
+}
 
 // Execution order. A GPU promises no order between the threads of a block (between barriers) or between blocks, so
 // by default every launch runs its blocks, and each block's threads, in a fresh pseudo-random order (one random
@@ -301,9 +359,68 @@ static void switch_to_next(Fiber* from, bool finished)
     emu_fiber_switch(&from->sp, next->sp);
 }
 
+// Cooperative launches: stop a launch that cannot go on (on a GPU it would hang until a watchdog, or forever).
+[[noreturn]] static void coop_deadlock(Fiber* current)
+{
+    emu::fail(CUDA_ERROR_LAUNCH_FAILED, "kernel " + std::string(g_kernel->name) +
+              ": no thread of the cooperative launch can go on (a barrier or grid barrier that never completes); "
+              "the launch is stopped");
+    g_fiber = nullptr;
+    emu_fiber_switch(&current->sp, g_sched_sp); // abandon the launch: its fibers are never resumed
+    __builtin_trap();
+}
+
+// Hand the host thread to the next fiber of the ring (a spin-wait).
+static void coop_yield()
+{
+    Fiber* from = g_fiber;
+    if (++g_stall > g_stall_limit) coop_deadlock(from);
+    Fiber* next = from->next;
+    if (next == from) return;
+    g_fiber = next;
+    emu_tc = &next->ctx;
+    emu_fiber_switch(&from->sp, next->sp);
+}
+
+// The block's waiting threads go back into the ring, right after the running fiber.
+static void coop_release(BlockSync& b)
+{
+    for (Fiber* f : b.waiting)
+    {
+        f->prev = g_fiber;
+        f->next = g_fiber->next;
+        g_fiber->next->prev = f;
+        g_fiber->next = f;
+    }
+    b.waiting.clear();
+    b.arrived = 0;
+    g_stall = 0;
+}
+
+// The running fiber waits at its block's barrier: out of the ring until released.
+static void coop_block()
+{
+    Fiber* from = g_fiber;
+    Fiber* next = from->next;
+    if (next == from) coop_deadlock(from); // every other live thread is waiting too
+    from->prev->next = next;
+    next->prev = from->prev;
+    g_bsync[from->block].waiting.push_back(from);
+    g_fiber = next;
+    emu_tc = &next->ctx;
+    emu_fiber_switch(&from->sp, next->sp);
+}
+
 extern "C" __attribute__((visibility("default"))) void emu_fiber_main()
 {
     g_kernel->invoke(g_kernel->fn, g_args, g_offsets);
+    if (g_coop)
+    {
+        BlockSync& b = g_bsync[g_fiber->block];
+        b.live--;
+        if (b.arrived > 0 && b.arrived == b.live) coop_release(b); // the exited thread was the last one awaited
+        g_stall = 0;
+    }
     switch_to_next(g_fiber, true);
     __builtin_trap();
 }
@@ -317,7 +434,41 @@ void emu_syncthreads()
         abort();
     }
     g_synced = true;
+    if (g_coop)
+    {
+        BlockSync& b = g_bsync[g_fiber->block];
+        if (++b.arrived == b.live) coop_release(b); // the last one arriving lets the others go, and goes on
+        else coop_block();
+        return;
+    }
     switch_to_next(g_fiber, false);
+}
+
+// __trap(): the kernel gave up (a grid barrier that waited too long); on a GPU the launch fails.
+void emu_trap()
+{
+    fprintf(stderr, "CUDA emulator: kernel %s executed __trap()\n", g_kernel->name);
+    abort();
+}
+
+// __nanosleep in a spin-wait: only a cooperative launch may wait for other blocks (elsewhere they may never run).
+void emu_spin_wait()
+{
+    if (g_coop) { coop_yield(); return; }
+    fprintf(stderr, "CUDA emulator: kernel %s spin-waits (__nanosleep) outside a cooperative launch: the blocks it waits "
+                    "for may never be resident at the same time; launch it with cuLaunchCooperativeKernel\n", g_kernel->name);
+    abort();
+}
+
+void* emu_dynamic_shared()
+{
+    if (g_dyn_bytes == 0)
+    {
+        fprintf(stderr, "CUDA emulator: kernel %s uses dynamic shared memory but was launched with sharedMemBytes = 0\n",
+                g_kernel->name);
+        abort();
+    }
+    return dynamic_shared_of(g_coop ? g_fiber->block : g_dyn_block);
 }
 
 namespace
@@ -327,6 +478,7 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
     size_t n = fibers.size();
     const std::vector<unsigned>& ord = g_thread_order;
     order(n, g_thread_order);
+    if (g_dyn_bytes) memset(dynamic_shared_of(g_dyn_block), 0xFF, g_dyn_bytes);
     if (g_direct)
     {
         // No barrier in this kernel: the threads of a block may run one after another.
@@ -352,6 +504,7 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
         f.ctx.blockIdx = bidx;
         f.ctx.blockDim = block;
         f.ctx.gridDim = grid;
+        f.block = 0;
         auto* words = (void**)(g_stacks[t] + kStack - 64);
         for (int i = 0; i < 6; i++) words[i] = nullptr;
         words[6] = (void*)&emu_fiber_start;
@@ -363,10 +516,8 @@ void run_block(std::vector<Fiber>& fibers, emu_dim3 block, emu_dim3 grid, emu_di
     emu_fiber_switch(&g_sched_sp, first.sp); // returns when the last thread of the block has finished
 }
 
-void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::vector<unsigned char>& args,
-                const std::vector<size_t>& offsets)
+void ensure_stacks(size_t n)
 {
-    size_t n = (size_t)block.x * block.y * block.z;
     while (g_stacks.size() < n)
     {
         auto* m = (char*)mmap(nullptr, kPage + kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -374,10 +525,65 @@ void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::
         mprotect(m, kPage, PROT_NONE); // stacks grow down into this page
         g_stacks.push_back(m + kPage);
     }
+}
+
+// A cooperative launch: every thread of every block in one ring, in a shuffled order across blocks.
+void run_cooperative(emu_dim3 grid, emu_dim3 block)
+{
+    size_t per = (size_t)block.x * block.y * block.z, blocks = (size_t)grid.x * grid.y * grid.z, n = per * blocks;
+    ensure_stacks(n);
     std::vector<Fiber> fibers(n);
+    g_bsync.assign(blocks, BlockSync{per, 0, {}});
+    std::vector<unsigned> ord;
+    order(n, ord);
+    for (size_t i = 0; i < n; i++)
+    {
+        size_t t = ord[i];
+        Fiber& f = fibers[t];
+        f.next = &fibers[ord[(i + 1) % n]];
+        f.prev = &fibers[ord[(i + n - 1) % n]];
+        f.block = (unsigned)(t / per);
+        f.ctx.threadIdx = unflatten(t % per, block);
+        f.ctx.blockIdx = unflatten(f.block, grid);
+        f.ctx.blockDim = block;
+        f.ctx.gridDim = grid;
+        auto* words = (void**)(g_stacks[t] + kStack - 64);
+        for (int w = 0; w < 6; w++) words[w] = nullptr;
+        words[6] = (void*)&emu_fiber_start;
+        f.sp = words;
+    }
+    for (size_t b = 0; b < blocks && g_dyn_bytes; b++) memset(dynamic_shared_of((unsigned)b), 0xFF, g_dyn_bytes);
+    g_coop = true;
+    g_stall = 0;
+    g_stall_limit = 64 * n + 1000000;
+    g_fiber = &fibers[ord[0]];
+    emu_tc = &g_fiber->ctx;
+    emu_fiber_switch(&g_sched_sp, g_fiber->sp); // returns when the ring is empty (or on a deadlock)
+    g_coop = false;
+    size_t unfinished = 0;
+    for (auto& b : g_bsync) unfinished += b.live;
+    if (unfinished > 0 && !g_sticky) // the last runnable thread finished while others still waited at a barrier
+        emu::fail(CUDA_ERROR_LAUNCH_FAILED, "kernel " + std::string(g_kernel->name) + ": " + std::to_string(unfinished) +
+                  " threads of the cooperative launch wait at a barrier that can never complete; the launch is stopped");
+}
+
+void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::vector<unsigned char>& args,
+                const std::vector<size_t>& offsets, unsigned shared, bool cooperative)
+{
+    size_t n = (size_t)block.x * block.y * block.z;
     g_kernel = k;
     g_args = args.data();
     g_offsets = offsets.data();
+    dynamic_shared_setup(shared, cooperative ? (size_t)grid.x * grid.y * grid.z : 1);
+    g_dyn_block = 0;
+    if (cooperative)
+    {
+        run_cooperative(grid, block);
+        emu_tc = nullptr;
+        return;
+    }
+    ensure_stacks(n);
+    std::vector<Fiber> fibers(n);
     static const bool always_fibers = getenv("CHARRNN_EMULATOR_FIBERS") != nullptr;
     g_direct = !always_fibers && g_sync_free.count(k) > 0;
     g_synced = false;
@@ -598,9 +804,12 @@ API cuDeviceGetAttribute(int* v, int attr, int dev)
     switch (attr)
     {
     case 1: *v = 1024; return CUDA_SUCCESS;  // MAX_THREADS_PER_BLOCK
-    case 16: *v = 132; return CUDA_SUCCESS;  // MULTIPROCESSOR_COUNT (an H100 SXM's)
+    case 8: *v = kDefaultShared; return CUDA_SUCCESS; // MAX_SHARED_MEMORY_PER_BLOCK
+    case 16: *v = kSMs; return CUDA_SUCCESS;  // MULTIPROCESSOR_COUNT (an H100 SXM's)
     case 75: *v = 9; return CUDA_SUCCESS;    // COMPUTE_CAPABILITY_MAJOR
     case 76: *v = 0; return CUDA_SUCCESS;    // COMPUTE_CAPABILITY_MINOR
+    case 95: *v = 1; return CUDA_SUCCESS;    // COOPERATIVE_LAUNCH
+    case 97: *v = kOptinShared; return CUDA_SUCCESS; // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
     default:
         fprintf(stderr, "CUDA emulator: cuDeviceGetAttribute(%d) is not emulated\n", attr);
         return CUDA_ERROR_INVALID_VALUE;
@@ -847,27 +1056,51 @@ API cuModuleGetFunction(void** fn, void* module, const char* name)
     return CUDA_ERROR_NOT_FOUND;
 }
 
-API cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                   unsigned shared, void* stream, void** params, void** extra)
+// Blocks of `threads` threads with `shared` bytes of dynamic shared memory that fit on one SM at once (an H100's
+// limits; registers are not modelled).
+static int blocks_per_sm(int threads, size_t shared)
 {
-    BEGIN("cuLaunchKernel");
+    int by_threads = kThreadsPerSM / std::max(threads, 1);
+    int by_shared = (int)(kSharedPerSM / (shared + 1024));
+    return std::max(0, std::min({by_threads, kBlocksPerSM, by_shared}));
+}
+
+static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                       unsigned bz, unsigned shared, void* stream, void** params, void** extra, bool cooperative)
+{
     auto* f = (Function*)fn;
     if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
     const emu::Kernel* k = f->kernel;
-    std::string what = std::string("kernel ") + k->name;
+    std::string what = std::string(cooperative ? "cooperative kernel " : "kernel ") + k->name;
     if (extra != nullptr || gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 ||
-        bz > 64 || shared > 48 * 1024 || (!k->sizes.empty() && params == nullptr))
+        bz > 64 || (!k->sizes.empty() && params == nullptr))
     {
-        fprintf(stderr, "CUDA emulator: cuLaunchKernel(%s): invalid grid (%u,%u,%u), block (%u,%u,%u), shared %u or parameters\n",
-                k->name, gx, gy, gz, bx, by, bz, shared);
+        fprintf(stderr, "CUDA emulator: %s(%s): invalid grid (%u,%u,%u), block (%u,%u,%u) or parameters\n", api,
+                k->name, gx, gy, gz, bx, by, bz);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (shared > (unsigned)f->max_dynamic_shared)
+    {
+        fprintf(stderr, "CUDA emulator: %s(%s): %u bytes of dynamic shared memory, over the function's limit of %d "
+                        "(above 48 KiB needs cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES))\n",
+                api, k->name, shared, f->max_dynamic_shared);
         return CUDA_ERROR_INVALID_VALUE;
     }
     unsigned long threads = (unsigned long)bx * by * bz;
     if (threads > 1024 || threads > (unsigned long)f->max_threads)
     {
-        fprintf(stderr, "CUDA emulator: cuLaunchKernel(%s): %lu threads per block, over its limit of %d\n", k->name,
+        fprintf(stderr, "CUDA emulator: %s(%s): %lu threads per block, over its limit of %d\n", api, k->name,
                 threads, std::min(1024, f->max_threads));
         return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
+    if (cooperative)
+    {
+        unsigned long long blocks = (unsigned long long)gx * gy * gz, fit = (unsigned long long)blocks_per_sm((int)threads, shared) * kSMs;
+        if (blocks > fit)
+        {
+            fprintf(stderr, "CUDA emulator: %s(%s): %llu blocks, but only %llu can be resident at once\n", api, k->name, blocks, fit);
+            return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
+        }
     }
     std::vector<size_t> offsets;
     std::vector<unsigned char> args;
@@ -883,16 +1116,57 @@ API cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
             uint64_t p;
             memcpy(&p, args.data() + off, 8);
             if (p != 0 && find_alloc(p) == nullptr)
-                return emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, "cuLaunchKernel(" + std::string(k->name) + "): pointer parameter " +
+                return emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, std::string(api) + "(" + k->name + "): pointer parameter " +
                                  std::to_string(i) + " = " + hex(p) + " is not inside any live device allocation");
         }
     }
     emu_dim3 grid{gx, gy, gz}, block{bx, by, bz};
-    if (++g_launches_made == g_fault_launch_at)
-        return emu::enqueue(stream, what, [=] {
+    // Counted as the kernel runs, so a launch replayed from a CUDA graph counts (and can fault) each time.
+    return emu::enqueue(stream, what, [=] {
+        if (++g_launches_made == g_fault_launch_at)
             emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, "kernel " + std::string(k->name) + " faults: injected by CHARRNN_EMULATOR_FAULT_LAUNCH_AT");
-        });
-    return emu::enqueue(stream, what, [=] { run_kernel(k, grid, block, args, offsets); });
+        else
+            run_kernel(k, grid, block, args, offsets, shared, cooperative);
+    });
+}
+
+API cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared, void* stream, void** params, void** extra)
+{
+    BEGIN("cuLaunchKernel");
+    return launch("cuLaunchKernel", fn, gx, gy, gz, bx, by, bz, shared, stream, params, extra, false);
+}
+
+API cuLaunchCooperativeKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                              unsigned shared, void* stream, void** params)
+{
+    BEGIN("cuLaunchCooperativeKernel");
+    return launch("cuLaunchCooperativeKernel", fn, gx, gy, gz, bx, by, bz, shared, stream, params, nullptr, true);
+}
+
+API cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void* fn, int threads, size_t shared)
+{
+    BEGIN("cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    auto* f = (Function*)fn;
+    if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+    if (!blocks || threads <= 0) return CUDA_ERROR_INVALID_VALUE;
+    *blocks = threads > f->max_threads || shared > (size_t)f->max_dynamic_shared ? 0 : blocks_per_sm(threads, shared);
+    return CUDA_SUCCESS;
+}
+
+API cuFuncSetAttribute(void* fn, int attr, int value)
+{
+    BEGIN("cuFuncSetAttribute");
+    auto* f = (Function*)fn;
+    if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+    if (attr != 8) // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES is the one emulated
+    {
+        fprintf(stderr, "CUDA emulator: cuFuncSetAttribute(%d) is not emulated\n", attr);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (value < 0 || value > kOptinShared) return CUDA_ERROR_INVALID_VALUE;
+    f->max_dynamic_shared = value;
+    return CUDA_SUCCESS;
 }
 
 // ---- streams and events -------------------------------------------------------------------------------------------

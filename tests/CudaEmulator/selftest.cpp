@@ -25,6 +25,10 @@ CUresult cuMemcpyHtoDAsync_v2(unsigned long long, const void*, size_t, void*);
 CUresult cuModuleLoadData(void**, const void*);
 CUresult cuModuleGetFunction(void**, void*, const char*);
 CUresult cuLaunchKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**, void**);
+CUresult cuLaunchCooperativeKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**);
+CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int*, void*, int, size_t);
+CUresult cuFuncSetAttribute(void*, int, int);
+CUresult cuMemsetD32Async(unsigned long long, unsigned, size_t, void*);
 CUresult cuStreamCreate(void**, unsigned);
 CUresult cuStreamSynchronize(void*);
 CUresult cuStreamBeginCapture_v2(void*, int);
@@ -45,7 +49,10 @@ const char* kPtx = ".version 7.8\n.target sm_90\n.address_size 64\n"
                    ".visible .entry column_sum(.param .u64 a) {}\n"
                    ".visible .entry softmax_xent(.param .u64 a) .maxntid 256, 1, 1 {}\n"
                    ".visible .entry selftest_sum_missing_barrier(.param .u64 a) .maxntid 256, 1, 1 {}\n"
-                   ".visible .entry selftest_last_writer(.param .u64 a) {}\n";
+                   ".visible .entry selftest_last_writer(.param .u64 a) {}\n"
+                   ".visible .entry selftest_grid_exchange(.param .u64 a) .maxntid 64, 1, 1 {}\n"
+                   ".visible .entry selftest_grid_deadlock(.param .u64 a) .maxntid 64, 1, 1 {}\n"
+                   ".visible .entry selftest_spin_outside_cooperative(.param .u64 a) {}\n";
 
 void* g_mod;
 void* g_stream;
@@ -332,6 +339,68 @@ int main()
         volatile int* p = nullptr;
         *p = 1;
     }, 128 + SIGSEGV);
+    // selftest_grid_exchange on `blocks` blocks; returns out[] (each block's neighbour's value, or -2 when the block
+    // found another block's value in its dynamic shared memory).
+    static auto grid_exchange = [](int blocks, int barrier, bool cooperative, CUresult* launched = nullptr) {
+        auto data = dalloc(blocks * 4), state = dalloc(8), out = dalloc(blocks * 4);
+        REQUIRE(cuMemsetD32Async(state, 0, 2, g_stream) == 0);
+        void* args[] = {&data, &state, &out, &barrier};
+        CUresult r = cooperative ? cuLaunchCooperativeKernel(fn("selftest_grid_exchange"), blocks, 1, 1, 64, 1, 1, 16, g_stream, args)
+                                 : cuLaunchKernel(fn("selftest_grid_exchange"), blocks, 1, 1, 64, 1, 1, 16, g_stream, args, nullptr);
+        if (launched) *launched = r;
+        else REQUIRE(r == 0);
+        std::vector<int> h(blocks);
+        if (r == 0)
+        {
+            REQUIRE(cuStreamSynchronize(g_stream) == 0);
+            REQUIRE(cuMemcpyDtoH_v2(h.data(), out, blocks * 4) == 0);
+        }
+        return h;
+    };
+    expect("cooperative launch: a grid barrier makes every block's write visible to the others; dynamic shared memory is per block", [] {
+        for (int blocks : {1, 2, 7, 40})
+        {
+            auto out = grid_exchange(blocks, 1, true);
+            for (int b = 0; b < blocks; b++) REQUIRE(out[b] == (b + 1) % blocks + 1);
+        }
+    });
+    expect("cooperative launch: without the grid barrier a block reads its neighbour before it was written", [] {
+        auto out = grid_exchange(40, 0, true);
+        bool wrong = false;
+        for (int b = 0; b < 40; b++) wrong |= out[b] != (b + 1) % 40 + 1;
+        REQUIRE(wrong);
+    });
+    expect("cooperative launch: more blocks than can be resident at once is refused; the occupancy calculator says how many", [] {
+        int per_sm = 0;
+        REQUIRE(cuOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn("selftest_grid_exchange"), 64, 16) == 0);
+        REQUIRE(per_sm == 32);
+        CUresult r;
+        grid_exchange(per_sm * 132 + 1, 1, true, &r);
+        REQUIRE(r == 720);
+    });
+    expect("a grid barrier that some block never reaches is reported as a deadlock (sticky launch failure)", [] {
+        auto state = dalloc(8);
+        REQUIRE(cuMemsetD32Async(state, 0, 2, g_stream) == 0);
+        void* args[] = {&state};
+        REQUIRE(cuLaunchCooperativeKernel(fn("selftest_grid_deadlock"), 4, 1, 1, 64, 1, 1, 0, g_stream, args) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 719);
+    });
+    expect("spin-waiting outside a cooperative launch stops the emulator", [] {
+        REQUIRE(cuLaunchKernel(fn("selftest_spin_outside_cooperative"), 2, 1, 1, 32, 1, 1, 0, g_stream, nullptr, nullptr) == 0);
+        cuStreamSynchronize(g_stream);
+    }, 134);
+    expect("dynamic shared memory above 48 KiB needs cuFuncSetAttribute, up to the opt-in limit", [] {
+        auto data = dalloc(8), state = dalloc(8), out = dalloc(8);
+        int barrier = 1;
+        void* args[] = {&data, &state, &out, &barrier};
+        void* f = fn("selftest_grid_exchange");
+        REQUIRE(cuLaunchCooperativeKernel(f, 2, 1, 1, 64, 1, 1, 64 * 1024, g_stream, args) == 1);
+        REQUIRE(cuFuncSetAttribute(f, 8, 228 * 1024) == 1);
+        REQUIRE(cuFuncSetAttribute(f, 8, 64 * 1024) == 0);
+        REQUIRE(cuMemsetD32Async(state, 0, 2, g_stream) == 0);
+        REQUIRE(cuLaunchCooperativeKernel(f, 2, 1, 1, 64, 1, 1, 64 * 1024, g_stream, args) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+    });
     printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
