@@ -1,4 +1,5 @@
-// common.cuh — what several kernels share, defined once: the block width, −∞, and the block-wide tree reductions.
+// common.cuh — what several kernels share, defined once: the block width, −∞, the block-wide tree reductions, dynamic
+// shared memory and the grid barrier of the persistent kernels.
 //
 // Every kernels/*.cu includes it. NVRTC gets it as an in-memory header (KernelSources.Headers; there is no include
 // path at run time), the CUDA emulator's g++ finds it next to the .cu files. Plain C-like CUDA, no system headers
@@ -39,6 +40,50 @@ static __device__ __forceinline__ float block_max(float v, float* sh)
     float r = sh[0];
     __syncthreads();
     return r;
+}
+
+// DYNAMIC_SHARED(type, name): `type* name` pointing at the block's dynamic shared memory (the launch's sharedMemBytes).
+// One extern array for every kernel of the program, cast per kernel (extern __shared__ arrays of different types
+// under one name would conflict). The CUDA emulator defines its own (cuda_shim.h): one region per block.
+#ifndef DYNAMIC_SHARED
+extern __shared__ __align__(16) unsigned char charrnn_dynamic_shared[];
+#define DYNAMIC_SHARED(type, name) type* name = (type*)charrnn_dynamic_shared
+#endif
+
+// grid_barrier(state): every thread of every block waits here until all blocks have arrived; what any block wrote
+// before is then visible to all (fences on both sides, and the readers bypass L1 with __ldcg). Only for cooperative
+// launches (cuLaunchCooperativeKernel), where all blocks are resident at once. `state` is two unsigned ints in device
+// memory, zero before the first launch: [arrived, generation]; `arrived` is back at zero after each barrier, so the
+// same state serves every later launch. The last block to arrive resets the count and then bumps the generation the
+// others spin on. A wait that goes on for seconds (blocks that are not co-resident after all) traps instead of hanging.
+static __device__ __forceinline__ void grid_barrier(unsigned* state)
+{
+    __syncthreads();
+    if (threadIdx.x == 0)
+    {
+        volatile unsigned* generation = state + 1;
+        unsigned seen = *generation;
+        __threadfence(); // this block's writes before its arrival
+        if (atomicAdd(state, 1u) == gridDim.x * gridDim.y * gridDim.z - 1)
+        {
+            atomicExch(state, 0u);
+            __threadfence();
+            atomicAdd(state + 1, 1u);
+        }
+        else
+        {
+            unsigned long long spins = 0;
+            while (*generation == seen)
+            {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
+                __nanosleep(32);
+#endif
+                if (++spins == (1ull << 27)) __trap();
+            }
+        }
+        __threadfence(); // the other blocks' writes before our reads
+    }
+    __syncthreads();
 }
 
 #endif

@@ -2,8 +2,9 @@
 // is a hash of (seed, counter, index), integer arithmetic only, so the CPU twin (CpuKernels.DropoutUniform) draws the
 // very same mask, a resumed run redraws it from the run's minibatch count, and no generator state exists.
 //
-// dropout_forward(x[n], n, p, scale, seed, counter, y[n], mask[n])
-//     u = top 24 bits of splitmix64(seed + counter·φ + i·K) / 2^24, in [0, 1);
+// dropout_forward(x[n], n, p, scale, seed, count[2], y[n], mask[n])
+//     u = top 24 bits of splitmix64(seed + c·φ + i·K) / 2^24, in [0, 1), with c = the 64-bit count at `count`
+//     ([low, high] 32-bit halves on the device: the run's minibatch, which a captured step advances itself);
 //     mask[i] = u >= p ? scale : 0 (scale = 1/(1 − p), computed once on the host); y[i] = x[i]·mask[i].
 // dropout_backward(dy[n], mask[n], n, dx[n])
 //     dx = dy·mask (dx may be dy).
@@ -21,8 +22,9 @@ static __device__ __forceinline__ float dropout_uniform(unsigned long long seed,
 }
 
 extern "C" __global__ void dropout_forward(const float* __restrict__ x, int n, float p, float scale, unsigned long long seed,
-                                           unsigned long long counter, float* __restrict__ y, float* __restrict__ mask)
+                                           const int* __restrict__ count, float* __restrict__ y, float* __restrict__ mask)
 {
+    unsigned long long counter = (unsigned long long)(unsigned)count[1] << 32 | (unsigned)count[0];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     {
         float m = dropout_uniform(seed, counter, (unsigned long long)i) >= p ? scale : 0.0f;

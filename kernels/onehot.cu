@@ -6,10 +6,12 @@
 // gather_rows(tokens[n], n, H, table[V×H], out[n×H])
 //     out[r, :] = table[tokens[r], :]  — exactly onehot(tokens)·table, without the GEMM.
 //     Launch: 1-D grid-stride over n·H elements, 256 threads per block.
-// scatter_add_rows(tokens[n], n, H, src[n×H], table[V×H])
-//     table[tokens[r], :] += src[r, :] for r = 0, 1, …, n-1 in that order — exactly onehotᵀ·src.
-//     Deterministic without atomics: thread j owns column j and walks the rows in order.
-//     Launch: ceil(H/256) blocks × 256 threads.
+// scatter_add_rows(tokens[n], n, H, src[n×H], V, table[V×H])
+//     table[tokens[r], :] += src[r, :] for r = 0, 1, …, n-1 in that order — onehotᵀ·src without the GEMM.
+//     Deterministic without atomics, and parallel over the table: block v owns table row v (grid-stride over V),
+//     scans the tokens (staged through shared memory 256 at a time) and adds the matching rows of src in row order,
+//     one thread per column — the same additions, in the same order, as the CPU's loop.
+//     Launch: min(V, 65535) blocks × 256 threads.
 // All matrices row-major float32; token ids int32 in [0, V).
 
 #include "common.cuh"
@@ -37,11 +39,25 @@ extern "C" __global__ void gather_rows(const int* __restrict__ tokens, int n, in
     }
 }
 
-extern "C" __global__ void scatter_add_rows(const int* __restrict__ tokens, int n, int H,
-                                            const float* __restrict__ src, float* __restrict__ table)
+extern "C" __global__ void __launch_bounds__(THREADS)
+scatter_add_rows(const int* __restrict__ tokens, int n, int H, const float* __restrict__ src, int V, float* __restrict__ table)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= H) return;
-    for (int r = 0; r < n; r++)
-        table[(long long)tokens[r] * H + c] += src[(long long)r * H + c];
+    __shared__ int tok[THREADS];
+    for (int v = blockIdx.x; v < V; v += gridDim.x)
+        for (int c0 = 0; c0 < H; c0 += THREADS)
+        {
+            int c = c0 + threadIdx.x;
+            float acc = c < H ? table[(long long)v * H + c] : 0.0f;
+            for (int r0 = 0; r0 < n; r0 += THREADS)
+            {
+                __syncthreads(); // the previous chunk is no longer read
+                if (r0 + threadIdx.x < n) tok[threadIdx.x] = tokens[r0 + threadIdx.x];
+                __syncthreads();
+                int m = n - r0 < THREADS ? n - r0 : THREADS;
+                if (c < H)
+                    for (int i = 0; i < m; i++)
+                        if (tok[i] == v) acc += src[(long long)(r0 + i) * H + c];
+            }
+            if (c < H) table[(long long)v * H + c] = acc;
+        }
 }

@@ -1,25 +1,35 @@
-// optim.cu — global-norm gradient clipping and the parameter updates; the clip scale never leaves the device.
+// optim.cu — global-norm gradient clipping and the parameter updates, each one launch over every parameter tensor;
+// the clip scale, the learning rate and Adam's bias corrections never leave the device (so a captured step replays
+// them unchanged, and nothing is read back per minibatch).
 //
-// sumsq_partial(g[n], n, partials[gridDim.x])
-//     Pass 1 of the norm: block b writes Σ g[i]² (double) over the elements it visits with a fixed grid-stride,
-//     so the partition, and the result, is the same on every run. One launch per gradient tensor, each writing
-//     its own slice of `partials`. Launch: CLIP_BLOCKS (64) blocks × 256 threads.
+// The multi-tensor kernels take a table in device memory, one row of 64-bit words per tensor: blockIdx.y picks the
+// tensor, the blocks along x share its elements with a fixed grid-stride, so the partition (and every sum) is the same
+// on every run and the same as one launch per tensor would give.
+//
+// sumsq_multi(table[count × 2] = {g, n}, partials[count × gridDim.x])
+//     Pass 1 of the norm: block (b, i) writes Σ g_i[k]² (double) over its grid-stride share of tensor i into
+//     partials[i·gridDim.x + b]. Launch: CLIP_BLOCKS (64) × count blocks, 256 threads.
 // clip_finalize(partials[count], count, theta, clip[2])
 //     Pass 2: norm = sqrt(Σ partials) in a fixed tree order; clip[0] = scale = theta / norm if theta > 0 and
 //     norm > theta, else 1 (the book's grad_clipping); clip[1] = norm. Launch: exactly one block of 256 threads.
-// sgd_update(p[n], g[n], n, lr, clip[2])
-//     p −= lr · clip[0] · g  (the book's sgd with batch_size 1). Launch: grid-stride, 256 threads.
-// adam_update(p[n], g[n], m[n], v[n], n, beta1, beta2, eps, step_size, bc2_sqrt, clip[2])
+// sgd_update_multi(table[count × 3] = {p, g, n}, scalars[3], clip[2])
+//     p −= lr · clip[0] · g with lr = scalars[0] (the book's sgd with batch_size 1). Launch: any x × count blocks, 256 threads.
+// adam_corrections(steps[1], beta1, beta2, scalars[3])
+//     PyTorch's bias corrections for step t = steps[0] + 1 (the steps taken before this one, kept on the device):
+//     scalars[1] = step size lr / (1 − β1^t), scalars[2] = sqrt(1 − β2^t), lr = scalars[0]; powers in double, then
+//     float. Launch: one block of one thread.
+// adam_update_multi(table[count × 5] = {p, g, m, v, n}, beta1, beta2, eps, scalars[3], clip[2])
 //     torch.optim.Adam: g' = clip[0]·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²;
-//     p −= step_size · m / (sqrt(v) / bc2_sqrt + eps), with step_size = lr / (1 − β1^t), bc2_sqrt = sqrt(1 − β2^t)
-//     computed once per step by the optimizer (Optimizers.Adam). Launch: grid-stride, 256 threads.
+//     p −= scalars[1] · m / (sqrt(v) / scalars[2] + eps). Launch: any x × count blocks, 256 threads.
 
 #include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(THREADS)
-sumsq_partial(const float* __restrict__ g, int n, double* __restrict__ partials)
+sumsq_multi(const unsigned long long* __restrict__ table, double* __restrict__ partials)
 {
     __shared__ double sh[THREADS];
+    const float* g = (const float*)table[2 * blockIdx.y];
+    int n = (int)table[2 * blockIdx.y + 1];
     double s = 0.0;
     for (int i = blockIdx.x * THREADS + threadIdx.x; i < n; i += gridDim.x * THREADS)
     {
@@ -27,7 +37,7 @@ sumsq_partial(const float* __restrict__ g, int n, double* __restrict__ partials)
         s += x * x;
     }
     s = block_sum(s, sh);
-    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+    if (threadIdx.x == 0) partials[blockIdx.y * gridDim.x + blockIdx.x] = s;
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)
@@ -45,19 +55,33 @@ clip_finalize(const double* __restrict__ partials, int count, float theta, float
     }
 }
 
-extern "C" __global__ void sgd_update(float* __restrict__ p, const float* __restrict__ g, int n, float lr,
-                                      const float* __restrict__ clip)
+extern "C" __global__ void sgd_update_multi(const unsigned long long* __restrict__ table, const float* __restrict__ scalars,
+                                            const float* __restrict__ clip)
 {
-    float k = -lr * clip[0];
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        p[i] = fmaf(g[i], k, p[i]);
+    float* p = (float*)table[3 * blockIdx.y];
+    const float* g = (const float*)table[3 * blockIdx.y + 1];
+    int n = (int)table[3 * blockIdx.y + 2];
+    float k = -scalars[0] * clip[0];
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) p[i] = fmaf(g[i], k, p[i]);
 }
 
-extern "C" __global__ void adam_update(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                                       float* __restrict__ v, int n, float beta1, float beta2, float eps,
-                                       float step_size, float bc2_sqrt, const float* __restrict__ clip)
+extern "C" __global__ void adam_corrections(const int* __restrict__ steps, float beta1, float beta2, float* __restrict__ scalars)
 {
-    float s = clip[0];
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    double t = (double)steps[0] + 1.0;
+    scalars[1] = scalars[0] / (1.0f - (float)pow((double)beta1, t));
+    scalars[2] = sqrtf(1.0f - (float)pow((double)beta2, t));
+}
+
+extern "C" __global__ void adam_update_multi(const unsigned long long* __restrict__ table, float beta1, float beta2, float eps,
+                                             const float* __restrict__ scalars, const float* __restrict__ clip)
+{
+    float* p = (float*)table[5 * blockIdx.y];
+    const float* g = (const float*)table[5 * blockIdx.y + 1];
+    float* m = (float*)table[5 * blockIdx.y + 2];
+    float* v = (float*)table[5 * blockIdx.y + 3];
+    int n = (int)table[5 * blockIdx.y + 4];
+    float s = clip[0], step_size = scalars[1], bc2_sqrt = scalars[2];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     {
         float gi = g[i] * s;

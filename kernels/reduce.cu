@@ -1,22 +1,35 @@
 // reduce.cu — column sums (bias gradients) and row argmax (greedy generation).
 //
 // column_sum(src[rows×ld], rows, cols, ld, dst[cols])
-//     dst[c] = Σ_r src[r·ld + c] for c < cols (src may be a column range of a wider matrix, ld its row stride);
-//     rows summed in order by one thread per column (deterministic, coalesced reads).
-//     Launch: ceil(cols/256) blocks × 256 threads.
+//     dst[c] = Σ_r src[r·ld + c] for c < cols (src may be a column range of a wider matrix, ld its row stride).
+//     A block takes 32 columns; its 8 row groups (threadIdx.x / 32) sum rows g, g + 8, g + 16, … in order, then the
+//     8 partial sums are added in group order: deterministic, 8× the parallelism of one thread per column, warps
+//     reading 32 consecutive floats of a row. Launch: ceil(cols/32) blocks × 256 threads.
 // argmax_rows(logits[rows×cols], bias[cols], rows, cols, out[rows])
 //     out[r] = argmax_c (logits[r, c] + bias[c]); ties go to the smallest c (like torch.argmax on CPU).
 //     Launch: one block per row, 256 threads; shared-memory (value, index) tree reduction.
 
 #include "common.cuh"
 
-extern "C" __global__ void column_sum(const float* __restrict__ src, int rows, int cols, int ld, float* __restrict__ dst)
+#define SUM_COLS 32
+#define SUM_GROUPS (THREADS / SUM_COLS)
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+column_sum(const float* __restrict__ src, int rows, int cols, int ld, float* __restrict__ dst)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
+    __shared__ float part[SUM_GROUPS][SUM_COLS];
+    int j = threadIdx.x % SUM_COLS, g = threadIdx.x / SUM_COLS, c = blockIdx.x * SUM_COLS + j;
     float s = 0.0f;
-    for (int r = 0; r < rows; r++) s += src[(long long)r * ld + c];
-    dst[c] = s;
+    if (c < cols)
+        for (int r = g; r < rows; r += SUM_GROUPS) s += src[(long long)r * ld + c];
+    part[g][j] = s;
+    __syncthreads();
+    if (g == 0 && c < cols)
+    {
+        float t = part[0][j];
+        for (int k = 1; k < SUM_GROUPS; k++) t += part[k][j];
+        dst[c] = t;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
 
 namespace CharRnn.Cli;
@@ -24,10 +25,14 @@ internal static class BenchCommand
         var epochs = new Option<int?>("--epochs") { Description = "Epochs for the book config (default: the preset's 250)." };
         var minibatches = new Option<int>("--minibatches") { Description = "Timed minibatches for the large config.", DefaultValueFactory = _ => 100 };
         var hidden = new Option<int?>("--hidden") { Description = "Override H." };
+        var cell = new Option<string?>("--cell") { Description = "Override the cell: rnn, gru or lstm (e.g. --config large --cell lstm)." };
+        cell.AcceptOnlyFromAmong("rnn", "gru", "lstm");
         var batch = new Option<int?>("--batch") { Description = "Override B." };
         var sgemm = new Option<int?>("--sgemm") { Description = "Also measure an n×n×n SGEMM on the same device (default: 8192 on a GPU, 2048 on the CPU; 0 = skip)." };
         var device = CommonOptions.Device();
-        var tf32 = CommonOptions.Tf32();
+        var precision = CommonOptions.Precision();
+        var recurrence = CommonOptions.Recurrence();
+        var graph = CommonOptions.Graph();
         var blas = CommonOptions.Blas();
         var input = CommonOptions.Input();
         var json = new Option<string?>("--json") { Description = "Write the result as JSON to this file (atomically)." };
@@ -35,7 +40,7 @@ internal static class BenchCommand
         var profile = new Option<bool>("--profile") { Description = "Also print the time per backend op (each op synchronised; slower overall)." };
 
         var cmd = new Command("bench", "Time training (tokens/s, GFLOP/s) on one device, without start-up or generation.");
-        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, batch, sgemm, device, tf32, blas, input, json, corpus, profile }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, cell, batch, sgemm, device, precision, recurrence, graph, blas, input, json, corpus, profile }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
@@ -47,13 +52,15 @@ internal static class BenchCommand
                 Epochs = pr.GetValue(epochs) ?? o.Epochs,
                 Hidden = pr.GetValue(hidden) ?? o.Hidden,
                 Batch = pr.GetValue(batch) ?? o.Batch,
+                Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => o.Cell },
                 Input = CommonOptions.InputMode(pr.GetValue(input)),
             };
             o.Validate();
+            if (!large && o.Epochs < 2) throw new CharRnnException($"--epochs must be at least 2 for the book config: the first epoch (compilation, warm-up) is timed apart (got {o.Epochs}).");
             int steps = pr.GetValue(minibatches);
             if (steps < 1) throw new CharRnnException($"--minibatches must be a positive whole number (got {steps}).");
             var data = Corpus.Load(path, large ? null : Corpus.BookCharCount);
-            using var be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, pr.GetValue(tf32));
+            using var be = BackendFactory.Create(pr.GetValue(device)!, pr.GetValue(blas), stderr, CommonOptions.Gpu(pr.GetValue(precision)!, pr.GetValue(recurrence)!, pr.GetValue(graph)!));
             var profiler = pr.GetValue(profile) ? new OpProfiler() : null;
             be.Profiler = profiler;
             stderr.WriteLine($"charrnn bench: {(large ? "large" : pr.GetValue(preset))} on {be.Description}");
@@ -65,10 +72,16 @@ internal static class BenchCommand
             if (n > 0) r = r with { SgemmGflopsPerSecond = Benchmark.SgemmRate(be, n), SgemmSize = n };
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"device: {r.Description}"));
-            stdout.WriteLine(string.Create(inv, $"config {r.Config}: V {r.Vocab}, H {r.Hidden}, B {r.Batch}, T {r.Steps}, {r.Minibatches} minibatches, input {r.Input}"));
-            stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), final perplexity {r.FinalPerplexity:F6}"));
+            stdout.WriteLine(string.Create(inv, $"config {r.Config}: V {r.Vocab}, H {r.Hidden}, B {r.Batch}, T {r.Steps}, {r.Minibatches} minibatches timed, input {r.Input}"));
+            if (!be.RunsOnHost) stdout.WriteLine($"recurrence {r.Recurrence}; training step as a CUDA graph: {r.Graph}");
+            stdout.WriteLine(string.Create(inv, $"first {(large ? "3 warm-up minibatches" : "epoch")} {r.FirstSeconds:F3} s (compilation, graph recording, warm-up: apart from what follows)"));
+            stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), {r.UsefulGflopsPerSecond:F1} GFLOP/s useful (no one-hot products), final perplexity {r.FinalPerplexity:F6}"));
             if (r.SgemmGflopsPerSecond is double g)
-                stdout.WriteLine(string.Create(inv, $"sgemm {r.SgemmSize}³: {g:F1} GFLOP/s; training step reaches {100 * r.GflopsPerSecond / g:F1}% of it"));
+                stdout.WriteLine(string.Create(inv, $"sgemm {r.SgemmSize}³: {g:F1} GFLOP/s; the training step's useful FLOPs run at {100 * r.UsefulGflopsPerSecond / g:F1}% of it ({100 * r.GflopsPerSecond / g:F1}% counting what it executes)"));
+            if (r.RecurrenceForwardMicrosPerStep is double f && r.RecurrenceBackwardMicrosPerStep is double b)
+                stdout.WriteLine(string.Create(inv, $"recurrence alone (layer 1, device events around 20 launches): forward {f:F2} µs/step, backward {b:F2} µs/step"));
+            if (r.PeakDeviceBytes is long peak)
+                stdout.WriteLine(string.Create(inv, $"peak device memory {peak / 1048576.0:F1} MiB in CharRnn's buffers (cuBLAS's workspace not counted)"));
             if (profiler != null)
             {
                 var times = profiler.Times;

@@ -20,13 +20,36 @@ internal static class CommonOptions
 
     public static Option<string?> Input()
     {
-        var o = new Option<string?>("--input") { Description = "How onehot(X)·W_xh is computed: gather (CPU default) or onehot (one-hot scatter + GEMM, GPU default). Equal results." };
+        var o = new Option<string?>("--input") { Description = "How onehot(X)·W_xh is computed: gather (a row gather, its gradient a scatter-add; the default) or onehot (the book's one-hot scatter + GEMMs). Equal forward results." };
         o.AcceptOnlyFromAmong("gather", "onehot");
         return o;
     }
 
-    public static Option<bool> Tf32() =>
-        new("--tf32") { Description = "GPU: let cuBLAS use TF32 tensor cores for the GEMMs (faster; 10-bit-mantissa products). Off by default, as in PyTorch." };
+    /// <summary>An option taking one of <paramref name="values"/>, the first being the default.</summary>
+    static Option<string> Choice(string name, string description, params string[] values)
+    {
+        var o = new Option<string>(name) { Description = description, DefaultValueFactory = _ => values[0] };
+        o.AcceptOnlyFromAmong(values);
+        return o;
+    }
+
+    public static Option<string> Precision() => Choice("--precision",
+        "GPU GEMMs: fp32 (the default, as PyTorch's matmuls), tf32 (TF32 tensor cores: faster, 10-bit-mantissa products) or bf16 (operands rounded to bfloat16, FP32 accumulation: faster still; weights, optimizer, loss and checkpoints stay FP32). The CPU computes in FP32.",
+        "fp32", "tf32", "bf16");
+
+    public static Option<string> Recurrence() => Choice("--recurrence",
+        "GPU, RNN cell: auto (one persistent kernel per layer and direction where the shape fits, else per step) or steps (a GEMM and a kernel per time step).",
+        "auto", "steps");
+
+    public static Option<string> Graph() => Choice("--graph",
+        "GPU: on (record the training step once as a CUDA graph and replay it for every minibatch) or off (issue every op from the host). Same results.",
+        "on", "off");
+
+    /// <summary>The GPU options as given (the CPU ignores them).</summary>
+    public static GpuOptions Gpu(string precision, string recurrence, string graph) => new(
+        precision switch { "tf32" => Rnn.Backends.Precision.Tf32, "bf16" => Rnn.Backends.Precision.Bf16, _ => Rnn.Backends.Precision.Fp32 },
+        recurrence == "steps" ? RecurrenceMode.Steps : RecurrenceMode.Auto,
+        graph != "off");
 
     public static Option<string?> Corpus() =>
         new("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };

@@ -48,7 +48,9 @@ internal static class TrainCommand
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for initialisation, sampling and dropout (default 0)." };
         var corpus = CommonOptions.Corpus();
         var device = CommonOptions.Device();
-        var tf32 = CommonOptions.Tf32();
+        var precision = CommonOptions.Precision();
+        var recurrence = CommonOptions.Recurrence();
+        var graph = CommonOptions.Graph();
         var input = CommonOptions.Input();
         var blas = CommonOptions.Blas();
         var activation = new Option<string?>("--activation") { Description = "tanh (book) or relu." };
@@ -70,7 +72,7 @@ internal static class TrainCommand
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
-                     predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, tf32, input, blas, activation,
+                     predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, precision, recurrence, graph, input, blas, activation,
                      valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl })
             cmd.Options.Add(o);
 
@@ -168,7 +170,7 @@ internal static class TrainCommand
             var dev = pr.GetValue(device)!;
             if (ranks.Size > 1 && dev is "cuda" or "auto" && Cuda.GpuProbe.Run(0) is { Usable: true, Info: { } gpu })
                 dev = $"cuda:{Launch.LocalRank() % gpu.DeviceCount}";
-            using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, pr.GetValue(tf32));
+            using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, CommonOptions.Gpu(pr.GetValue(precision)!, pr.GetValue(recurrence)!, pr.GetValue(graph)!));
             using var gpuRanks = backend is Rnn.Backends.Cuda.CudaBackend cuda && (ranks.Size > 1 || pr.GetValue(nccl)) ? NcclRanks.Create(ranks, cuda) : null;
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;
@@ -193,6 +195,9 @@ internal static class TrainCommand
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
             $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
+        if (backend is Rnn.Backends.Cuda.CudaBackend)
+            stderr.WriteLine($"charrnn: recurrence {trainer.Driver.DescribeRecurrence()}; training step as a CUDA graph: {trainer.Step.GraphStatus}");
+        trainer.Step.Notice = m => stderr.WriteLine("charrnn: " + m);
         if (from != null)
             stderr.WriteLine($"charrnn: resuming after {Position(from.Header.Epoch, from.Header.Minibatch, trainer.EpochSize)} (checkpoint written on {from.Header.Backend})");
         if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Spec.Kind.ToString().ToLowerInvariant()} {init.Spec.Cell.ToString().ToUpperInvariant()} (H {init.Spec.Hidden} ×{init.Spec.Layers})");

@@ -15,7 +15,7 @@ public sealed unsafe class CudaContext : IDisposable
     [ThreadStatic] static IntPtr t_current;
     static readonly HashSet<int> s_keptAlive = [];
     readonly List<IDisposable> _owned = [];
-    long _allocated;
+    long _allocated, _peak;
     bool _disposed;
 
     CudaContext(int device, IntPtr handle)
@@ -26,6 +26,8 @@ public sealed unsafe class CudaContext : IDisposable
         ComputeCapability = (Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
                              Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
         MultiprocessorCount = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
+        CooperativeLaunch = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, device) != 0;
+        MaxSharedPerBlockOptin = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
         nuint total;
         CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceTotalMem_v2(&total, device));
         TotalMemory = (long)total;
@@ -36,6 +38,12 @@ public sealed unsafe class CudaContext : IDisposable
     public string DeviceName { get; }
     public (int Major, int Minor) ComputeCapability { get; }
     public int MultiprocessorCount { get; }
+
+    /// <summary>The device supports <c>cuLaunchCooperativeKernel</c> (all blocks resident at once; grid barriers).</summary>
+    public bool CooperativeLaunch { get; }
+
+    /// <summary>Dynamic shared memory one block may use after opting in (<see cref="CudaKernel.AllowDynamicShared"/>).</summary>
+    public int MaxSharedPerBlockOptin { get; }
     public long TotalMemory { get; }
 
     /// <summary>"sm_90" for compute capability 9.0.</summary>
@@ -44,7 +52,18 @@ public sealed unsafe class CudaContext : IDisposable
     /// <summary>Bytes currently allocated through this context's <see cref="DeviceBuffer{T}"/>s.</summary>
     public long AllocatedBytes => Interlocked.Read(ref _allocated);
 
-    internal void TrackAllocation(long bytes) => Interlocked.Add(ref _allocated, bytes);
+    /// <summary>The most <see cref="AllocatedBytes"/> has been since the context was made or <see cref="ResetPeak"/>
+    /// (CharRnn's own buffers; cuBLAS's workspace and the driver's graph memory are not counted).</summary>
+    public long PeakAllocatedBytes => Interlocked.Read(ref _peak);
+
+    public void ResetPeak() => Interlocked.Exchange(ref _peak, AllocatedBytes);
+
+    internal void TrackAllocation(long bytes)
+    {
+        long now = Interlocked.Add(ref _allocated, bytes);
+        for (long seen = Interlocked.Read(ref _peak); now > seen; seen = Interlocked.Read(ref _peak))
+            if (Interlocked.CompareExchange(ref _peak, now, seen) == seen) break;
+    }
 
     /// <summary>cuInit(0), then the primary context of device <paramref name="ordinal"/>, made current.</summary>
     public static CudaContext Create(int ordinal)

@@ -61,9 +61,26 @@ public sealed unsafe class CudaModule : IDisposable
 /// <summary>A kernel function handle; launches are asynchronous on the given stream.</summary>
 public sealed unsafe class CudaKernel(string name, IntPtr handle)
 {
+    int _dynamicSharedLimit = 48 * 1024;
+
     public string Name { get; } = name;
 
-    public void Launch(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args)
+    public void Launch(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
+        Launch(grid, 1, block, sharedBytes, stream, cooperative: false, args);
+
+    /// <summary>A launch on a <paramref name="gridX"/> × <paramref name="gridY"/> grid (blockIdx.y: e.g. which tensor of a list).</summary>
+    public void Launch2D(uint gridX, uint gridY, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
+        Launch(gridX, gridY, block, sharedBytes, stream, cooperative: false, args);
+
+    /// <summary>
+    /// A cooperative launch (<c>cuLaunchCooperativeKernel</c>): the driver guarantees every block is resident at once,
+    /// so blocks may wait for each other (a grid barrier). <paramref name="grid"/> must not exceed
+    /// <see cref="MaxActiveBlocksPerMultiprocessor"/> × the multiprocessor count.
+    /// </summary>
+    public void LaunchCooperative(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
+        Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
+
+    void Launch(uint grid, uint gridY, uint block, uint sharedBytes, CudaStream stream, bool cooperative, ReadOnlySpan<KernelArg> args)
     {
         var values = stackalloc ulong[args.Length];
         var pointers = stackalloc void*[args.Length];
@@ -72,8 +89,28 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
             values[i] = args[i].Bits;
             pointers[i] = &values[i];
         }
-        var status = CudaDriver.cuLaunchKernel(handle, grid, 1, 1, block, 1, 1, sharedBytes, stream.Handle, pointers, null);
+        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
+        var status = cooperative
+            ? CudaDriver.cuLaunchCooperativeKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers)
+            : CudaDriver.cuLaunchKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers, null);
         if (status != CUresult.CUDA_SUCCESS)
-            throw new CudaException($"Launching kernel {Name} (grid {grid}, block {block}) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+            throw new CudaException($"Launching kernel {Name}{(cooperative ? " cooperatively" : "")} (grid {grid}{(gridY > 1 ? $"×{gridY}" : "")}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+    }
+
+    /// <summary>Lets launches use more than the default 48 KiB of dynamic shared memory (up to the device's opt-in limit).</summary>
+    public void AllowDynamicShared(int bytes)
+    {
+        CudaCheck.ThrowIfFailed(CudaDriver.cuFuncSetAttribute(handle, CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+        _dynamicSharedLimit = bytes;
+    }
+
+    /// <summary>How many blocks of <paramref name="block"/> threads with <paramref name="sharedBytes"/> of dynamic shared
+    /// memory fit on one multiprocessor at once (0: not even one).</summary>
+    public int MaxActiveBlocksPerMultiprocessor(int block, int sharedBytes)
+    {
+        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared(sharedBytes);
+        int n;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, handle, block, (nuint)sharedBytes));
+        return n;
     }
 }

@@ -95,11 +95,14 @@ public sealed unsafe class CudaGraph : IDisposable
         {
             enqueue();
         }
-        finally
+        catch
         {
-            var end = CudaDriver.cuStreamEndCapture(stream.Handle, &graph);
-            if (end != CUresult.CUDA_SUCCESS && graph == IntPtr.Zero) CudaCheck.ThrowIfFailed(end);
+            // End the capture so the stream works again; the partial graph is dropped and the caller's error reported.
+            if (CudaDriver.cuStreamEndCapture(stream.Handle, &graph) == CUresult.CUDA_SUCCESS && graph != IntPtr.Zero)
+                CudaDriver.cuGraphDestroy(graph);
+            throw;
         }
+        CudaCheck.ThrowIfFailed(CudaDriver.cuStreamEndCapture(stream.Handle, &graph));
         IntPtr exec;
         var status = CudaDriver.cuGraphInstantiateWithFlags(&exec, graph, 0);
         if (status != CUresult.CUDA_SUCCESS)

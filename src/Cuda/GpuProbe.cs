@@ -4,7 +4,7 @@ namespace CharRnn.Cuda;
 
 /// <summary>What the probe found about one GPU.</summary>
 public sealed record GpuInfo(int Ordinal, int DeviceCount, int DriverVersion, string Name, int Major, int Minor, int Sms,
-    long TotalMemory, int CublasVersion, (int Major, int Minor) NvrtcVersion, string KernelTarget)
+    long TotalMemory, int CublasVersion, (int Major, int Minor) NvrtcVersion, string KernelTarget, bool CooperativeLaunch, int SharedPerBlockOptin)
 {
     static string Ver(int v) => $"{v / 1000}.{v % 1000 / 10}";
 
@@ -14,6 +14,9 @@ public sealed record GpuInfo(int Ordinal, int DeviceCount, int DriverVersion, st
         yield return $"device {Ordinal}: {Name}, compute capability {Major}.{Minor}, {Sms} SMs, {TotalMemory / (1024.0 * 1024 * 1024):F1} GiB";
         yield return $"cuBLAS: {CublasVersion / 10000}.{CublasVersion / 100 % 100}.{CublasVersion % 100}";
         yield return $"NVRTC: {NvrtcVersion.Major}.{NvrtcVersion.Minor}, kernels compiled for {KernelTarget}";
+        yield return CooperativeLaunch
+            ? $"persistent recurrence: cooperative launch, {SharedPerBlockOptin / 1024} KiB of shared memory per block: the RNN cell's recurrence runs as one kernel per layer and direction where W_hh's slices fit (the run's header says which path runs)"
+            : "persistent recurrence: no cooperative launch on this device: the recurrence runs one step at a time";
     }
 }
 
@@ -68,7 +71,8 @@ public static class GpuProbe
             var image = KernelCompiler.Compile("probe.cu", Trivial(), target, useCache: false);
             using (var module = new CudaModule(ctx, image.Image)) module.Function("probe");
             var info = new GpuInfo(ordinal, count, CudaContext.DriverVersion(), ctx.DeviceName, ctx.ComputeCapability.Major,
-                ctx.ComputeCapability.Minor, ctx.MultiprocessorCount, ctx.TotalMemory, cublasVersion, KernelCompiler.Version(), target);
+                ctx.ComputeCapability.Minor, ctx.MultiprocessorCount, ctx.TotalMemory, cublasVersion, KernelCompiler.Version(), target,
+                ctx.CooperativeLaunch, ctx.MaxSharedPerBlockOptin);
             return new GpuProbeResult(true, $"{ctx.DeviceName} ({ctx.Arch})", info);
         }
         catch (CudaException e)

@@ -12,6 +12,9 @@ public static unsafe partial class Cublas
     public const int CUBLAS_DEFAULT_MATH = 0;
     public const int CUBLAS_TF32_TENSOR_OP_MATH = 3;
     public const int CUBLAS_POINTER_MODE_HOST = 0;
+    public const int CUDA_R_32F = 0;                        // cudaDataType_t (library_types.h)
+    public const int CUBLAS_COMPUTE_32F_FAST_16BF = 75;     // FP32 in and out, products of inputs rounded to bfloat16
+    public const int CUBLAS_GEMM_DEFAULT = -1;              // cublasGemmAlgo_t
 
     [LibraryImport(Lib)] public static partial CublasStatus cublasCreate_v2(IntPtr* handle);
     [LibraryImport(Lib)] public static partial CublasStatus cublasDestroy_v2(IntPtr handle);
@@ -27,7 +30,10 @@ public static unsafe partial class Cublas
     public static partial CublasStatus cublasSgemm_v2(IntPtr handle, int transa, int transb, int m, int n, int k,
         float* alpha, ulong a, int lda, ulong b, int ldb, float* beta, ulong c, int ldc);
 
-
+    [LibraryImport(Lib)]
+    public static partial CublasStatus cublasGemmEx(IntPtr handle, int transa, int transb, int m, int n, int k,
+        float* alpha, ulong a, int aType, int lda, ulong b, int bType, int ldb, float* beta, ulong c, int cType, int ldc,
+        int computeType, int algo);
 }
 
 public enum CublasStatus

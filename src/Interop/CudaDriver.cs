@@ -17,6 +17,11 @@ public static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
     public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    public const int CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95;
+    public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+
+    // CUfunction_attribute values used.
+    public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
@@ -55,6 +60,11 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)]
     public static partial CUresult cuLaunchKernel(IntPtr f, uint gridDimX, uint gridDimY, uint gridDimZ,
         uint blockDimX, uint blockDimY, uint blockDimZ, uint sharedMemBytes, IntPtr hStream, void** kernelParams, void** extra);
+    [LibraryImport(Lib)]
+    public static partial CUresult cuLaunchCooperativeKernel(IntPtr f, uint gridDimX, uint gridDimY, uint gridDimZ,
+        uint blockDimX, uint blockDimY, uint blockDimZ, uint sharedMemBytes, IntPtr hStream, void** kernelParams);
+    [LibraryImport(Lib)] public static partial CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, IntPtr func, int blockSize, nuint dynamicSMemSize);
+    [LibraryImport(Lib)] public static partial CUresult cuFuncSetAttribute(IntPtr hfunc, int attrib, int value);
 
     [LibraryImport(Lib)] public static partial CUresult cuStreamCreate(IntPtr* phStream, uint flags);
     [LibraryImport(Lib)] public static partial CUresult cuStreamDestroy_v2(IntPtr hStream);
@@ -93,6 +103,7 @@ public enum CUresult
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
     CUDA_ERROR_LAUNCH_FAILED = 719,
+    CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720,
     CUDA_ERROR_NOT_SUPPORTED = 801,
     CUDA_ERROR_SYSTEM_DRIVER_MISMATCH = 803,
     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,

@@ -151,7 +151,8 @@ public class BackendOpTests(string backendName)
         using var tx = Up(rows, cols, x);
         using var y = Poisoned(rows, cols);
         using var mask = Poisoned(rows, cols);
-        _be.DropoutForward(tx.All, p, 12345UL, 77UL, y.All, mask.All);
+        using var count = _be.FromArray([77, 0]); // the 64-bit count 77 as [low, high], where the step counters keep it
+        _be.DropoutForward(tx.All, p, 12345UL, count.All, y.All, mask.All);
         var m = _be.ToArray(mask);
         float scale = 1f / (1f - p);
         for (int i = 0; i < m.Length; i++)
@@ -163,8 +164,15 @@ public class BackendOpTests(string backendName)
         double zeros = m.Count(v => v == 0) / (double)m.Length;
         Assert.That(zeros, Is.EqualTo(p).Within(0.05), "about a fraction p dropped");
         using var other = Poisoned(rows, cols);
-        _be.DropoutForward(tx.All, p, 12345UL, 78UL, y.All, other.All);
+        _be.Upload(count, [78, 0]);
+        _be.DropoutForward(tx.All, p, 12345UL, count.All, y.All, other.All);
         Assert.That(_be.ToArray(other), Is.Not.EqualTo(m), "another minibatch, another mask");
+        _be.Upload(count, [77, 1]); // the high half counts: minibatch 2^32 + 77 is not minibatch 77
+        _be.DropoutForward(tx.All, p, 12345UL, count.All, y.All, other.All);
+        var high = _be.ToArray(other);
+        Assert.That(high, Is.Not.EqualTo(m));
+        for (int i = 0; i < high.Length; i++)
+            Assert.That(high[i], Is.EqualTo(Rnn.Backends.Cpu.CpuKernels.DropoutUniform(12345UL, (1UL << 32) + 77, (ulong)i) >= p ? scale : 0f));
         var dy = Rand(rows * cols);
         using var tdy = Up(rows, cols, dy);
         _be.DropoutBackward(tdy.All, mask.All, tdy.All); // in place, as the driver uses it
@@ -220,7 +228,8 @@ public class BackendOpTests(string backendName)
             Check.Close(norm, scaleAndNorm[1], 1e-6, 1e-6, "norm");
             Check.Close(theta > 0 && norm > theta ? theta / norm : 1.0, scaleAndNorm[0], 1e-6, 1e-6, "scale");
             if (theta > 0) ReferenceRnn.Clip(gd, theta);
-            for (int i = 0; i < ps.Length; i++) _be.SgdUpdate(tp[i], tg[i], 2f, clip);
+            using var scalars = _be.FromArray(1, 3, [2f, float.NaN, float.NaN]); // lr 2
+            _be.SgdUpdate(tp, tg, scalars, clip); // every tensor at once
             for (int i = 0; i < ps.Length; i++)
             {
                 var want = Check.ToDouble(ps[i]);
@@ -233,14 +242,18 @@ public class BackendOpTests(string backendName)
             var v = shapes.Select(s => _be.Zeros(s.Item1, s.Item2)).ToArray();
             var md = pd.Select(a => new double[a.Length]).ToArray();
             var vd = pd.Select(a => new double[a.Length]).ToArray();
-            using var adam = new Rnn.Training.Adam(1e-2f);
+            _be.Upload(scalars, [1e-2f, float.NaN, float.NaN]); // lr 0.01
+            using var stepsTaken = _be.Indices(1);
             for (int k = 1; k <= 3; k++)
-                for (int i = 0; i < ps.Length; i++)
-                {
-                    var (stepSize, bc2Sqrt) = adam.BiasCorrections(k);
-                    _be.AdamUpdate(tp[i], tg[i], m[i], v[i], clip, 0.9f, 0.999f, 1e-8f, stepSize, bc2Sqrt);
-                    ReferenceRnn.Adam(pd[i], gd[i], md[i], vd[i], 1e-2, k);
-                }
+            {
+                _be.Upload(stepsTaken, [k - 1]);
+                _be.AdamCorrections(stepsTaken.All, 0.9f, 0.999f, scalars);
+                var sc = _be.ToArray(scalars);
+                Check.Close(1e-2 / (1 - Math.Pow(0.9, k)), sc[1], 0, 1e-6, $"step size, step {k}");
+                Check.Close(Math.Sqrt(1 - Math.Pow(0.999, k)), sc[2], 0, 1e-5, $"√(1 − β2^t), step {k}");
+                _be.AdamUpdate(tp, tg, m, v, 0.9f, 0.999f, 1e-8f, scalars, clip);
+                for (int i = 0; i < ps.Length; i++) ReferenceRnn.Adam(pd[i], gd[i], md[i], vd[i], 1e-2, k);
+            }
             for (int i = 0; i < ps.Length; i++)
             {
                 Check.Close(pd[i], _be.ToArray(tp[i]), Tol, Tol, $"adam p {i}");

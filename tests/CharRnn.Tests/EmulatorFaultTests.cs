@@ -83,7 +83,7 @@ public class EmulatorFaultTests
     {
         using var dir = new TempDir();
         var (code, o, e) = Run([.. Tiny, "--pred-period", "100", "--checkpoint-dir", dir.Path, "--save-every", "1"],
-            ("CHARRNN_EMULATOR_FAULT_LAUNCH_AT", "2500"));
+            ("CHARRNN_EMULATOR_FAULT_LAUNCH_AT", "1000")); // kernel runs, graph replays included: ~450 an epoch here
         Assert.That(code, Is.EqualTo(3), e);
         var line = CliProcess.OneErrorLine(e);
         Assert.That(line, Does.Contain("the GPU failed").And.Contain("CUDA_ERROR_ILLEGAL_ADDRESS"));

@@ -8,8 +8,8 @@ namespace CharRnn.Rnn.Backends;
 /// <summary>Turns <c>--device auto|cpu|cuda[:N]</c> (and <c>--blas</c>) into a backend.</summary>
 public static class BackendFactory
 {
-    /// <param name="tf32">GPU only: allow TF32 tensor-core GEMMs (see <see cref="CudaBackend.Create"/>).</param>
-    public static IBackend Create(string device, string? blas, TextWriter log, bool tf32 = false)
+    /// <param name="gpu">GPU only: precision, recurrence path, graphs (see <see cref="CudaBackend.Create"/>).</param>
+    public static IBackend Create(string device, string? blas, TextWriter log, GpuOptions? gpu = null)
     {
         CpuGemm.Engine? engine = blas switch
         {
@@ -19,13 +19,19 @@ public static class BackendFactory
             _ => throw new CharRnnException($"--blas must be openblas or managed (got '{blas}')."),
         };
         var d = device.Trim().ToLowerInvariant();
-        if (d == "cpu") return new CpuBackend(engine);
+        IBackend Cpu()
+        {
+            if (gpu != null && gpu.Precision != Precision.Fp32)
+                log.WriteLine($"charrnn: --precision {gpu.Precision.ToString().ToLowerInvariant()} is for GPU GEMMs; the CPU computes in FP32.");
+            return new CpuBackend(engine);
+        }
+        if (d == "cpu") return Cpu();
         if (d == "auto")
         {
             var probe = GpuProbe.Run(0);
-            if (probe.Usable) return CreateCuda(0, tf32);
+            if (probe.Usable) return CreateCuda(0, gpu);
             log.WriteLine($"charrnn: no usable GPU ({probe.Reason.TrimEnd('.')}); training on the CPU.");
-            return new CpuBackend(engine);
+            return Cpu();
         }
         if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
         {
@@ -35,16 +41,16 @@ public static class BackendFactory
             var probe = GpuProbe.Run(ordinal);
             if (!probe.Usable)
                 throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason.TrimEnd('.')}. Use --device cpu (or auto, which falls back to the CPU).");
-            return CreateCuda(ordinal, tf32);
+            return CreateCuda(ordinal, gpu);
         }
         throw new CharRnnException($"--device must be auto, cpu, cuda or cuda:N (got '{device}').");
     }
 
-    static IBackend CreateCuda(int ordinal, bool tf32)
+    static IBackend CreateCuda(int ordinal, GpuOptions? gpu)
     {
         try
         {
-            return CudaBackend.Create(ordinal, tf32);
+            return CudaBackend.Create(ordinal, gpu);
         }
         catch (CudaException e)
         {

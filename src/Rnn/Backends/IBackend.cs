@@ -23,6 +23,14 @@ public interface IBackend : IDisposable
     /// </summary>
     bool RunsOnHost { get; }
 
+    /// <summary>Device memory held by the backend's buffers at most since <see cref="ResetMemoryPeak"/> (null on the CPU).</summary>
+    long? MemoryPeakBytes => null;
+    void ResetMemoryPeak() { }
+
+    /// <summary>Seconds the device spends per run of <paramref name="ops"/>, timed by events around
+    /// <paramref name="repeats"/> runs (no host time in it); null where the backend has no device clock (the CPU).</summary>
+    double? DeviceSeconds(Action ops, int repeats) => null;
+
     /// <summary>Bytes free for new tensors (host memory left to the process, or the GPU's free memory); null if unknown.</summary>
     long? MemoryAvailable { get; }
 
@@ -76,10 +84,12 @@ public interface IBackend : IDisposable
     void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
 
     /// <summary>
-    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <see cref="Cpu.CpuKernels.DropoutUniform"/>(seed, counter,
-    /// element index) — the same draw on every backend; y = x ⊙ mask. x, y, mask contiguous, of one size.
+    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <see cref="Cpu.CpuKernels.DropoutUniform"/>(seed, c, element
+    /// index) — the same draw on every backend — where c is the 64-bit count held on the backend at
+    /// <paramref name="count"/> (2 ints, low half first: the run's minibatch, which a recorded step advances itself);
+    /// y = x ⊙ mask. x, y, mask contiguous, of one size.
     /// </summary>
-    void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask);
+    void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask);
 
     /// <summary><c>dropout_backward</c>: dx = dy ⊙ mask (dx may be dy).</summary>
     void DropoutBackward(Mat dy, Mat mask, Mat dx);
@@ -172,23 +182,62 @@ public interface IBackend : IDisposable
     (double Sum, long Rows) ReadLoss();
 
     /// <summary>
-    /// <c>sumsq_partial</c> + <c>clip_finalize</c>: the global L2 norm over all <paramref name="grads"/> and the clip
+    /// <c>sumsq_multi</c> + <c>clip_finalize</c>: the global L2 norm over all <paramref name="grads"/> and the clip
     /// scale θ/norm when norm &gt; θ, else 1 (θ ≤ 0 or ∞: no clipping, scale 1), written to <paramref name="clip"/>
     /// (1 × 2: [scale, norm]) on the backend, where the update ops read the scale without a round trip to the host.
     /// </summary>
     void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta, Tensor clip);
 
-    /// <summary><c>sgd_update</c>: p −= lr · scale · g, scale = <paramref name="clip"/>[0].</summary>
-    void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip);
+    /// <summary><c>sgd_update_multi</c>: ps[i] −= lr · scale · gs[i] for every i, lr = <paramref name="scalars"/>[0],
+    /// scale = <paramref name="clip"/>[0]; one launch for all tensors on a GPU.</summary>
+    void SgdUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, Tensor scalars, Tensor clip);
 
     /// <summary>
-    /// <c>adam_update</c>, PyTorch's rule with the bias corrections already folded in (see <c>Optimizers.Adam</c>):
-    /// g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²; p −= stepSize · m / (√v / bc2Sqrt + eps).
+    /// <c>adam_corrections</c>: PyTorch's bias corrections for step t = <paramref name="stepsTaken"/>[0] + 1, from the
+    /// learning rate in <paramref name="scalars"/>[0]: scalars[1] = lr / (1 − β1^t), scalars[2] = √(1 − β2^t). On the
+    /// backend, so a recorded step replays with the right t.
     /// </summary>
-    void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt);
+    void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars);
+
+    /// <summary>
+    /// <c>adam_update_multi</c>, PyTorch's rule with the corrections of <see cref="AdamCorrections"/> (scalars[1], [2]):
+    /// g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²; p −= scalars[1] · m / (√v / scalars[2] + eps), for
+    /// every tensor i (one launch for all on a GPU).
+    /// </summary>
+    void AdamUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, IReadOnlyList<Tensor> ms, IReadOnlyList<Tensor> vs,
+        float beta1, float beta2, float eps, Tensor scalars, Tensor clip);
+
+    /// <summary>
+    /// <c>select_minibatch</c>: x, y ← minibatch <paramref name="counters"/>[0] of an epoch's inputs and labels (laid end
+    /// to end, x.Length tokens each). The step counters (4 ints on the backend): [minibatch in the epoch, run minibatch
+    /// low, high, optimizer steps taken]; see <see cref="AdvanceStep"/>.
+    /// </summary>
+    void SelectMinibatch(IdxView counters, IndexBuffer epochX, IndexBuffer epochY, IndexBuffer x, IndexBuffer y);
+
+    /// <summary><c>step_advance</c>: every step counter + 1 (the run minibatch as one 64-bit count).</summary>
+    void AdvanceStep(IdxView counters);
+
+    /// <summary>Why this backend cannot record ops (<see cref="Record"/>); null when it can.</summary>
+    string? RecordingUnavailable => "the CPU runs ops as they are issued";
+
+    /// <summary>
+    /// Records the ops <paramref name="ops"/> issues as one unit that replays them (a CUDA graph), without running them.
+    /// While recording, the ops must not allocate, upload or wait. Throws when recording fails.
+    /// </summary>
+    IRecording Record(Action ops) => throw new NotSupportedException(RecordingUnavailable);
+
+    /// <summary>How this backend runs <paramref name="layer"/>'s recurrence (for the run's header line).</summary>
+    string DescribeRecurrence(IRecurrence layer) => "per-step";
 
     /// <summary>Waits until all queued work is done.</summary>
     void Synchronize();
+}
+
+/// <summary>Recorded ops (<see cref="IBackend.Record"/>): each <see cref="Replay"/> issues all of them again, with the
+/// arguments they had when recorded, reading whatever the buffers hold then.</summary>
+public interface IRecording : IDisposable
+{
+    void Replay();
 }
 
 public static class BackendExtensions

@@ -23,7 +23,7 @@ public sealed class BpttDriver : IDisposable
     bool _droppedNow;                    // the last Forward applied dropout (so Backward must too)
 
     /// <param name="dropout">Probability of zeroing each input of the layers above the first during a training forward
-    /// (nn.RNN's <c>dropout</c>); the masks are drawn from <paramref name="seed"/> and <see cref="DropoutCounter"/>.</param>
+    /// (nn.RNN's <c>dropout</c>); the masks are drawn from <paramref name="seed"/> and the count at <see cref="DropoutCount"/>.</param>
     public BpttDriver(RnnModel model, int batch, int steps, InputMode? inputMode = null, float dropout = 0f, ulong seed = 0)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "at least one row");
@@ -56,14 +56,32 @@ public sealed class BpttDriver : IDisposable
     /// finished them, while the top layer's backward recurrence may still run): data-parallel ranks start reducing them.</summary>
     public Action? OutputGradientsReady { get; set; }
 
-    /// <summary>Which minibatch of the run the next training forward is: the dropout masks' draw (the trainer sets it).</summary>
-    public ulong DropoutCounter { get; set; }
+    /// <summary>Where on the backend the run's minibatch number is (2 ints, low half first): the dropout masks' draw.
+    /// <c>Training.TrainingStep</c> points it at its step counters, which advance on the backend with every step.</summary>
+    public IdxView? DropoutCount { get; set; }
 
     public int Batch { get; }
     public int Steps { get; }
     public InputMode Input { get; }
     public RnnModel Model => _m;
     public int Layers => _l.Length;
+
+    /// <summary>Layer <paramref name="layer"/>'s recurrence alone, forward or backward, on whatever its buffers hold (for
+    /// timing it: the per-step path accumulates into its inputs, so the buffers are garbage afterwards).</summary>
+    public void RunRecurrenceOnly(int layer, bool backward)
+    {
+        if (backward) _be.RecurrenceBackward(_l[layer]);
+        else _be.RecurrenceForward(_l[layer], null);
+    }
+
+    /// <summary>How the backend runs each layer's recurrence ("persistent (…)", "per-step (why)"), for the run's header;
+    /// equal descriptions of consecutive layers are said once.</summary>
+    public string DescribeRecurrence()
+    {
+        var each = _l.Select(l => _be.DescribeRecurrence(l)).ToArray();
+        return each.Distinct().Count() == 1 ? each[0] + (each.Length > 1 ? " in every layer" : "")
+            : string.Join(", ", each.Select((d, i) => $"layer {i + 1} {d}"));
+    }
 
     public Tensor Logits { get; }
     public Tensor DLogits { get; }
@@ -118,7 +136,8 @@ public sealed class BpttDriver : IDisposable
             var below = _l[l - 1].Hs.RowRange(Batch, Steps * Batch);
             if (dropout)
             {
-                _be.DropoutForward(below, _dropout, _dropoutSeed + (ulong)l, DropoutCounter, _dropped[l]!.All, _masks[l]!.All);
+                var count = DropoutCount ?? throw new InvalidOperationException("dropout draws its masks from the step counters: train through TrainingStep");
+                _be.DropoutForward(below, _dropout, _dropoutSeed + (ulong)l, count, _dropped[l]!.All, _masks[l]!.All);
                 below = _dropped[l]!.All;
             }
             _be.Gemm(false, false, 1f, below, wx.All, 0f, pre);

@@ -20,8 +20,23 @@ public sealed record BenchResult
     public required double TokensPerSecond { get; init; }
     /// <summary>FLOPs of the GEMMs one training step executes (see <see cref="Benchmark.StepFlops"/>).</summary>
     public required double FlopsPerStep { get; init; }
+    /// <summary>FLOPs of the GEMMs the model needs (the gather input's: no one-hot products), whatever the input mode.</summary>
+    public required double UsefulFlopsPerStep { get; init; }
     public required string Input { get; init; }
     public double GflopsPerSecond => FlopsPerStep * Minibatches / Seconds / 1e9;
+    public double UsefulGflopsPerSecond => UsefulFlopsPerStep * Minibatches / Seconds / 1e9;
+    /// <summary>The untimed start: a run's first epoch (compilation, the graph's recording, warm-up), or the warm-up steps
+    /// of a fixed-step benchmark. <see cref="Seconds"/>, <see cref="Minibatches"/> and the rates leave it out.</summary>
+    public double? FirstSeconds { get; init; }
+    /// <summary>How the backend ran the recurrence and the step ("persistent (…)", "per-step (…)"; graph "on"/"off (…)").</summary>
+    public required string Recurrence { get; init; }
+    public required string Graph { get; init; }
+    /// <summary>Peak device memory in the backend's buffers over the whole benchmark (null on the CPU).</summary>
+    public long? PeakDeviceBytes { get; init; }
+    /// <summary>Device time per time step of the first layer's recurrence, forward and backward (events around repeated
+    /// launches after the run; null on the CPU).</summary>
+    public double? RecurrenceForwardMicrosPerStep { get; init; }
+    public double? RecurrenceBackwardMicrosPerStep { get; init; }
     public double? FinalPerplexity { get; init; }
     public IReadOnlyList<double>? EpochSeconds { get; init; }
     public IReadOnlyList<double>? EpochPerplexities { get; init; }
@@ -47,16 +62,26 @@ public static class Benchmark
         return f;
     }
 
-    /// <summary>A whole run (every epoch of <paramref name="o"/>), timed from the first epoch to the final sync.</summary>
+    /// <summary>A whole run (every epoch of <paramref name="o"/>): the first epoch timed apart, the rest (at least one
+    /// more) timed together up to the final sync.</summary>
     public static BenchResult Run(IBackend be, Corpus corpus, TrainOptions o, string config)
     {
+        if (o.Epochs < 2) throw new CharRnnException("A benchmarked run needs at least 2 epochs: the first (compilation, warm-up) is timed apart.");
+        be.ResetMemoryPeak();
         using var t = new Trainer(be, corpus, o);
         var epochSeconds = new List<double>();
         var ppl = new List<double>();
         be.Synchronize();
-        var total = Stopwatch.StartNew();
+        var first = Stopwatch.StartNew();
+        var rest = new Stopwatch();
         for (int e = 0; e < o.Epochs; e++)
         {
+            if (e == 1)
+            {
+                be.Synchronize();
+                first.Stop();
+                rest.Start();
+            }
             var sw = Stopwatch.StartNew();
             t.RunEpoch();
             if (be.RunsOnHost || e == o.Epochs - 1)
@@ -67,10 +92,10 @@ public static class Benchmark
             epochSeconds.Add(sw.Elapsed.TotalSeconds);
         }
         be.Synchronize();
-        long steps = (long)t.EpochSize * o.Epochs;
-        return Result(be, t, corpus, config, steps, total.Elapsed.TotalSeconds) with
+        long steps = (long)t.EpochSize * (o.Epochs - 1);
+        return Result(be, t, corpus, config, steps, rest.Elapsed.TotalSeconds) with
         {
-            FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
+            FirstSeconds = first.Elapsed.TotalSeconds, FinalPerplexity = ppl[^1], EpochSeconds = epochSeconds, EpochPerplexities = ppl,
         };
     }
 
@@ -78,13 +103,23 @@ public static class Benchmark
     static BenchResult Result(IBackend be, Trainer t, Corpus corpus, string config, long minibatches, double seconds)
     {
         var o = t.Options;
+        long? peak = be.MemoryPeakBytes;
+        // Last, as it leaves the trainer's buffers garbage: the recurrence alone, 20 launches a direction.
+        double? PerStep(bool backward) => be.DeviceSeconds(() => t.Driver.RunRecurrenceOnly(0, backward), 20) * 1e6 / o.Steps;
+        var profiler = be.Profiler;
+        be.Profiler = null; // its per-op syncs would be in the events' span
+        double? fwd = PerStep(false), bwd = PerStep(true);
+        be.Profiler = profiler;
         return new BenchResult
         {
             Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
             Vocab = corpus.Vocab.Count, Minibatches = minibatches, Seconds = seconds,
             TokensPerSecond = (double)minibatches * o.Batch * o.Steps / seconds,
             FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
+            UsefulFlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, InputMode.Gather, t.Model.Spec.Gates, o.Layers),
             Input = t.Driver.Input.ToString(),
+            Recurrence = t.Driver.DescribeRecurrence(), Graph = t.Step.GraphStatus, PeakDeviceBytes = peak,
+            RecurrenceForwardMicrosPerStep = fwd, RecurrenceBackwardMicrosPerStep = bwd,
         };
     }
 
@@ -92,24 +127,22 @@ public static class Benchmark
     public static BenchResult Steps(IBackend be, Corpus corpus, TrainOptions o, string config, int steps, int warmup = 3)
     {
         o = o with { Epochs = 1 };
+        be.ResetMemoryPeak();
         using var t = new Trainer(be, corpus, o);
-        var batches = (o.Sampling == SamplingKind.Random
-            ? Samplers.Random(corpus.Indices, o.Batch, o.Steps, new Rng(o.Seed))
-            : Samplers.Consecutive(corpus.Indices, o.Batch, o.Steps)).ToList();
-        int tb = o.Batch * o.Steps;
-        var (x, y, count) = Trainer.Flatten(batches, batches.Count, tb);
-        using var xs = be.FromArray(x);
-        using var ys = be.FromArray(y);
-        void Step(int i) => t.TrainMinibatch(i % count, xs.Range(i % count * tb, tb), ys.Range(i % count * tb, tb));
+        t.StartEpoch(0);
+        void Step(int i) => t.TrainMinibatch(i % t.EpochSize);
+        be.Synchronize();
+        var first = Stopwatch.StartNew();
         for (int i = 0; i < warmup; i++) Step(i);
         be.Synchronize();
+        first.Stop();
         be.ResetLoss();
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < steps; i++) Step(warmup + i);
         be.Synchronize();
         double seconds = sw.Elapsed.TotalSeconds;
         var (sum, rows) = be.ReadLoss();
-        return Result(be, t, corpus, config, steps, seconds) with { FinalPerplexity = Math.Exp(sum / rows) };
+        return Result(be, t, corpus, config, steps, seconds) with { FirstSeconds = first.Elapsed.TotalSeconds, FinalPerplexity = Math.Exp(sum / rows) };
     }
 
     /// <summary>GFLOP/s of a square SGEMM (n×n×n) on the backend, best of <paramref name="reps"/> after one warm-up.</summary>

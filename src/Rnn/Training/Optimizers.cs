@@ -5,78 +5,116 @@ namespace CharRnn.Rnn.Training;
 
 public enum OptimizerKind { Sgd, Adam }
 
-/// <summary>Applies one update to every parameter, scaled by the clip scale in <c>clip</c>[0] (see <see cref="IBackend.ComputeClipScale"/>).</summary>
+/// <summary>
+/// Applies one update to every parameter, scaled by the clip scale in <c>clip</c>[0] (see <see cref="IBackend.ComputeClipScale"/>).
+/// A step is split so that its backend ops can be recorded once and replayed (<see cref="IBackend.Record"/>):
+/// <see cref="Prepare"/> (host work, never recorded), <see cref="Enqueue"/> (backend ops only), <see cref="Completed"/>.
+/// </summary>
 public interface IOptimizer : IDisposable
 {
     /// <summary>The learning rate of the next steps (a schedule may change it between epochs).</summary>
     float LearningRate { get; set; }
 
-    void Step(RnnModel model, Tensor clip);
+    /// <summary>Steps taken so far (Adam's bias corrections count them; checkpoints keep the count).</summary>
+    int StepCount { get; }
+
+    /// <summary>Before a step: allocates the optimizer's state on first use and hands the learning rate to the backend
+    /// when it changed (an upload: outside any recording).</summary>
+    void Prepare(RnnModel model);
+
+    /// <summary>The update's backend ops. <paramref name="stepsTaken"/>: one int on the backend holding
+    /// <see cref="StepCount"/> as of this step (the step counters' last field), which a recorded step advances itself.</summary>
+    void Enqueue(RnnModel model, Tensor clip, IdxView stepsTaken);
+
+    /// <summary>After a step's ops were issued (or replayed): counts it.</summary>
+    void Completed();
+}
+
+/// <summary>What the optimizers share: the learning rate and the step count, and [lr, step size, √(1 − β2^t)] on the backend.</summary>
+public abstract class OptimizerBase(float lr) : IOptimizer
+{
+    Tensor? _scalars;
+    float _uploaded = float.NaN;
+
+    public float LearningRate { get; set; } = lr;
+    public int StepCount { get; protected set; }
+
+    /// <summary>1 × 3 on the backend: [learning rate, Adam's step size, Adam's √(1 − β2^t)].</summary>
+    protected Tensor Scalars => _scalars ?? throw new InvalidOperationException("Prepare the optimizer before its first step.");
+
+    public virtual void Prepare(RnnModel model)
+    {
+        _scalars ??= model.Backend.Zeros(1, 3);
+        if (_uploaded.Equals(LearningRate)) return;
+        model.Backend.Upload(_scalars, [LearningRate, 0f, 0f]);
+        _uploaded = LearningRate;
+    }
+
+    public abstract void Enqueue(RnnModel model, Tensor clip, IdxView stepsTaken);
+
+    public void Completed() => StepCount++;
+
+    public virtual void Dispose() => _scalars?.Dispose();
 }
 
 /// <summary>The book's <c>sgd(params, lr, 1)</c>: p −= lr·g.</summary>
-public sealed class Sgd(float lr) : IOptimizer
+public sealed class Sgd(float lr) : OptimizerBase(lr)
 {
-    public float LearningRate { get; set; } = lr;
-
-    public void Step(RnnModel model, Tensor clip)
-    {
-        for (int i = 0; i < model.Params.Length; i++) model.Backend.SgdUpdate(model.Params[i], model.Grads[i], LearningRate, clip);
-    }
-
-    public void Dispose() { }
+    public override void Enqueue(RnnModel model, Tensor clip, IdxView stepsTaken) =>
+        model.Backend.SgdUpdate(model.Params, model.Grads, Scalars, clip);
 }
 
 /// <summary>torch.optim.Adam with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay, no amsgrad).</summary>
-public sealed class Adam : IOptimizer
+public sealed class Adam : OptimizerBase
 {
     readonly float _beta1, _beta2, _eps;
     Tensor[]? _m, _v;
 
-    public Adam(float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f)
+    public Adam(float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f) : base(lr)
     {
-        (LearningRate, _beta1, _beta2, _eps) = (lr, beta1, beta2, eps);
+        (_beta1, _beta2, _eps) = (beta1, beta2, eps);
     }
-
-    public float LearningRate { get; set; }
-
-    /// <summary>Steps taken so far (PyTorch's per-parameter <c>step</c>, the same for all here).</summary>
-    public int StepCount { get; private set; }
 
     public Tensor[]? FirstMoments => _m;
     public Tensor[]? SecondMoments => _v;
 
-    /// <summary>
-    /// PyTorch's bias corrections for step t, in float32, computed here once per step for every parameter and backend:
-    /// step size lr / (1 − β1^t) and √(1 − β2^t).
-    /// </summary>
-    public (float StepSize, float Bc2Sqrt) BiasCorrections(int step) =>
-        (LearningRate / (1f - MathF.Pow(_beta1, step)), MathF.Sqrt(1f - MathF.Pow(_beta2, step)));
-
-    public void Step(RnnModel model, Tensor clip)
+    public override void Prepare(RnnModel model)
     {
+        base.Prepare(model);
         var be = model.Backend;
         _m ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
         _v ??= model.Params.Select(p => be.Zeros(p.Rows, p.Cols)).ToArray();
-        StepCount++;
-        var (stepSize, bc2Sqrt) = BiasCorrections(StepCount);
-        for (int i = 0; i < model.Params.Length; i++)
-            be.AdamUpdate(model.Params[i], model.Grads[i], _m[i], _v[i], clip, _beta1, _beta2, _eps, stepSize, bc2Sqrt);
+    }
+
+    /// <summary>PyTorch's bias corrections (step size lr / (1 − β1^t), √(1 − β2^t)) on the backend, from its step count,
+    /// then the update of every parameter.</summary>
+    public override void Enqueue(RnnModel model, Tensor clip, IdxView stepsTaken)
+    {
+        var be = model.Backend;
+        be.AdamCorrections(stepsTaken, _beta1, _beta2, Scalars);
+        be.AdamUpdate(model.Params, model.Grads, _m!, _v!, _beta1, _beta2, _eps, Scalars, clip);
     }
 
     /// <summary>Restores moments and step count saved from an earlier run (checkpoint resume).</summary>
     public void Restore(RnnModel model, float[][] m, float[][] v, int steps)
     {
         var be = model.Backend;
-        Dispose();
+        DisposeMoments();
         _m = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, m[i])).ToArray();
         _v = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, v[i])).ToArray();
         StepCount = steps;
     }
 
-    public void Dispose()
+    void DisposeMoments()
     {
         foreach (var t in _m ?? []) t.Dispose();
         foreach (var t in _v ?? []) t.Dispose();
+        (_m, _v) = (null, null);
+    }
+
+    public override void Dispose()
+    {
+        DisposeMoments();
+        base.Dispose();
     }
 }

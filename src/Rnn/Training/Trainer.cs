@@ -177,7 +177,7 @@ public sealed class Trainer : IDisposable
             StartEpoch(first);
             for (int i = first; i < EpochSize; i++)
             {
-                TrainMinibatch(i, _epochX!.Range(i * Tb, Tb), _epochY!.Range(i * Tb, Tb));
+                TrainMinibatch(i);
                 _minibatch = i + 1;
                 hooks.Minibatch?.Invoke(epoch, i + 1, EpochSize);
                 bool end = i + 1 == EpochSize;
@@ -267,7 +267,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Builds and uploads the current epoch's minibatches (from its starting generator state, so a resumed
     /// epoch gets the same ones) and clears the loss accumulator.</summary>
-    void StartEpoch(int firstMinibatch)
+    internal void StartEpoch(int firstMinibatch)
     {
         if (firstMinibatch > 0) _dataRng.SetState(_epochRng); // a resumed epoch: the same draw as the first time
         _epochRng = _dataRng.State;
@@ -287,23 +287,20 @@ public sealed class Trainer : IDisposable
     public void RunEpoch()
     {
         StartEpoch(0);
-        for (int i = 0; i < EpochSize; i++) TrainMinibatch(i, _epochX!.Range(i * Tb, Tb), _epochY!.Range(i * Tb, Tb));
+        for (int i = 0; i < EpochSize; i++) TrainMinibatch(i);
         CompletedEpochs++;
         _epochRng = _dataRng.State;
     }
 
     /// <summary>
-    /// Minibatch <paramref name="i"/> of an epoch: the book's state rule (random sampling: zeros for every minibatch;
-    /// consecutive: zeros for the epoch's first, then the previous minibatch's final state, detached), then one step.
-    /// Dropout masks are drawn from the run's minibatch count, so they are the same on a resume.
+    /// Minibatch <paramref name="i"/> of the current epoch (<see cref="StartEpoch"/>): the book's state rule (random
+    /// sampling: zeros for every minibatch; consecutive: zeros for the epoch's first, then the previous minibatch's
+    /// final state, detached), then one step. Dropout masks are drawn from the run's minibatch count, so they are the
+    /// same on a resume.
     /// </summary>
-    public void TrainMinibatch(int i, IdxView x, IdxView y)
-    {
-        if (_o.Sampling == SamplingKind.Random || i == 0) Driver.ResetState();
-        else Driver.CarryState();
-        Driver.DropoutCounter = (ulong)((long)CompletedEpochs * EpochSize + i);
-        Step.Run(x, y);
-    }
+    public void TrainMinibatch(int i) =>
+        Step.Run(_o.Sampling == SamplingKind.Random || i == 0 ? StateRule.Reset : StateRule.Carry, i,
+            (long)CompletedEpochs * EpochSize + i, _epochX!, _epochY!);
 
     /// <summary>This rank's rows of time-major global minibatches: within each step t, rows [rank·b, (rank+1)·b) of B.</summary>
     int[] MyShare(int[] global)

@@ -151,9 +151,11 @@ public sealed class CpuBackend : IBackend
             for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
     }
 
-    public void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask)
+    public void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask)
     {
         using var _ = Op();
+        var c = I(count);
+        ulong counter = (ulong)(uint)c[1] << 32 | (uint)c[0];
         var xs = S(x); var ys = S(y); var ms = S(mask);
         float scale = 1f / (1f - p);
         for (int i = 0; i < xs.Length; i++)
@@ -363,18 +365,53 @@ public sealed class CpuBackend : IBackend
         c[1] = (float)norm;
     }
 
-    public void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip)
+    public void SgdUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, Tensor scalars, Tensor clip)
     {
         using var _ = Op();
-        var pd = D(p).AsSpan(0, p.Length);
-        TensorPrimitives.MultiplyAdd(D(g).AsSpan(0, g.Length), -lr * D(clip)[0], pd, pd); // p −= lr·scale·g
+        float k = -D(scalars)[0] * D(clip)[0];
+        for (int i = 0; i < ps.Count; i++)
+        {
+            var pd = D(ps[i]).AsSpan(0, ps[i].Length);
+            TensorPrimitives.MultiplyAdd(D(gs[i]).AsSpan(0, gs[i].Length), k, pd, pd); // p −= lr·scale·g
+        }
     }
 
-    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt)
+    /// <summary>In float32 with MathF.Pow, as the optimizer always computed them here (the CPU's results stay as they were).</summary>
+    public void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars)
+    {
+        int t = I(stepsTaken)[0] + 1;
+        var s = D(scalars);
+        s[1] = s[0] / (1f - MathF.Pow(beta1, t));
+        s[2] = MathF.Sqrt(1f - MathF.Pow(beta2, t));
+    }
+
+    public void AdamUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, IReadOnlyList<Tensor> ms, IReadOnlyList<Tensor> vs,
+        float beta1, float beta2, float eps, Tensor scalars, Tensor clip)
     {
         using var _ = Op();
-        int n = p.Length;
-        CpuKernels.Adam(D(p).AsSpan(0, n), D(g).AsSpan(0, n), D(m).AsSpan(0, n), D(v).AsSpan(0, n), D(clip)[0], beta1, beta2, eps, stepSize, bc2Sqrt);
+        var s = D(scalars);
+        for (int i = 0; i < ps.Count; i++)
+        {
+            int n = ps[i].Length;
+            CpuKernels.Adam(D(ps[i]).AsSpan(0, n), D(gs[i]).AsSpan(0, n), D(ms[i]).AsSpan(0, n), D(vs[i]).AsSpan(0, n), D(clip)[0],
+                beta1, beta2, eps, s[1], s[2]);
+        }
+    }
+
+    public void SelectMinibatch(IdxView counters, IndexBuffer epochX, IndexBuffer epochY, IndexBuffer x, IndexBuffer y)
+    {
+        int first = I(counters)[0] * x.Length;
+        ((CpuIndices)epochX).Data.AsSpan(first, x.Length).CopyTo(((CpuIndices)x).Data);
+        ((CpuIndices)epochY).Data.AsSpan(first, y.Length).CopyTo(((CpuIndices)y).Data);
+    }
+
+    public void AdvanceStep(IdxView counters)
+    {
+        var c = ((CpuIndices)counters.Buffer).Data.AsSpan(counters.Offset, 4);
+        c[0]++;
+        ulong run = ((ulong)(uint)c[2] << 32 | (uint)c[1]) + 1;
+        (c[1], c[2]) = ((int)(uint)run, (int)(uint)(run >> 32));
+        c[3]++;
     }
 
     public void Overlap(Action foreground, IReadOnlyList<Action> background)

@@ -7,7 +7,19 @@ public sealed class CudaTensor : Tensor
 {
     internal CudaTensor(CudaContext ctx, int rows, int cols) : base(rows, cols) => Buffer = ctx.Allocate<float>((long)rows * cols);
     public DeviceBuffer<float> Buffer { get; }
-    public override void Dispose() => Buffer.Dispose();
+
+    /// <summary>Told before the memory goes (the backend drops what it built on this tensor's address).</summary>
+    internal Action<CudaTensor>? Disposing { get; set; }
+
+    public override void Dispose()
+    {
+        if (Buffer.Length > 0 && Disposing is { } d)
+        {
+            Disposing = null;
+            d(this);
+        }
+        Buffer.Dispose();
+    }
 }
 
 public sealed class CudaIndices : IndexBuffer
@@ -19,14 +31,16 @@ public sealed class CudaIndices : IndexBuffer
 
 /// <summary>
 /// The CUDA backend: every op is a cuBLAS call or an NVRTC-compiled kernel from <c>kernels/*.cu</c>, enqueued on one
-/// non-blocking stream. Nothing here waits for the device except <see cref="ReadLoss"/>, <see cref="ReadGradNorm"/>,
-/// the downloads and <see cref="Synchronize"/>; uploads go through a ring of pinned staging buffers, so they are
-/// asynchronous too (the host waits only if it gets a whole ring ahead of the device).
+/// non-blocking stream. Nothing here waits for the device except <see cref="ReadLoss"/>, the downloads and
+/// <see cref="Synchronize"/>; uploads go through a ring of pinned staging buffers, so they are asynchronous too (the
+/// host waits only if it gets a whole ring ahead of the device). A plain RNN layer's recurrence runs as one persistent
+/// kernel per direction where it fits (<see cref="PersistentRecurrence"/>); a training step can be recorded as a CUDA
+/// graph (<see cref="Record"/>).
 /// </summary>
 public sealed unsafe class CudaBackend : IBackend
 {
     const int Threads = 256;
-    const int ClipBlocks = 64; // blocks of sumsq_partial per gradient tensor: each tensor owns 64 slots of _partials
+    const int ClipBlocks = 64; // blocks of sumsq_multi per gradient tensor: each tensor owns 64 slots of _partials
     const int StagingRing = 4;
 
     readonly CudaContext _ctx;
@@ -41,35 +55,43 @@ public sealed unsafe class CudaBackend : IBackend
     readonly bool[] _stagingUsed = new bool[StagingRing];
     int _nextStaging;
     readonly uint _maxBlocks;
+    readonly GpuOptions _options;
+    readonly PersistentRecurrence _persistent;
+    readonly Dictionary<string, DeviceBuffer<ulong>> _tables = new(); // multi-tensor launch tables, by tensor addresses
+    readonly Dictionary<ulong, List<string>> _tablesOf = new();       // tensor address → the tables that hold it
+    bool _recording;
 
-    CudaBackend(CudaContext ctx, string target, bool allowTf32)
+    CudaBackend(CudaContext ctx, string target, GpuOptions options)
     {
         _ctx = ctx;
+        _options = options;
+        var math = options.Precision switch { Precision.Tf32 => GemmMath.Tf32, Precision.Bf16 => GemmMath.Bf16, _ => GemmMath.Fp32 };
         _stream = ctx.Own(ctx.CreateStream());
-        _blas = ctx.Own(new Blas(ctx, _stream, allowTf32));
+        _blas = ctx.Own(new Blas(ctx, _stream, math));
         var image = KernelCompiler.Compile("charrnn_kernels.cu", KernelSources.Program, target, KernelSources.ProgramHeaders);
         _module = ctx.Own(new CudaModule(ctx, image.Image));
         _loss = ctx.Own(ctx.Allocate<double>(2));
         _partials = ctx.Allocate<double>(ClipBlocks * 8);
         for (int i = 0; i < StagingRing; i++) _stagingDone[i] = ctx.Own(ctx.CreateEvent());
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
+        _persistent = new PersistentRecurrence(ctx, _stream, Kernel);
         Name = $"cuda:{ctx.Device}";
-        Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{(allowTf32 ? ", TF32 GEMMs" : "")})";
+        Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{math switch { GemmMath.Tf32 => ", TF32 GEMMs", GemmMath.Bf16 => ", BF16 GEMMs with FP32 accumulation", _ => "" }})";
         ResetLoss();
     }
 
     /// <summary>
     /// Creates the backend on device <paramref name="ordinal"/>: context, stream, cuBLAS, compiled kernels.
-    /// <paramref name="allowTf32"/>: let cuBLAS use TF32 tensor cores for the FP32 GEMMs (faster on sm_80+, 10-bit
-    /// mantissa products; off by default, as in PyTorch's matmuls).
+    /// <paramref name="options"/>: the GEMMs' precision (TF32 tensor cores: faster on sm_80+, 10-bit mantissa products;
+    /// FP32 by default, as in PyTorch's matmuls), the recurrence path, graphs.
     /// </summary>
-    public static CudaBackend Create(int ordinal = 0, bool allowTf32 = false)
+    public static CudaBackend Create(int ordinal = 0, GpuOptions? options = null)
     {
         var ctx = CudaContext.Create(ordinal);
         try
         {
             var target = KernelCompiler.TargetFor(ctx.ComputeCapability.Major, ctx.ComputeCapability.Minor);
-            return new CudaBackend(ctx, target, allowTf32);
+            return new CudaBackend(ctx, target, options ?? GpuOptions.Default);
         }
         catch
         {
@@ -84,7 +106,8 @@ public sealed unsafe class CudaBackend : IBackend
     public string Name { get; }
     public string Description { get; }
     public int OverlapBlock => int.MaxValue;
-    public InputMode DefaultInputMode => InputMode.OneHotGemm;
+    public GpuOptions Options => _options;
+    public InputMode DefaultInputMode => InputMode.Gather; // a row gather and a deterministic scatter-add: no one-hot GEMMs
     public bool RunsOnHost => false;
     public long? MemoryAvailable => _ctx.MemoryInfo().Free;
     public OpProfiler? Profiler { get; set; }
@@ -92,15 +115,23 @@ public sealed unsafe class CudaBackend : IBackend
     /// <summary>Times one op when profiling (kernels by name, GEMMs by shape); free otherwise.</summary>
     OpProfiler.Scope Op(string op) => Profiler?.Begin(op, this) ?? default;
 
+    /// <summary>Allocations, uploads and waits would be wrong inside a recording (and the driver refuses them).</summary>
+    void NotWhileRecording(string what)
+    {
+        if (_recording) throw new InvalidOperationException($"{what} while a step is being recorded: issue the step once before recording it");
+    }
+
     public Tensor Zeros(int rows, int cols)
     {
-        var t = new CudaTensor(_ctx, rows, cols);
+        NotWhileRecording("allocating a tensor");
+        var t = new CudaTensor(_ctx, rows, cols) { Disposing = ForgetTables };
         if (t.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(t.Buffer.Pointer, 0, (nuint)t.Length, _stream.Handle));
         return t;
     }
 
     public IndexBuffer Indices(int length)
     {
+        NotWhileRecording("allocating an index buffer");
         var t = new CudaIndices(_ctx, length);
         if (length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(t.Buffer.Pointer, 0, (nuint)length, _stream.Handle));
         return t;
@@ -113,12 +144,64 @@ public sealed unsafe class CudaBackend : IBackend
 
     uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, _maxBlocks);
 
+    CudaKernel Kernel(string name)
+    {
+        if (!_k.TryGetValue(name, out var k)) _k[name] = k = _module.Function(name);
+        return k;
+    }
+
     void Launch(string kernel, uint grid, params ReadOnlySpan<KernelArg> args)
     {
         using var _ = Op(kernel);
         _ctx.Bind();
-        if (!_k.TryGetValue(kernel, out var k)) _k[kernel] = k = _module.Function(kernel);
-        k.Launch(grid, Threads, 0, _stream, args);
+        Kernel(kernel).Launch(grid, Threads, 0, _stream, args);
+    }
+
+    /// <summary>One launch over a list of tensors: blockIdx.y picks the tensor (its row of <paramref name="table"/>).</summary>
+    void LaunchMulti(string kernel, uint gridX, DeviceBuffer<ulong> table, int count, params ReadOnlySpan<KernelArg> args)
+    {
+        using var _ = Op(kernel);
+        _ctx.Bind();
+        Span<KernelArg> all = stackalloc KernelArg[args.Length + 1];
+        all[0] = Ptr(table.Pointer);
+        args.CopyTo(all[1..]);
+        Kernel(kernel).Launch2D(gridX, (uint)count, Threads, 0, _stream, all);
+    }
+
+    /// <summary>
+    /// The device table a multi-tensor kernel reads: per tensor, the addresses of its tensors in <paramref name="lists"/>
+    /// then its length, as 64-bit words. Built once per list of tensors (the first step, eagerly) and kept: tensors are
+    /// never moved, so the table stays right for every later (and every recorded) step.
+    /// </summary>
+    DeviceBuffer<ulong> Table(params IReadOnlyList<Tensor>[] lists)
+    {
+        int count = lists[0].Count, width = lists.Length + 1;
+        var words = new ulong[count * width];
+        for (int i = 0; i < count; i++)
+        {
+            for (int j = 0; j < lists.Length; j++) words[i * width + j] = P(lists[j][i]);
+            words[i * width + lists.Length] = (ulong)lists[0][i].Length;
+        }
+        var key = string.Join(",", words);
+        if (_tables.TryGetValue(key, out var table)) return table;
+        NotWhileRecording("building a tensor table");
+        table = _ctx.Allocate<ulong>(words.Length);
+        UploadBytes(table.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(words.AsSpan()));
+        foreach (var list in lists)
+            foreach (var t in list)
+            {
+                if (!_tablesOf.TryGetValue(P(t), out var keys)) _tablesOf[P(t)] = keys = [];
+                keys.Add(key);
+            }
+        return _tables[key] = table;
+    }
+
+    /// <summary>A tensor is going: the tables that hold its address go too (nothing may launch on them any more).</summary>
+    void ForgetTables(CudaTensor t)
+    {
+        if (!_tablesOf.Remove(t.Buffer.Pointer, out var keys)) return;
+        foreach (var key in keys)
+            if (_tables.Remove(key, out var table)) table.Dispose();
     }
 
     static KernelArg Ptr(ulong p) => KernelArg.Ptr(p);
@@ -128,6 +211,7 @@ public sealed unsafe class CudaBackend : IBackend
     void UploadBytes(ulong dst, ReadOnlySpan<byte> src)
     {
         if (src.Length == 0) return;
+        NotWhileRecording("uploading");
         _ctx.Bind();
         int slot = _nextStaging;
         _nextStaging = (_nextStaging + 1) % StagingRing;
@@ -147,6 +231,7 @@ public sealed unsafe class CudaBackend : IBackend
     void DownloadBytes(ulong src, Span<byte> dst)
     {
         if (dst.Length == 0) return;
+        NotWhileRecording("reading back");
         _stream.Synchronize();
         fixed (byte* p = dst) CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoH_v2(p, src, (nuint)dst.Length));
     }
@@ -188,7 +273,7 @@ public sealed unsafe class CudaBackend : IBackend
         Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(PC(dst)));
 
     public void ScatterAddRows(IdxView tokens, Mat src, Tensor table) =>
-        Launch("scatter_add_rows", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(PC(src)), Ptr(P(table)));
+        Launch("scatter_add_rows", (uint)Math.Clamp(table.Rows, 1, 65535), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(PC(src)), table.Rows, Ptr(P(table)));
 
     public void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c)
     {
@@ -214,8 +299,8 @@ public sealed unsafe class CudaBackend : IBackend
     public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
         Launch("act_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(PC(dpre)));
 
-    public void DropoutForward(Mat x, float p, ulong seed, ulong counter, Mat y, Mat mask) =>
-        Launch("dropout_forward", Blocks(x.Length), Ptr(PC(x)), x.Length, p, 1f / (1f - p), KernelArg.U64(seed), KernelArg.U64(counter),
+    public void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask) =>
+        Launch("dropout_forward", Blocks(x.Length), Ptr(PC(x)), x.Length, p, 1f / (1f - p), KernelArg.U64(seed), Ptr(P(count)),
             Ptr(PC(y)), Ptr(PC(mask)));
 
     public void DropoutBackward(Mat dy, Mat mask, Mat dx) =>
@@ -267,7 +352,7 @@ public sealed unsafe class CudaBackend : IBackend
         Launch("loss_accumulate", 1, Ptr(PC(rowLoss)), rowLoss.Rows, Ptr(_loss.Pointer));
 
     public void ColumnSum(Mat src, Mat dst) =>
-        Launch("column_sum", (uint)((src.Cols + Threads - 1) / Threads), Ptr(P(src)), src.Rows, src.Cols, src.Stride, Ptr(P(dst)));
+        Launch("column_sum", (uint)((src.Cols + 31) / 32), Ptr(P(src)), src.Rows, src.Cols, src.Stride, Ptr(P(dst)));
 
     /// <summary>One stream: the foreground's ops, then each background block's, in order (spin-waits in the blocks
     /// are already satisfied by then).</summary>
@@ -298,29 +383,118 @@ public sealed unsafe class CudaBackend : IBackend
         int count = grads.Count * ClipBlocks;
         if (_partials.Length < count)
         {
+            NotWhileRecording("growing the clipping buffer");
             _stream.Synchronize();
             _partials.Dispose();
             _partials = _ctx.Allocate<double>(count);
         }
-        for (int i = 0; i < grads.Count; i++)
-            Launch("sumsq_partial", ClipBlocks, Ptr(P(grads[i])), grads[i].Length, Ptr(_partials.At(i * ClipBlocks)));
+        LaunchMulti("sumsq_multi", ClipBlocks, Table(grads), grads.Count, Ptr(_partials.Pointer));
         float t = theta > 0 && float.IsFinite(theta) ? theta : 0f;
         Launch("clip_finalize", 1, Ptr(_partials.Pointer), count, t, Ptr(P(clip)));
     }
 
-    public void SgdUpdate(Tensor p, Tensor g, float lr, Tensor clip) =>
-        Launch("sgd_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), p.Length, lr, Ptr(P(clip)));
+    /// <summary>Blocks along x of a multi-tensor update: enough for the largest tensor, within the grid-stride cap.</summary>
+    uint UpdateBlocks(IReadOnlyList<Tensor> ps) => Blocks(ps.Max(p => (long)p.Length));
 
-    public void AdamUpdate(Tensor p, Tensor g, Tensor m, Tensor v, Tensor clip, float beta1, float beta2, float eps, float stepSize, float bc2Sqrt) =>
-        Launch("adam_update", Blocks(p.Length), Ptr(P(p)), Ptr(P(g)), Ptr(P(m)), Ptr(P(v)), p.Length, beta1, beta2, eps,
-            stepSize, bc2Sqrt, Ptr(P(clip)));
+    public void SgdUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, Tensor scalars, Tensor clip) =>
+        LaunchMulti("sgd_update_multi", UpdateBlocks(ps), Table(ps, gs), ps.Count, Ptr(P(scalars)), Ptr(P(clip)));
 
-    public void Synchronize() => _stream.Synchronize();
+    public void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars) =>
+        Launch("adam_corrections", 1, Ptr(P(stepsTaken)), beta1, beta2, Ptr(P(scalars)));
+
+    public void AdamUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, IReadOnlyList<Tensor> ms, IReadOnlyList<Tensor> vs,
+        float beta1, float beta2, float eps, Tensor scalars, Tensor clip) =>
+        LaunchMulti("adam_update_multi", UpdateBlocks(ps), Table(ps, gs, ms, vs), ps.Count, beta1, beta2, eps, Ptr(P(scalars)), Ptr(P(clip)));
+
+    public void SelectMinibatch(IdxView counters, IndexBuffer epochX, IndexBuffer epochY, IndexBuffer x, IndexBuffer y) =>
+        Launch("select_minibatch", Blocks(x.Length), Ptr(P(counters)), Ptr(((CudaIndices)epochX).Buffer.Pointer),
+            Ptr(((CudaIndices)epochY).Buffer.Pointer), x.Length, Ptr(((CudaIndices)x).Buffer.Pointer), Ptr(((CudaIndices)y).Buffer.Pointer));
+
+    public void AdvanceStep(IdxView counters) => Launch("step_advance", 1, Ptr(P(counters)));
+
+    // ---- the recurrence and recordings ------------------------------------------------------------------------
+
+    /// <summary>The persistent kernels' launch for this layer, or null where the per-step ops run.</summary>
+    PersistentRecurrence.Plan? Persistent(IRecurrence layer)
+    {
+        if (_options.Recurrence == RecurrenceMode.Steps || layer.Plain is not PlainRecurrence r) return null;
+        var plan = _persistent.PlanFor(r.Batch, r.Hidden);
+        return plan.Runs ? plan : null;
+    }
+
+    public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
+    {
+        if (Persistent(layer) is not { } plan)
+        {
+            RecurrenceSteps.Forward(this, layer, progress);
+            return;
+        }
+        using (Op("rnn_forward_persistent")) _persistent.Forward(layer.Plain!, layer.Steps, plan, _stream, P);
+        progress?.Publish(layer.Steps); // the blocks waiting on it are issued after it on this one stream anyway
+    }
+
+    public void RecurrenceBackward(IRecurrence layer)
+    {
+        if (Persistent(layer) is not { } plan)
+        {
+            RecurrenceSteps.Backward(this, layer);
+            return;
+        }
+        using (Op("rnn_backward_persistent")) _persistent.Backward(layer.Plain!, layer.Steps, plan, _stream, P);
+    }
+
+    public string DescribeRecurrence(IRecurrence layer) =>
+        _options.Recurrence == RecurrenceMode.Steps ? "per-step (--recurrence steps)"
+        : layer.Plain is PlainRecurrence r ? _persistent.PlanFor(r.Batch, r.Hidden).ToString()
+        : "per-step (the gated cells have no persistent kernels yet)";
+
+    public double? DeviceSeconds(Action ops, int repeats)
+    {
+        using var start = _ctx.CreateEvent(timing: true);
+        using var end = _ctx.CreateEvent(timing: true);
+        start.Record(_stream);
+        for (int i = 0; i < repeats; i++) ops();
+        end.Record(_stream);
+        end.Synchronize();
+        return end.ElapsedSince(start) / 1e3 / repeats;
+    }
+
+    public long? MemoryPeakBytes => _ctx.PeakAllocatedBytes;
+    public void ResetMemoryPeak() => _ctx.ResetPeak();
+
+    public string? RecordingUnavailable => _options.Graphs ? null : "turned off by --graph off";
+
+    public IRecording Record(Action ops)
+    {
+        if (!_options.Graphs) throw new NotSupportedException("recording is " + RecordingUnavailable);
+        _recording = true;
+        try
+        {
+            return new GraphRecording(CudaGraph.Capture(_ctx, _stream, ops), _stream);
+        }
+        finally
+        {
+            _recording = false;
+        }
+    }
+
+    sealed class GraphRecording(CudaGraph graph, CudaStream stream) : IRecording
+    {
+        public void Replay() => graph.Launch(stream);
+        public void Dispose() => graph.Dispose();
+    }
+
+    public void Synchronize()
+    {
+        NotWhileRecording("waiting for the device");
+        _stream.Synchronize();
+    }
 
     public void Dispose()
     {
         try { _stream.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
         _partials.Dispose();
+        foreach (var t in _tables.Values) t.Dispose();
         foreach (var s in _staging) s?.Dispose();
         _ctx.Dispose();
     }

@@ -1,0 +1,90 @@
+using CharRnn.Cuda;
+using CharRnn.Interop;
+
+namespace CharRnn.Rnn.Backends.Cuda;
+
+/// <summary>
+/// The plain RNN's whole recurrence as one cooperative launch per direction (<c>kernels/rnn_persistent.cu</c>):
+/// planning (how many blocks, how many hidden columns each, how the products are split), the launches, and the reason
+/// when the per-step path has to run instead.
+/// </summary>
+sealed class PersistentRecurrence
+{
+    const int Threads = 256;
+    const int MaxBlocks = 64; // more blocks means shorter products per thread but a costlier grid barrier
+    const int TileFloats = 8192; // the staged tile of H_t (B × kt floats): 32 KiB, the whole state at the book's B 32, H 256
+
+    readonly CudaContext _ctx;
+    readonly Func<string, CudaKernel> _kernel;
+    readonly DeviceBuffer<uint> _barrier; // grid_barrier's [arrived, generation], zero between launches
+    readonly int? _colsOverride;
+    readonly Dictionary<(int B, int H), Plan> _plans = new();
+
+    /// <summary>One shape's launch: <see cref="Cols"/> hidden columns per block, <see cref="Split"/> k ranges per
+    /// product, <see cref="SharedBytes"/> of dynamic shared memory; or <see cref="Reason"/> why it cannot run.</summary>
+    public sealed record Plan(int Blocks, int Cols, int Split, int SharedBytes, string? Reason, int Tile = 0, int Threads = 0)
+    {
+        public bool Runs => Reason == null;
+        public override string ToString() => Runs ? $"persistent ({Blocks} blocks × {Cols} columns)" : $"per-step ({Reason})";
+    }
+
+    public PersistentRecurrence(CudaContext ctx, CudaStream stream, Func<string, CudaKernel> kernel)
+    {
+        _ctx = ctx;
+        _kernel = kernel;
+        _barrier = ctx.Own(ctx.Allocate<uint>(2));
+        CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(_barrier.Pointer, 0, 2, stream.Handle));
+        // CHARRNN_PERSISTENT_COLS=N: hidden columns per block, for tuning on a card (gpu-check times a few).
+        if (int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int c) && c > 0) _colsOverride = c;
+    }
+
+    public Plan PlanFor(int batch, int hidden)
+    {
+        if (_plans.TryGetValue((batch, hidden), out var p)) return p;
+        return _plans[(batch, hidden)] = MakePlan(batch, hidden);
+    }
+
+    Plan MakePlan(int batch, int hidden)
+    {
+        if (!_ctx.CooperativeLaunch) return new Plan(0, 0, 0, 0, "the device has no cooperative launch");
+        int sms = _ctx.MultiprocessorCount;
+        // The fewest columns per block that keep the blocks within MaxBlocks and the SMs (one block per SM: each holds its
+        // slice of W_hh), and give each block at least a warp's worth of outputs.
+        int cols = _colsOverride ?? 1;
+        if (_colsOverride == null)
+            while (cols < hidden && (hidden % cols != 0 || hidden / cols > Math.Min(sms, MaxBlocks) || batch * cols < 32)) cols++;
+        if (hidden % cols != 0) return new Plan(0, cols, 0, 0, $"H {hidden} is not a multiple of {cols} columns per block");
+        int blocks = hidden / cols, outputs = batch * cols;
+        // Each output's product split into k ranges of at least 32 terms, as many as the threads allow; a block gets
+        // the threads its outputs × ranges need (whole warps, at most 256), not more: small shapes take small blocks.
+        int split = 1;
+        while (outputs * split * 2 <= Threads && hidden / (split * 2) >= 32) split *= 2;
+        int threads = Math.Min(Threads, (outputs * split + 31) / 32 * 32);
+        int tile = Math.Min(hidden, Math.Max(1, TileFloats / batch));
+        long shared = 4L * ((long)hidden * cols + (long)batch * (tile + 1) + (long)split * outputs);
+        if (shared > _ctx.MaxSharedPerBlockOptin)
+            return new Plan(blocks, cols, split, 0, $"H {hidden}, B {batch}: {shared / 1024} KiB of shared memory per block, over the card's {_ctx.MaxSharedPerBlockOptin / 1024} KiB");
+        int fit = Math.Min(_kernel("rnn_forward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared),
+                           _kernel("rnn_backward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared)) * sms;
+        if (blocks > fit) return new Plan(blocks, cols, split, (int)shared, $"H {hidden}: {blocks} blocks, but only {fit} fit on the card at once");
+        return new Plan(blocks, cols, split, (int)shared, null, tile, threads);
+    }
+
+    public void Forward(PlainRecurrence r, int steps, Plan plan, CudaStream stream, Func<Tensor, ulong> ptr)
+    {
+        _ctx.Bind();
+        _kernel("rnn_forward_persistent").LaunchCooperative((uint)plan.Blocks, (uint)plan.Threads, (uint)plan.SharedBytes, stream,
+            KernelArg.Ptr(ptr(r.Pre)), KernelArg.Ptr(ptr(r.Bx)), KernelArg.Ptr(r.Bh == null ? 0 : ptr(r.Bh)), KernelArg.Ptr(ptr(r.Wh)),
+            r.Batch, r.Hidden, steps, r.Activation == Activation.Tanh ? 0 : 1, plan.Cols, plan.Split, plan.Tile,
+            KernelArg.Ptr(_barrier.Pointer), KernelArg.Ptr(ptr(r.Hs)));
+    }
+
+    public void Backward(PlainRecurrence r, int steps, Plan plan, CudaStream stream, Func<Tensor, ulong> ptr)
+    {
+        _ctx.Bind();
+        _kernel("rnn_backward_persistent").LaunchCooperative((uint)plan.Blocks, (uint)plan.Threads, (uint)plan.SharedBytes, stream,
+            KernelArg.Ptr(ptr(r.DH)), KernelArg.Ptr(ptr(r.Hs)), KernelArg.Ptr(ptr(r.Wh)),
+            r.Batch, r.Hidden, steps, r.Activation == Activation.Tanh ? 0 : 1, plan.Cols, plan.Split, plan.Tile,
+            KernelArg.Ptr(_barrier.Pointer), KernelArg.Ptr(ptr(r.DPre)), KernelArg.Ptr(r.WantDH0 ? ptr(r.DH0) : 0));
+    }
+}
