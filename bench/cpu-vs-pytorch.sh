@@ -70,11 +70,11 @@ for p in ["scratch-random", "scratch-consecutive", "concise"]:
             d = json.load(open(f))
             if side == "pytorch":
                 e = [x["seconds"] for x in d["epochs"]]
-                tokens = d["minibatches"] / len(e) * d["batch"] * d["steps"]
+                tokens = d["minibatches"] / (len(e) - 1) * d["batch"] * d["steps"]  # minibatches: those after epoch 1
                 ppl.append(d["final_perplexity"])
             else:
                 e = d["EpochSeconds"]
-                tokens = d["Minibatches"] / len(e) * d["Batch"] * d["Steps"]
+                tokens = d["Minibatches"] / (len(e) - 1) * d["Batch"] * d["Steps"]
                 ppl.append(d["FinalPerplexity"])
             secs += e[warm:]
         return tokens / statistics.median(secs), statistics.median(ppl), len(secs)

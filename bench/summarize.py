@@ -1,56 +1,130 @@
 #!/usr/bin/env python3
-"""Prints the compact table of a gpu-check (or cpu-vs-pytorch) run from the JSON files in one folder."""
+"""Prints the tables of a gpu-check run (scripts/gpu-check.sh) from the JSON files in one folder: per variant the
+median over its rounds and the spread (min–max), each run's first epoch (or warm-up) apart, ratios of medians."""
+import glob
 import json
 import os
+import re
+import statistics
 import sys
 
 d = sys.argv[1] if len(sys.argv) > 1 else "gpu-check-out"
 
 
-def load(name):
-    p = os.path.join(d, name)
-    return json.load(open(p)) if os.path.exists(p) else None
+def runs(pattern):
+    out = []
+    for p in sorted(glob.glob(os.path.join(d, pattern))):
+        try:
+            out.append(json.load(open(p)))
+        except Exception as e:
+            print(f"(unreadable {os.path.basename(p)}: {e})")
+    return out
 
 
-def row(label, r):
-    if r is None:
-        return f"| {label} | (missing) | | | |"
-    gflops = r.get("GflopsPerSecond")
-    return "| %s | %.3f | %.0f | %.4f | %s |" % (
-        label, r.get("Seconds", r.get("seconds")), r.get("TokensPerSecond", r.get("tokens_per_s")),
-        r.get("FinalPerplexity", r.get("final_perplexity")), "%.0f" % gflops if gflops else "")
+def get(r, *keys):
+    for k in keys:
+        if r.get(k) is not None:
+            return r[k]
+    return None
 
 
-def ratio(a, b):
-    if a is None or b is None:
-        return "n/a"
-    ta = a.get("TokensPerSecond", a.get("tokens_per_s"))
-    tb = b.get("TokensPerSecond", b.get("tokens_per_s"))
-    return "%.2f×" % (ta / tb)
+def tps(r):
+    return get(r, "TokensPerSecond", "tokens_per_s")
 
 
-ours, scratch, nnrnn = load("charrnn_book.json"), load("torch_scratch_book.json"), load("torch_nnrnn_book.json")
-large, tlarge = load("charrnn_large.json"), load("torch_large.json")
-large_tf32, tlarge_tf32, tlarge_default = load("charrnn_large_tf32.json"), load("torch_large_tf32.json"), load("torch_large_default.json")
-print("(a) book scratch-random config (V 1027, H 256, B 32, T 35)")
-print("| run | train s | tokens/s | final ppl | GFLOP/s |")
-print("|---|---|---|---|---|")
-print(row("CharRnn cuda", ours))
-print(row("PyTorch 6.4 scratch", scratch))
-print(row("PyTorch nn.RNN (cuDNN, FP32)", nnrnn))
-print(f"CharRnn vs PyTorch scratch: {ratio(ours, scratch)}; vs nn.RNN: {ratio(ours, nnrnn)}")
-print()
-print("(b) large config (H 1024, B 256, T 35, full corpus)")
-print("| run | train s | tokens/s | ppl | GFLOP/s |")
-print("|---|---|---|---|---|")
-print(row("CharRnn cuda (FP32)", large))
-print(row("PyTorch nn.RNN + Linear (FP32)", tlarge))
-print(row("CharRnn cuda --tf32", large_tf32))
-print(row("PyTorch nn.RNN + Linear (TF32)", tlarge_tf32))
-print(row("PyTorch nn.RNN + Linear (PyTorch defaults)", tlarge_default))
-print(f"CharRnn vs PyTorch nn.RNN: FP32 {ratio(large, tlarge)}; TF32 {ratio(large_tf32, tlarge_tf32)}; "
-      f"CharRnn FP32 vs PyTorch defaults {ratio(large, tlarge_default)}")
-if large and large.get("SgemmGflopsPerSecond"):
-    print("cuBLAS SGEMM %d³: %.0f GFLOP/s; CharRnn training step: %.0f GFLOP/s = %.1f%% of it" % (
-        large["SgemmSize"], large["SgemmGflopsPerSecond"], large["GflopsPerSecond"],
-        100 * large["GflopsPerSecond"] / large["SgemmGflopsPerSecond"]))
+def med(rs, f):
+    v = [f(r) for r in rs if f(r) is not None]
+    return (statistics.median(v), min(v), max(v), len(v)) if v else None
+
+
+def fmt(m, spec="%.0f"):
+    if m is None:
+        return "—"
+    mid, lo, hi, n = m
+    return (spec % mid) + (f" ({spec % lo}–{spec % hi}, n={n})" if n > 1 else "")
+
+
+def table(title, rows, epochs_label):
+    print(title)
+    print(f"| run | tokens/s, median (spread) | {epochs_label} | first epoch s | final ppl | peak MiB | vs fastest CharRnn |")
+    print("|---|---|---|---|---|---|---|")
+    best = None
+    for label, rs in rows:
+        if label.startswith("CharRnn") and rs:
+            m = med(rs, tps)
+            best = m[0] if best is None or m[0] > best else best
+    for label, rs in rows:
+        if not rs:
+            print(f"| {label} | (missing) | | | | | |")
+            continue
+        t = med(rs, tps)
+        secs = med(rs, lambda r: get(r, "Seconds", "seconds"))
+        first = med(rs, lambda r: get(r, "FirstSeconds", "first_seconds"))
+        ppl = med(rs, lambda r: get(r, "FinalPerplexity", "final_perplexity"))
+        mem = med(rs, lambda r: (get(r, "PeakDeviceBytes", "max_memory_allocated") or 0) / 2**20 or None)
+        note = ""
+        if rs[0].get("graph_error"):
+            note = f" [graph capture failed: {rs[0]['graph_error'][:120]}; eager ran]"
+        ratio = "" if best is None or label.startswith("CharRnn") else "%.2f×" % (best / t[0])
+        print(f"| {label}{note} | {fmt(t)} | {fmt(secs, '%.3f')} | {fmt(first, '%.3f')} | {fmt(ppl, '%.4f')} | {fmt(mem, '%.0f')} | {ratio} |")
+    print()
+
+
+book_fast = runs("charrnn_book_fast_*.json")
+epochs = (book_fast[0].get("EpochSeconds") and len(book_fast[0]["EpochSeconds"])) if book_fast else "?"
+table(f"(a) the book's scratch-random run (V 1027, H 256, B 32, T 35, {epochs} epochs; s = epochs 2..N)", [
+    ("CharRnn persistent + graph", book_fast),
+    ("CharRnn persistent only (--graph off)", runs("charrnn_book_persistent_only.json")),
+    ("CharRnn graph only (--recurrence steps)", runs("charrnn_book_graph_only.json")),
+    ("CharRnn plain (--recurrence steps --graph off)", runs("charrnn_book_plain_*.json")),
+    ("PyTorch nn.RNN + Linear, whole step in torch.cuda.graph", runs("torch_nnrnn_graph_*.json")),
+    ("PyTorch nn.RNN + Linear, eager, pre-uploaded", runs("torch_nnrnn_eager_*.json")),
+    ("PyTorch book 6.4 trainer (fewer epochs: rate only)", runs("torch_scratch_book_*.json")),
+], "train s (timed epochs)")
+
+if book_fast:
+    r = book_fast[0]
+    print("CharRnn paths: recurrence %s; graph %s" % (r.get("Recurrence"), r.get("Graph")))
+    f = med(book_fast, lambda r: r.get("RecurrenceForwardMicrosPerStep"))
+    b = med(book_fast, lambda r: r.get("RecurrenceBackwardMicrosPerStep"))
+    pl = runs("charrnn_book_plain_*.json")
+    fp = med(pl, lambda r: r.get("RecurrenceForwardMicrosPerStep"))
+    bp = med(pl, lambda r: r.get("RecurrenceBackwardMicrosPerStep"))
+    print(f"µs per recurrence step (device events): persistent forward {fmt(f, '%.2f')}, backward {fmt(b, '%.2f')}; "
+          f"per-step path forward {fmt(fp, '%.2f')}, backward {fmt(bp, '%.2f')}")
+    per_mb = med(book_fast, lambda r: 1e6 * r["Seconds"] / r["Minibatches"])
+    print(f"µs per minibatch (fast path): {fmt(per_mb, '%.1f')}")
+    whole = med(book_fast, lambda r: r["Seconds"] + r["FirstSeconds"])
+    print(f"the whole run incl. its first epoch: {fmt(whole, '%.3f')} s")
+    for cols in (2, 8, 16):
+        c = runs(f"charrnn_book_cols{cols}.json")
+        if c:
+            print(f"CHARRNN_PERSISTENT_COLS={cols} (50 epochs): {tps(c[0]):.0f} tokens/s, recurrence {c[0].get('Recurrence')}, "
+                  f"fwd {c[0].get('RecurrenceForwardMicrosPerStep') or 0:.2f} / bwd {c[0].get('RecurrenceBackwardMicrosPerStep') or 0:.2f} µs/step")
+    print()
+
+for prec in ("fp32", "tf32", "bf16"):
+    table(f"(b) large config, {prec.upper()} (H 1024, B 256, T 35, full corpus V 2582; s = timed minibatches)", [
+        (f"CharRnn {prec}", runs(f"charrnn_large_{prec}_*.json")),
+        (f"PyTorch nn.RNN + Linear {prec} (eager, pre-uploaded)", runs(f"torch_large_{prec}_*.json")),
+    ], "train s")
+for cell in ("gru", "lstm"):
+    table(f"(b) large config, {cell.upper()}, FP32", [
+        (f"CharRnn {cell}", runs(f"charrnn_large_{cell}.json")),
+        (f"PyTorch nn.{cell.upper()} + Linear", runs(f"torch_large_{cell}.json")),
+    ], "train s")
+large = runs("charrnn_large_fp32_1.json")
+if large and large[0].get("SgemmGflopsPerSecond"):
+    r = large[0]
+    useful = r["UsefulFlopsPerStep"] * r["Minibatches"] / r["Seconds"] / 1e9
+    print("cuBLAS SGEMM %d³: %.0f GFLOP/s; CharRnn's FP32 step: %.0f GFLOP/s useful = %.1f%% of it (%.0f executed)" % (
+        r["SgemmSize"], r["SgemmGflopsPerSecond"], useful, 100 * useful / r["SgemmGflopsPerSecond"],
+        r["FlopsPerStep"] * r["Minibatches"] / r["Seconds"] / 1e9))
+    print()
+
+train = sorted(glob.glob(os.path.join(d, "train", "train-*.txt")))
+if train:
+    print("(c) every preset on the card: perplexity at each report")
+    for p in train:
+        ppl = re.findall(r"^epoch (\d+), perplexity ([\d.]+)", open(p).read(), re.M)
+        print(f"  {os.path.basename(p)[6:-4]}: " + ", ".join(f"{e}: {v}" for e, v in ppl))

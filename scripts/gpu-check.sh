@@ -4,26 +4,33 @@
 #   scripts/gpu-check.sh            # uses artifacts/gpu-bundle (or unpacks artifacts/gpu-bundle.tar.xz)
 #
 # Build the bundle beforehand on a machine with .NET: ./build.sh --target=Publish
-# It prints the card, driver and CUDA versions; runs the test suite strictly (CHARRNN_REQUIRE_GPU=1: a GPU test that
-# cannot run fails); then benchmarks, side by side on the same card:
-#   (a) the book's scratch-random config ($EPOCHS epochs, default 250): CharRnn vs PyTorch scratch (6.4) vs PyTorch
-#       nn.RNN (cuDNN) with the same hyperparameters;
-#   (b) a large config (H 1024, B 256, T 35, full corpus, $LARGE_STEPS minibatches, default 100): CharRnn vs PyTorch
-#       nn.RNN + Linear, with a cuBLAS SGEMM rate measured in the same run; FP32 against FP32 and TF32 against TF32
-#       (PyTorch also with its own defaults, where cuDNN's RNN may use TF32 while matmuls do not).
-# PyTorch runs in strict FP32 unless said (d2l_peer.py --precision), like CharRnn without --tf32.
-# Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the compact table is printed last.
-# Time limits: the test suite $TEST_TIMEOUT s, each benchmark $STEP_TIMEOUT s, the whole script $BUDGET s (default 480,
+# It prints the card, driver and CUDA versions and `charrnn info`; runs the test suite strictly (CHARRNN_REQUIRE_GPU=1:
+# a GPU test that cannot run fails); NCCL with one rank; then benchmarks, side by side on the same card, the sides
+# alternating, $ROUNDS rounds (default 3), each run's first epoch (compilation, capture, warm-up) timed apart:
+#   (a) the book's scratch-random run ($EPOCHS epochs, default 250): CharRnn fast (persistent recurrence + CUDA graph)
+#       and plain (--recurrence steps --graph off); PyTorch nn.RNN (cuDNN) + Linear with the same hyperparameters,
+#       eager with pre-uploaded minibatches and with its whole step captured by torch.cuda.graph (d2l_peer.py --mode);
+#       the book's 6.4 trainer ($SLOW_EPOCHS epochs: it is ~15x slower, its rate is per epoch). Once each: CharRnn with
+#       one of the two fast paths, a few CHARRNN_PERSISTENT_COLS, --profile (the per-op breakdown);
+#   (b) the large config (H 1024, B 256, T 35, full corpus, $LARGE_STEPS minibatches after 3 untimed): CharRnn vs
+#       nn.RNN + Linear in FP32, TF32 and BF16 (PyTorch's by autocast), RNN cell in every round, GRU and LSTM in FP32
+#       once; cuBLAS SGEMM measured in the same run; peak device memory on both sides;
+#   (c) `charrnn train` of every preset on the card (the perplexity trajectories; logs in $OUT/train);
+#   (d) compute-sanitizer on the kernel tests, when installed and time is left.
+# Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the tables are printed last.
+# Time limits: the test suite $TEST_TIMEOUT s, each command $STEP_TIMEOUT s, the whole script $BUDGET s (default 420,
 # inside the device tool's 15 minutes with start-up and a rerun in mind); a step that would overrun is cut or skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
 EPOCHS=${EPOCHS:-250}
+SLOW_EPOCHS=${SLOW_EPOCHS:-40}
+ROUNDS=${ROUNDS:-3}
 LARGE_STEPS=${LARGE_STEPS:-100}
 BUNDLE=${BUNDLE:-artifacts/gpu-bundle}
-TEST_TIMEOUT=${TEST_TIMEOUT:-240}   # seconds for the whole test suite
-STEP_TIMEOUT=${STEP_TIMEOUT:-150}   # seconds for each benchmark command (a hang must not eat the GPU time)
-BUDGET=${BUDGET:-480}               # seconds for the whole script: each step gets at most what is left of it
+TEST_TIMEOUT=${TEST_TIMEOUT:-150}   # seconds for the whole test suite
+STEP_TIMEOUT=${STEP_TIMEOUT:-90}   # seconds for each benchmark command (a hang must not eat the GPU time)
+BUDGET=${BUDGET:-420}               # seconds for the whole script: each step gets at most what is left of it
 mkdir -p "$OUT"
 status=0
 
@@ -95,39 +102,71 @@ PY
 echo "== NCCL, one rank, end to end (data-parallel path on one GPU)"
 NCCL_DEBUG=WARN timeout 60 "$BUNDLE/charrnn" train --device cuda --nccl --epochs 3 --pred-period 1 --hidden 64 2>&1 | tail -5 | tee "$OUT/nccl.txt" || status=1
 
-echo "== compute-sanitizer (memcheck, racecheck, synccheck on a few Gpu tests)"
+run() {
+  local left=$((BUDGET - SECONDS)) limit=$STEP_TIMEOUT
+  [ $left -lt $limit ] && limit=$left
+  if [ $limit -lt 10 ]; then status=1; echo "SKIPPED (the ${BUDGET}s budget is spent): $*" >&2; return 1; fi
+  echo "+ $*" >&2
+  timeout "$limit" "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then status=1; echo "FAILED (exit $rc$([ $rc -eq 124 ] && echo ', timed out')): $*" >&2; fi
+  return $rc
+}
+C="$BUNDLE/charrnn"
+P="python3 bench/pytorch/d2l_peer.py"
+NNRNN_BOOK="--model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random --device cuda"
+LARGE="--hidden 1024 --batch 256 --chars all"
+
+echo "== (a) the book's run, $ROUNDS alternating rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --json "$OUT/charrnn_book_fast_$r.json" > "$OUT/charrnn_book_fast_$r.txt"
+  run $P $NNRNN_BOOK --epochs "$EPOCHS" --mode graph --json "$OUT/torch_nnrnn_graph_$r.json"
+  run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --recurrence steps --graph off --json "$OUT/charrnn_book_plain_$r.json" > /dev/null
+  run $P $NNRNN_BOOK --epochs "$EPOCHS" --mode eager --json "$OUT/torch_nnrnn_eager_$r.json"
+  run $P --model scratch --device cuda --epochs "$SLOW_EPOCHS" --json "$OUT/torch_scratch_book_$r.json"
+done
+echo "== (a) one path at a time, persistent tiling, per-op breakdown"
+run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --graph off --json "$OUT/charrnn_book_persistent_only.json" > /dev/null
+run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --recurrence steps --json "$OUT/charrnn_book_graph_only.json" > /dev/null
+for cols in 2 8 16; do
+  CHARRNN_PERSISTENT_COLS=$cols run $C bench --device cuda --config book --epochs 50 --sgemm 0 --json "$OUT/charrnn_book_cols$cols.json" > /dev/null
+done
+run $C bench --device cuda --config book --epochs 50 --sgemm 0 --profile > "$OUT/profile_book.txt"
+run $C bench --device cuda --config book --epochs 50 --sgemm 0 --recurrence steps --graph off --profile > "$OUT/profile_book_plain.txt"
+
+echo "== (b) the large config, $ROUNDS alternating rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  for prec in fp32 tf32 bf16; do
+    sg=0; [ "$prec" = fp32 ] && [ "$r" = 1 ] && sg=8192
+    run $C bench --device cuda --config large --minibatches "$LARGE_STEPS" --precision $prec --sgemm $sg --json "$OUT/charrnn_large_${prec}_$r.json" > /dev/null
+    run $P --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random $LARGE --minibatches "$LARGE_STEPS" \
+      --device cuda --mode eager --precision $prec --json "$OUT/torch_large_${prec}_$r.json"
+  done
+done
+for cell in gru lstm; do
+  run $C bench --device cuda --config large --cell $cell --minibatches "$LARGE_STEPS" --sgemm 0 --json "$OUT/charrnn_large_${cell}.json" > /dev/null
+  run $P --model concise --cell $cell --optimizer sgd --lr 100 --clip 0.01 --sampling random $LARGE --minibatches "$LARGE_STEPS" \
+    --device cuda --mode eager --json "$OUT/torch_large_${cell}.json"
+done
+run $C bench --device cuda --config large --minibatches 30 --sgemm 0 --profile > "$OUT/profile_large.txt"
+
+echo "== (c) every preset on the card"
+mkdir -p "$OUT/train"
+for p in scratch-random scratch-consecutive concise gru-scratch lstm-scratch gru-concise lstm-concise; do
+  run $C train --device cuda --preset $p > "$OUT/train/train-$p.txt" 2> "$OUT/train/train-$p.err"
+done
+
+echo "== (d) compute-sanitizer (memcheck, racecheck, synccheck on the kernel tests)"
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$SAN" ]; then
   for tool in memcheck racecheck synccheck; do
-    timeout 90 "$SAN" --tool $tool --error-exitcode 9 "$BUNDLE/CharRnn.Tests" --filter "FullyQualifiedName~GateOpTests|FullyQualifiedName~BackendOpTests" \
+    run "$SAN" --tool $tool --error-exitcode 9 "$BUNDLE/CharRnn.Tests" \
+      --filter "FullyQualifiedName~GateOpTests|FullyQualifiedName~BackendOpTests|FullyQualifiedName~PersistentRecurrence" \
       > "$OUT/sanitizer-$tool.log" 2>&1; echo "compute-sanitizer $tool: exit $?" | tee -a "$OUT/sanitizer.txt"
   done
 else
   echo "compute-sanitizer: not installed on this machine; not run" | tee "$OUT/sanitizer.txt"
 fi
-
-echo "== benchmarks"
-run() {
-  local left=$((BUDGET - SECONDS)) limit=$STEP_TIMEOUT
-  [ $left -lt $limit ] && limit=$left
-  if [ $limit -lt 10 ]; then status=1; echo "SKIPPED (the ${BUDGET}s budget is spent): $*" >&2; return; fi
-  echo "+ $*" >&2
-  timeout "$limit" "$@"
-  local rc=$?
-  if [ $rc -ne 0 ]; then status=1; echo "FAILED (exit $rc${rc:+$([ $rc -eq 124 ] && echo ', timed out')}): $*" >&2; fi
-}
-run "$BUNDLE/charrnn" bench --device cuda --config book --preset scratch-random --epochs "$EPOCHS" --json "$OUT/charrnn_book.json"
-run python3 bench/pytorch/d2l_peer.py --model scratch --device cuda --epochs "$EPOCHS" --json "$OUT/torch_scratch_book.json"
-run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
-  --device cuda --epochs "$EPOCHS" --json "$OUT/torch_nnrnn_book.json"
-run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --json "$OUT/charrnn_large.json"
-run "$BUNDLE/charrnn" bench --device cuda --config large --minibatches "$LARGE_STEPS" --tf32 --sgemm 0 --json "$OUT/charrnn_large_tf32.json"
-for precision in fp32 tf32 default; do # torch_large.json (FP32), torch_large_tf32.json, torch_large_default.json
-  suffix=_$precision; [ "$precision" = fp32 ] && suffix=
-  run python3 bench/pytorch/d2l_peer.py --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random \
-    --hidden 1024 --batch 256 --chars all --minibatches "$LARGE_STEPS" --device cuda --precision "$precision" \
-    --json "$OUT/torch_large$suffix.json"
-done
 
 echo "== summary"
 python3 bench/summarize.py "$OUT" | tee "$OUT/summary.md"
