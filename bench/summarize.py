@@ -46,7 +46,7 @@ def fmt(m, spec="%.0f"):
 
 def table(title, rows, epochs_label):
     print(title)
-    print(f"| run | tokens/s, median (spread) | {epochs_label} | first epoch s | final ppl | peak MiB | vs fastest CharRnn |")
+    print(f"| run | tokens/s, median (spread) | {epochs_label} | first epoch s | final ppl | peak MiB | fastest CharRnn ÷ this |")
     print("|---|---|---|---|---|---|---|")
     best = None
     for label, rs in rows:

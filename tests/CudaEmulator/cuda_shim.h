@@ -38,6 +38,7 @@ void emu_spin_wait();
 #define __nanosleep(ns) emu_spin_wait()
 #define __threadfence() ((void)0)
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+static inline int atomicAdd(int* p, int v) { int o = *p; *p = o + v; return o; }
 static inline unsigned atomicExch(unsigned* p, unsigned v) { unsigned o = *p; *p = v; return o; }
 template <typename T> static inline T __ldcg(const T* p) { return *(const volatile T*)p; }
 void emu_trap();

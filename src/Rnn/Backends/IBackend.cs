@@ -61,7 +61,8 @@ public interface IBackend : IDisposable
     /// <summary><c>gather_rows</c>: dst[r, :] = table[tokens[r], :]  (= onehot(tokens)·table).</summary>
     void GatherRows(IdxView tokens, Tensor table, Mat dst);
 
-    /// <summary><c>scatter_add_rows</c>: table[tokens[r], :] += src[r, :], rows in order (deterministic).</summary>
+    /// <summary>table[tokens[r], :] += src[r, :], rows in order (deterministic; on the GPU <c>token_row_order</c> and
+    /// <c>scatter_add_ordered</c>).</summary>
     void ScatterAddRows(IdxView tokens, Mat src, Tensor table);
 
     /// <summary>C = alpha·op(A)·op(B) + beta·C, row-major; op(X) = Xᵀ when trans. beta = 0 never reads C.</summary>

@@ -58,6 +58,7 @@ public sealed unsafe class CudaBackend : IBackend
     readonly GpuOptions _options;
     readonly PersistentRecurrence _persistent;
     readonly Dictionary<string, DeviceBuffer<ulong>> _tables = new(); // multi-tensor launch tables, by tensor addresses
+    readonly Dictionary<int, DeviceBuffer<int>> _orders = new();      // scatter-add scratch, by length
     readonly Dictionary<ulong, List<string>> _tablesOf = new();       // tensor address → the tables that hold it
     bool _recording;
 
@@ -272,8 +273,24 @@ public sealed unsafe class CudaBackend : IBackend
     public void GatherRows(IdxView tokens, Tensor table, Mat dst) =>
         Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(PC(dst)));
 
-    public void ScatterAddRows(IdxView tokens, Mat src, Tensor table) =>
-        Launch("scatter_add_rows", (uint)Math.Clamp(table.Rows, 1, 65535), Ptr(P(tokens)), src.Rows, src.Cols, Ptr(PC(src)), table.Rows, Ptr(P(table)));
+    /// <summary>Two launches: the positions grouped by token in order (one block), then every table element adds its
+    /// token's rows in that order — the CPU's additions, O(n·H), no float atomics.</summary>
+    public void ScatterAddRows(IdxView tokens, Mat src, Tensor table)
+    {
+        int n = src.Rows, v = table.Rows;
+        var order = OrderScratch(2 * v + 1 + n);
+        Launch("token_row_order", 1, Ptr(P(tokens)), n, v, Ptr(order.Pointer));
+        Launch("scatter_add_ordered", Blocks((long)v * src.Cols), Ptr(order.Pointer), n, v, src.Cols, Ptr(PC(src)), Ptr(P(table)));
+    }
+
+    /// <summary>The scatter-add's scratch, one buffer per size and kept until the backend goes: a recorded step holds
+    /// its address, so it is never freed or moved under a recording.</summary>
+    DeviceBuffer<int> OrderScratch(int length)
+    {
+        if (_orders.TryGetValue(length, out var b)) return b;
+        NotWhileRecording("allocating the scatter-add's scratch");
+        return _orders[length] = _ctx.Allocate<int>(length);
+    }
 
     public void Gemm(bool transA, bool transB, float alpha, Mat a, Mat b, float beta, Mat c)
     {
@@ -495,6 +512,7 @@ public sealed unsafe class CudaBackend : IBackend
         try { _stream.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
         _partials.Dispose();
         foreach (var t in _tables.Values) t.Dispose();
+        foreach (var o in _orders.Values) o.Dispose();
         foreach (var s in _staging) s?.Dispose();
         _ctx.Dispose();
     }
