@@ -108,6 +108,10 @@ for prec in ("fp32", "tf32", "bf16"):
         (f"CharRnn {prec}", runs(f"charrnn_large_{prec}_*.json")),
         (f"PyTorch nn.RNN + Linear {prec} (eager, pre-uploaded)", runs(f"torch_large_{prec}_*.json")),
     ], "train s")
+table("(b) large config, FP32: the persistent recurrence forced (auto runs cuBLAS per step at this size)", [
+    ("CharRnn fp32 (auto: per-step)", runs("charrnn_large_fp32_*.json")),
+    ("CharRnn fp32 --recurrence persistent", runs("charrnn_large_persistent.json")),
+], "train s")
 for cell in ("gru", "lstm"):
     table(f"(b) large config, {cell.upper()}, FP32", [
         (f"CharRnn {cell}", runs(f"charrnn_large_{cell}.json")),

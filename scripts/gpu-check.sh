@@ -148,6 +148,7 @@ for cell in gru lstm; do
   run $P --model concise --cell $cell --optimizer sgd --lr 100 --clip 0.01 --sampling random $LARGE --minibatches "$LARGE_STEPS" \
     --device cuda --mode eager --json "$OUT/torch_large_${cell}.json"
 done
+run $C bench --device cuda --config large --minibatches "$LARGE_STEPS" --sgemm 0 --recurrence persistent --json "$OUT/charrnn_large_persistent.json" > /dev/null
 run $C bench --device cuda --config large --minibatches 30 --sgemm 0 --profile > "$OUT/profile_large.txt"
 
 echo "== (c) every preset on the card"

@@ -38,8 +38,8 @@ internal static class CommonOptions
         "fp32", "tf32", "bf16");
 
     public static Option<string> Recurrence() => Choice("--recurrence",
-        "GPU, RNN cell: auto (one persistent kernel per layer and direction where the shape fits, else per step) or steps (a GEMM and a kernel per time step).",
-        "auto", "steps");
+        "GPU, RNN cell: auto (one persistent kernel per layer and direction where the shape fits and launches matter, else per step), persistent (the kernel wherever it fits) or steps (a GEMM and a kernel per time step).",
+        "auto", "persistent", "steps");
 
     public static Option<string> Graph() => Choice("--graph",
         "GPU: on (record the training step once as a CUDA graph and replay it for every minibatch) or off (issue every op from the host). Same results.",
@@ -48,7 +48,7 @@ internal static class CommonOptions
     /// <summary>The GPU options as given (the CPU ignores them).</summary>
     public static GpuOptions Gpu(string precision, string recurrence, string graph) => new(
         precision switch { "tf32" => Rnn.Backends.Precision.Tf32, "bf16" => Rnn.Backends.Precision.Bf16, _ => Rnn.Backends.Precision.Fp32 },
-        recurrence == "steps" ? RecurrenceMode.Steps : RecurrenceMode.Auto,
+        recurrence switch { "steps" => RecurrenceMode.Steps, "persistent" => RecurrenceMode.Persistent, _ => RecurrenceMode.Auto },
         graph != "off");
 
     public static Option<string?> Corpus() =>

@@ -113,6 +113,10 @@ public class GpuPathTests
         Assert.That(Describe(steps, CellKind.Rnn, 256, 32), Is.EqualTo("per-step (--recurrence steps)"));
         Assert.That(Describe(gpu, CellKind.Lstm, 64, 4), Does.StartWith("per-step (the gated cells"));
         Assert.That(Describe(gpu, CellKind.Rnn, 4096, 256), Does.StartWith("per-step (H 4096, B 256:").And.Contain("KiB of shared memory per block"));
+        Assert.That(Describe(gpu, CellKind.Rnn, 1024, 256), Does.StartWith("per-step (B·H² = 268,435,456 multiply-adds a step"), "the large config: cuBLAS per step");
+        using var forced = Gpu(RecurrenceMode.Persistent);
+        Assert.That(Describe(forced, CellKind.Rnn, 1024, 256), Is.EqualTo("persistent (64 blocks × 16 columns)"));
+        Assert.That(Describe(forced, CellKind.Rnn, 4096, 256), Does.StartWith("per-step (H 4096, B 256:"), "forcing does not make it fit");
     }
 
     /// <summary>A recording must not allocate, wait or copy from the host: each of those throws, and the backend works after.</summary>

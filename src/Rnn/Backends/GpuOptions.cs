@@ -15,8 +15,11 @@ public enum Precision
 /// <summary>How the CUDA backend runs a plain RNN layer's recurrence (<c>--recurrence</c>).</summary>
 public enum RecurrenceMode
 {
-    /// <summary>The persistent kernels where the cell, the shape and the card allow, else the per-step ops.</summary>
+    /// <summary>The persistent kernels where the cell, the shape and the card allow and the products are small enough
+    /// for launches to matter (B·H² ≤ 2^26), else the per-step ops.</summary>
     Auto,
+    /// <summary>The persistent kernels wherever they fit, large products included (for timing against the per-step path).</summary>
+    Persistent,
     /// <summary>Always the per-step ops (a GEMM and an elementwise kernel per step): for comparison and debugging.</summary>
     Steps,
 }

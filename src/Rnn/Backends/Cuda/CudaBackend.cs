@@ -435,7 +435,7 @@ public sealed unsafe class CudaBackend : IBackend
     PersistentRecurrence.Plan? Persistent(IRecurrence layer)
     {
         if (_options.Recurrence == RecurrenceMode.Steps || layer.Plain is not PlainRecurrence r) return null;
-        var plan = _persistent.PlanFor(r.Batch, r.Hidden);
+        var plan = _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent);
         return plan.Runs ? plan : null;
     }
 
@@ -462,7 +462,7 @@ public sealed unsafe class CudaBackend : IBackend
 
     public string DescribeRecurrence(IRecurrence layer) =>
         _options.Recurrence == RecurrenceMode.Steps ? "per-step (--recurrence steps)"
-        : layer.Plain is PlainRecurrence r ? _persistent.PlanFor(r.Batch, r.Hidden).ToString()
+        : layer.Plain is PlainRecurrence r ? _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent).ToString()
         : "per-step (the gated cells have no persistent kernels yet)";
 
     public double? DeviceSeconds(Action ops, int repeats)

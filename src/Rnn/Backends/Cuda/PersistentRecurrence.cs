@@ -12,13 +12,18 @@ sealed class PersistentRecurrence
 {
     const int Threads = 256;
     const int MaxBlocks = 64; // more blocks means shorter products per thread but a costlier grid barrier
+    // Above this many multiply-adds a step (B·H²), one cuBLAS GEMM per step — all SMs, tensor cores in TF32/BF16 —
+    // should beat one kernel doing FP32 FMAs on at most 64 SMs, and the launches it saves no longer matter inside a
+    // graph: auto picks the per-step path (the book's 32·256² is 2^21; the large config's 256·1024² is 2^28). A guess
+    // until gpu-check times both (--recurrence persistent forces the kernels where they fit).
+    const long LargeProduct = 1L << 26;
     const int TileFloats = 8192; // the staged tile of H_t (B × kt floats): 32 KiB, the whole state at the book's B 32, H 256
 
     readonly CudaContext _ctx;
     readonly Func<string, CudaKernel> _kernel;
     readonly DeviceBuffer<uint> _barrier; // grid_barrier's [arrived, generation], zero between launches
     readonly int? _colsOverride;
-    readonly Dictionary<(int B, int H), Plan> _plans = new();
+    readonly Dictionary<(int B, int H, bool Force), Plan> _plans = new();
 
     /// <summary>One shape's launch: <see cref="Cols"/> hidden columns per block, <see cref="Split"/> k ranges per
     /// product, <see cref="SharedBytes"/> of dynamic shared memory; or <see cref="Reason"/> why it cannot run.</summary>
@@ -38,13 +43,14 @@ sealed class PersistentRecurrence
         if (int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int c) && c > 0) _colsOverride = c;
     }
 
-    public Plan PlanFor(int batch, int hidden)
+    /// <param name="force">Run the kernels wherever they fit, large products included (<c>--recurrence persistent</c>).</param>
+    public Plan PlanFor(int batch, int hidden, bool force = false)
     {
-        if (_plans.TryGetValue((batch, hidden), out var p)) return p;
-        return _plans[(batch, hidden)] = MakePlan(batch, hidden);
+        if (_plans.TryGetValue((batch, hidden, force), out var p)) return p;
+        return _plans[(batch, hidden, force)] = MakePlan(batch, hidden, force);
     }
 
-    Plan MakePlan(int batch, int hidden)
+    Plan MakePlan(int batch, int hidden, bool force)
     {
         if (!_ctx.CooperativeLaunch) return new Plan(0, 0, 0, 0, "the device has no cooperative launch");
         int sms = _ctx.MultiprocessorCount;
@@ -67,6 +73,8 @@ sealed class PersistentRecurrence
         int fit = Math.Min(_kernel("rnn_forward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared),
                            _kernel("rnn_backward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared)) * sms;
         if (blocks > fit) return new Plan(blocks, cols, split, (int)shared, $"H {hidden}: {blocks} blocks, but only {fit} fit on the card at once");
+        if (!force && (long)batch * hidden * hidden > LargeProduct)
+            return new Plan(blocks, cols, split, (int)shared, $"B·H² = {((long)batch * hidden * hidden).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} multiply-adds a step: a cuBLAS GEMM per step is faster; --recurrence persistent runs the kernels anyway", tile, threads);
         return new Plan(blocks, cols, split, (int)shared, null, tile, threads);
     }
 
