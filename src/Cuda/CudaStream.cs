@@ -18,6 +18,14 @@ public sealed unsafe class CudaStream : IDisposable
 
     public IntPtr Handle { get; private set; }
 
+    /// <summary>Work issued to this stream from now on waits for <paramref name="e"/>'s last recorded point (inside a
+    /// graph capture: a fork into, or a join back to, the capturing stream).</summary>
+    public void Wait(CudaEvent e)
+    {
+        _ctx.Bind();
+        CudaCheck.ThrowIfFailed(CudaDriver.cuStreamWaitEvent(Handle, e.Handle, 0));
+    }
+
     public void Synchronize()
     {
         _ctx.Bind();

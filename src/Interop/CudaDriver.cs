@@ -73,6 +73,7 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)] public static partial CUresult cuEventCreate(IntPtr* phEvent, uint flags);
     [LibraryImport(Lib)] public static partial CUresult cuEventDestroy_v2(IntPtr hEvent);
     [LibraryImport(Lib)] public static partial CUresult cuEventRecord(IntPtr hEvent, IntPtr hStream);
+    [LibraryImport(Lib)] public static partial CUresult cuStreamWaitEvent(IntPtr hStream, IntPtr hEvent, uint flags);
     [LibraryImport(Lib)] public static partial CUresult cuEventSynchronize(IntPtr hEvent);
     [LibraryImport(Lib)] public static partial CUresult cuEventElapsedTime(float* pMilliseconds, IntPtr hStart, IntPtr hEnd);
 

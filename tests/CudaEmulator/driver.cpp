@@ -49,6 +49,7 @@ enum
     CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720,
     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
     CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+    CUDA_ERROR_STREAM_CAPTURE_UNJOINED = 904,
     CUDA_ERROR_ILLEGAL_STATE = 401,
 };
 
@@ -74,6 +75,7 @@ static const char* error_name(int e)
     case 720: return "CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE";
     case 900: return "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
     case 901: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
+    case 904: return "CUDA_ERROR_STREAM_CAPTURE_UNJOINED";
     default: return nullptr;
     }
 }
@@ -112,12 +114,20 @@ struct Op { void* stream; std::string what; std::function<void()> run; };
 std::vector<Op> g_pending;
 
 struct Graph { std::vector<Op> ops; };
-struct Capture { Graph* graph; bool invalid; };
+// A capture begun on an origin stream; other streams join it by waiting on an event recorded in it (a fork) and must
+// be joined back (the origin waits on an event recorded after their last captured op) before it ends.
+struct Capture { Graph* graph; bool invalid; void* origin; };
 std::map<void*, Capture> g_capturing; // stream → capture in progress (this emulator has one capture mode: per thread)
+std::map<void*, size_t> g_joined_last; // a joined stream → how many ops the graph held after its last one
+std::map<void*, bool> g_joined_back;   // a joined stream → whether the origin has waited for all of it
 
 struct Stream { unsigned flags; };
 std::set<Stream*> g_streams;
-struct Event { bool timing; bool recorded = false; bool done = false; double ms = 0; };
+struct Event
+{
+    bool timing; bool recorded = false; bool done = false; double ms = 0;
+    void* captured_on = nullptr; size_t captured_at = 0; // recorded inside a capture: on which stream, after how many ops
+};
 std::set<std::shared_ptr<Event>*> g_events;
 struct Module { std::set<std::string> names; std::map<std::string, int> max_threads; bool cubin; };
 std::set<Module*> g_modules;
@@ -708,7 +718,15 @@ bool device_range(uint64_t p, uint64_t bytes)
 Result enqueue(void* stream, const std::string& what, std::function<void()> op)
 {
     auto c = g_capturing.find(stream);
-    if (c != g_capturing.end()) c->second.graph->ops.push_back({stream, what, std::move(op)});
+    if (c != g_capturing.end())
+    {
+        c->second.graph->ops.push_back({stream, what, std::move(op)});
+        if (stream != c->second.origin)
+        {
+            g_joined_last[stream] = c->second.graph->ops.size();
+            g_joined_back[stream] = false;
+        }
+    }
     else g_pending.push_back({stream, what, std::move(op)});
     return CUDA_SUCCESS;
 }
@@ -1232,7 +1250,38 @@ API cuEventRecord(void* e, void* stream)
     std::shared_ptr<Event> ev = *p;
     ev->recorded = true;
     ev->done = false;
+    auto c = g_capturing.find(stream);
+    ev->captured_on = c == g_capturing.end() ? nullptr : stream;
+    ev->captured_at = c == g_capturing.end() ? 0 : c->second.graph->ops.size();
+    if (c != g_capturing.end()) return CUDA_SUCCESS; // a graph's ordering edge, not an op
     return emu::enqueue(stream, "cuEventRecord", [ev] { ev->done = true; ev->ms = now_ms(); });
+}
+
+// Queued work runs in the order it was issued, whatever its stream, so a wait adds no op here: what it orders is
+// already in order. Inside a capture it matters: waiting on an event recorded in a capturing stream joins the waiter
+// to that capture (a fork), and the origin waiting on an event recorded in a joined stream after its last op joins it
+// back; cuStreamEndCapture fails with CUDA_ERROR_STREAM_CAPTURE_UNJOINED while a joined stream is not joined back.
+API cuStreamWaitEvent(void* stream, void* e, unsigned flags)
+{
+    BEGIN("cuStreamWaitEvent");
+    auto* p = event_of(e);
+    if (!p) return CUDA_ERROR_INVALID_HANDLE;
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    if (stream != nullptr && !g_streams.count((Stream*)stream)) return CUDA_ERROR_INVALID_HANDLE;
+    std::shared_ptr<Event> ev = *p;
+    if (!ev->captured_on) return CUDA_SUCCESS;
+    auto from = g_capturing.find(ev->captured_on);
+    if (from == g_capturing.end()) return CUDA_SUCCESS; // that capture has ended
+    auto to = g_capturing.find(stream);
+    if (to == g_capturing.end())
+    {
+        g_capturing[stream] = Capture{from->second.graph, false, from->second.origin};
+        g_joined_last[stream] = ev->captured_at;
+        g_joined_back[stream] = false;
+    }
+    else if (stream == to->second.origin && ev->captured_on != stream && ev->captured_at >= g_joined_last[ev->captured_on])
+        g_joined_back[ev->captured_on] = true;
+    return CUDA_SUCCESS;
 }
 
 API cuEventSynchronize(void* e)
@@ -1268,7 +1317,7 @@ API cuStreamBeginCapture_v2(void* s, int mode)
     if (s == nullptr) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; // the legacy stream cannot be captured
     if (!g_streams.count((Stream*)s) || mode < 0 || mode > 2) return CUDA_ERROR_INVALID_VALUE;
     if (g_capturing.count(s)) return CUDA_ERROR_ILLEGAL_STATE;
-    g_capturing[s] = Capture{new Graph(), false};
+    g_capturing[s] = Capture{new Graph(), false, s};
     return CUDA_SUCCESS;
 }
 
@@ -1277,8 +1326,27 @@ API cuStreamEndCapture(void* s, void** graph)
     BEGIN("cuStreamEndCapture");
     auto it = g_capturing.find(s);
     if (it == g_capturing.end() || !graph) return CUDA_ERROR_ILLEGAL_STATE;
+    if (it->second.origin != s) return CUDA_ERROR_ILLEGAL_STATE; // only the stream that began it ends a capture
     Capture c = it->second;
-    g_capturing.erase(it);
+    bool unjoined = false;
+    for (auto j = g_capturing.begin(); j != g_capturing.end();)
+        if (j->first != s && j->second.graph == c.graph)
+        {
+            unjoined |= !g_joined_back[j->first];
+            g_joined_last.erase(j->first);
+            g_joined_back.erase(j->first);
+            c.invalid |= j->second.invalid;
+            j = g_capturing.erase(j);
+        }
+        else ++j;
+    g_capturing.erase(s);
+    if (unjoined)
+    {
+        delete c.graph;
+        *graph = nullptr;
+        fprintf(stderr, "CUDA emulator: cuStreamEndCapture: a stream that joined the capture was not joined back to it\n");
+        return CUDA_ERROR_STREAM_CAPTURE_UNJOINED;
+    }
     if (c.invalid)
     {
         delete c.graph;

@@ -33,6 +33,9 @@ CUresult cuStreamCreate(void**, unsigned);
 CUresult cuStreamSynchronize(void*);
 CUresult cuStreamBeginCapture_v2(void*, int);
 CUresult cuStreamEndCapture(void*, void**);
+CUresult cuEventCreate(void**, unsigned);
+CUresult cuEventRecord(void*, void*);
+CUresult cuStreamWaitEvent(void*, void*, unsigned);
 int cublasCreate_v2(void**);
 int cublasSetStream_v2(void*, void*);
 int cublasSgemm_v2(void*, int, int, int, int, int, const float*, unsigned long long, int, unsigned long long, int,
@@ -275,6 +278,23 @@ int main()
         REQUIRE(cuCtxSynchronize() == 900);
         void* g;
         REQUIRE(cuStreamEndCapture(g_stream, &g) == 901);
+    });
+    expect("a stream forked into a graph capture must be joined back before the capture ends", [] {
+        void *side, *fork, *join, *g;
+        REQUIRE(cuStreamCreate(&side, 1) == 0);
+        REQUIRE(cuEventCreate(&fork, 2) == 0);
+        REQUIRE(cuEventCreate(&join, 2) == 0);
+        auto d = dalloc(64);
+        for (int joined = 1; joined >= 0; joined--) // joined back: a graph; not joined back: UNJOINED
+        {
+            REQUIRE(cuStreamBeginCapture_v2(g_stream, 1) == 0);
+            REQUIRE(cuEventRecord(fork, g_stream) == 0);
+            REQUIRE(cuStreamWaitEvent(side, fork, 0) == 0);
+            REQUIRE(cuMemsetD32Async(d, 0, 16, side) == 0);
+            REQUIRE(cuEventRecord(join, side) == 0);
+            if (joined) REQUIRE(cuStreamWaitEvent(g_stream, join, 0) == 0);
+            REQUIRE(cuStreamEndCapture(g_stream, &g) == (joined ? 0 : 904));
+        }
     });
     static auto missing_barrier_sum = [](float* got, float* want) {
         float in[256];

@@ -44,6 +44,14 @@ public interface IBackend : IDisposable
     /// </summary>
     int OverlapBlock { get; }
 
+    /// <summary>Rows (whole time steps of <paramref name="batch"/> rows) per output block beside
+    /// <paramref name="layer"/>'s forward recurrence; by default <see cref="OverlapBlock"/>'s.</summary>
+    int OverlapRows(IRecurrence layer, int batch) => OverlapBlock;
+
+    /// <summary>Columns per dW_hq block beside the top layer's backward recurrence; by default twice
+    /// <see cref="OverlapBlock"/>, at most <paramref name="vocab"/>.</summary>
+    int OverlapColumns(int vocab) => (int)Math.Min(2L * OverlapBlock, vocab);
+
     Tensor Zeros(int rows, int cols);
     IndexBuffer Indices(int length);
 
@@ -169,7 +177,9 @@ public interface IBackend : IDisposable
     /// (<paramref name="background"/>, each touching its own outputs) so they may overlap. A background block may wait
     /// (spin) for progress the foreground publishes; the foreground never waits for the background. The CPU backend
     /// runs the foreground on the calling thread and the blocks on the other cores (then on this one too); the CUDA
-    /// backend enqueues the foreground, then the blocks, in order on its stream. Results are the same either way.
+    /// backend enqueues the foreground on its stream and the blocks on a second stream, ordered by events (a block's
+    /// wait for progress becomes a wait for the event the foreground recorded there), then joins the two. Results are
+    /// the same either way.
     /// </summary>
     void Overlap(Action foreground, IReadOnlyList<Action> background);
 

@@ -46,11 +46,23 @@ public sealed class StepProgress
 {
     int _done;
 
-    public void Publish(int stepsDone) => Volatile.Write(ref _done, stepsDone);
+    /// <summary>Told each publication (a GPU backend marks the point in its stream with an event).</summary>
+    public Action<int>? Published { get; set; }
+
+    /// <summary>Told each wait before it spins (a GPU backend makes the stream issuing the waiter's work wait for the
+    /// event of the first publication that covers <c>steps</c>).</summary>
+    public Action<int>? Waiting { get; set; }
+
+    public void Publish(int stepsDone)
+    {
+        Published?.Invoke(stepsDone);
+        Volatile.Write(ref _done, stepsDone);
+    }
 
     /// <summary>Spins until at least <paramref name="steps"/> steps are done.</summary>
     public void WaitFor(int steps)
     {
+        Waiting?.Invoke(steps);
         var spin = new SpinWait();
         while (Volatile.Read(ref _done) < steps) spin.SpinOnce(sleep1Threshold: -1);
     }

@@ -44,8 +44,14 @@ public sealed unsafe class CudaBackend : IBackend
     const int StagingRing = 4;
 
     readonly CudaContext _ctx;
-    readonly CudaStream _stream;
+    readonly CudaStream _stream;              // the main stream: everything but Overlap's background blocks
     readonly Blas _blas;
+    readonly CudaStream _side;                // Overlap's background blocks, ordered against _stream by events
+    readonly Blas _sideBlas;
+    readonly CudaEvent _fork, _join;
+    readonly List<CudaEvent> _stepEvents = new(); // the forward recurrence's published points, reused every forward
+    CudaStream _cur;                          // where ops go now: _side while Overlap issues the background blocks
+    Blas _curBlas;
     readonly CudaModule _module;              // every kernels/*.cu, compiled as one program
     readonly Dictionary<string, CudaKernel> _k = new();
     readonly DeviceBuffer<double> _loss;      // [sum of row losses, rows] for the current epoch
@@ -69,6 +75,11 @@ public sealed unsafe class CudaBackend : IBackend
         var math = options.Precision switch { Precision.Tf32 => GemmMath.Tf32, Precision.Bf16 => GemmMath.Bf16, _ => GemmMath.Fp32 };
         _stream = ctx.Own(ctx.CreateStream());
         _blas = ctx.Own(new Blas(ctx, _stream, math));
+        _side = ctx.Own(ctx.CreateStream());
+        _sideBlas = ctx.Own(new Blas(ctx, _side, math));
+        _fork = ctx.Own(ctx.CreateEvent());
+        _join = ctx.Own(ctx.CreateEvent());
+        (_cur, _curBlas) = (_stream, _blas);
         var image = KernelCompiler.Compile("charrnn_kernels.cu", KernelSources.Program, target, KernelSources.ProgramHeaders);
         _module = ctx.Own(new CudaModule(ctx, image.Image));
         _loss = ctx.Own(ctx.Allocate<double>(2));
@@ -102,7 +113,8 @@ public sealed unsafe class CudaBackend : IBackend
     }
 
     public CudaContext Context => _ctx;
-    public CudaStream Stream => _stream;
+    /// <summary>The stream ops are issued to now (the side stream while Overlap issues background blocks).</summary>
+    public CudaStream Stream => _cur;
     public Blas Blas => _blas;
     public string Name { get; }
     public string Description { get; }
@@ -155,7 +167,7 @@ public sealed unsafe class CudaBackend : IBackend
     {
         using var _ = Op(kernel);
         _ctx.Bind();
-        Kernel(kernel).Launch(grid, Threads, 0, _stream, args);
+        Kernel(kernel).Launch(grid, Threads, 0, _cur, args);
     }
 
     /// <summary>One launch over a list of tensors: blockIdx.y picks the tensor (its row of <paramref name="table"/>).</summary>
@@ -166,7 +178,7 @@ public sealed unsafe class CudaBackend : IBackend
         Span<KernelArg> all = stackalloc KernelArg[args.Length + 1];
         all[0] = Ptr(table.Pointer);
         args.CopyTo(all[1..]);
-        Kernel(kernel).Launch2D(gridX, (uint)count, Threads, 0, _stream, all);
+        Kernel(kernel).Launch2D(gridX, (uint)count, Threads, 0, _cur, all);
     }
 
     /// <summary>
@@ -253,7 +265,7 @@ public sealed unsafe class CudaBackend : IBackend
     {
         using var _ = Op("memset");
         _ctx.Bind();
-        if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(PC(m), 0, (nuint)m.Length, _stream.Handle));
+        if (m.Length > 0) CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(PC(m), 0, (nuint)m.Length, _cur.Handle));
     }
 
     public void Copy(Mat src, Mat dst)
@@ -262,7 +274,7 @@ public sealed unsafe class CudaBackend : IBackend
         using var _ = Op("memcpy");
         _ctx.Bind();
         if (src.Length > 0)
-            CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(PC(dst), PC(src), (nuint)(src.Length * sizeof(float)), _stream.Handle));
+            CudaCheck.ThrowIfFailed(CudaDriver.cuMemcpyDtoDAsync_v2(PC(dst), PC(src), (nuint)(src.Length * sizeof(float)), _cur.Handle));
     }
 
     // ---- ops -------------------------------------------------------------------------------------------------
@@ -306,7 +318,7 @@ public sealed unsafe class CudaBackend : IBackend
             else throw new NotSupportedException("GEMM with k = 0 and beta ≠ 0");
             return;
         }
-        _blas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Stride, P(b), b.Stride, beta, P(c), c.Stride);
+        _curBlas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Stride, P(b), b.Stride, beta, P(c), c.Stride);
     }
 
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h) =>
@@ -375,8 +387,60 @@ public sealed unsafe class CudaBackend : IBackend
     /// are already satisfied by then).</summary>
     public void Overlap(Action foreground, IReadOnlyList<Action> background)
     {
+        if (Profiler != null || background.Count == 0) // the profiler times op by op on the main stream
+        {
+            foreground();
+            foreach (var b in background) b();
+            return;
+        }
+        _ctx.Bind();
+        _fork.Record(_stream); // the blocks may read what the main stream wrote before the foreground
         foreground();
-        foreach (var b in background) b();
+        (_cur, _curBlas) = (_side, _sideBlas);
+        try
+        {
+            _side.Wait(_fork);
+            foreach (var b in background) b(); // a block's WaitFor becomes a wait for the foreground's event (RecurrenceForward)
+            _join.Record(_side);
+        }
+        finally
+        {
+            (_cur, _curBlas) = (_stream, _blas);
+        }
+        _stream.Wait(_join); // what follows on the main stream sees the blocks' outputs
+    }
+
+    /// <summary>Output blocks of about a quarter of the steps where the forward recurrence runs step by step (the blocks
+    /// then run on the second stream beside it); one block where it is one persistent launch (nothing to run beside) or
+    /// where ops are profiled one by one.</summary>
+    public int OverlapRows(IRecurrence layer, int batch) =>
+        Profiler != null || Persistent(layer) != null ? int.MaxValue : Math.Max(1, (layer.Steps + 3) / 4) * batch;
+
+    /// <summary>One dW_hq product: beside the backward recurrence on the second stream, a big GEMM beats many small.</summary>
+    public int OverlapColumns(int vocab) => vocab;
+
+    /// <summary>Marks each step the forward recurrence publishes with an event on the main stream, and turns a
+    /// background block's wait for steps into its stream waiting for the first such event that covers them.</summary>
+    void TrackProgress(StepProgress progress)
+    {
+        var published = new List<(int Steps, CudaEvent Event)>();
+        progress.Published = n =>
+        {
+            if (published.Count == _stepEvents.Count) _stepEvents.Add(_ctx.Own(_ctx.CreateEvent()));
+            var e = _stepEvents[published.Count];
+            e.Record(_cur);
+            published.Add((n, e));
+        };
+        progress.Waiting = k =>
+        {
+            foreach (var (n, e) in published)
+                if (n >= k)
+                {
+                    _cur.Wait(e);
+                    return;
+                }
+            throw new InvalidOperationException($"a block waits for {k} steps, but the recurrence published only {published.Count}");
+        };
     }
 
     public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst) =>
@@ -441,12 +505,13 @@ public sealed unsafe class CudaBackend : IBackend
 
     public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
     {
+        if (progress != null && Profiler == null) TrackProgress(progress);
         if (Persistent(layer) is not { } plan)
         {
             RecurrenceSteps.Forward(this, layer, progress);
             return;
         }
-        using (Op("rnn_forward_persistent")) _persistent.Forward(layer.Plain!, layer.Steps, plan, _stream, P);
+        using (Op("rnn_forward_persistent")) _persistent.Forward(layer.Plain!, layer.Steps, plan, _cur, P);
         progress?.Publish(layer.Steps); // the blocks waiting on it are issued after it on this one stream anyway
     }
 
@@ -457,7 +522,7 @@ public sealed unsafe class CudaBackend : IBackend
             RecurrenceSteps.Backward(this, layer);
             return;
         }
-        using (Op("rnn_backward_persistent")) _persistent.Backward(layer.Plain!, layer.Steps, plan, _stream, P);
+        using (Op("rnn_backward_persistent")) _persistent.Backward(layer.Plain!, layer.Steps, plan, _cur, P);
     }
 
     public string DescribeRecurrence(IRecurrence layer) =>
@@ -509,7 +574,7 @@ public sealed unsafe class CudaBackend : IBackend
 
     public void Dispose()
     {
-        try { _stream.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
+        try { _stream.Synchronize(); _side.Synchronize(); } catch (CudaException) { /* report the original error, not this one */ }
         _partials.Dispose();
         foreach (var t in _tables.Values) t.Dispose();
         foreach (var o in _orders.Values) o.Dispose();
