@@ -72,7 +72,9 @@ def table(title, rows, epochs_label):
 
 book_fast = runs("charrnn_book_fast_*.json")
 epochs = (book_fast[0].get("EpochSeconds") and len(book_fast[0]["EpochSeconds"])) if book_fast else "?"
-table(f"(a) the book's scratch-random run (V 1027, H 256, B 32, T 35, {epochs} epochs; s = epochs 2..N)", [
+first_book = book_fast[0] if book_fast else {}
+table(f"(a) the book's scratch-random run (V %s, H %s, B %s, T %s, {epochs} epochs; s = epochs 2..N)" % tuple(
+    first_book.get(k, "?") for k in ("Vocab", "Hidden", "Batch", "Steps")), [
     ("CharRnn persistent + graph", book_fast),
     ("CharRnn persistent only (--graph off)", runs("charrnn_book_persistent_only.json")),
     ("CharRnn graph only (--recurrence steps)", runs("charrnn_book_graph_only.json")),
@@ -99,12 +101,14 @@ if book_fast:
     for cols in (2, 8, 16):
         c = runs(f"charrnn_book_cols{cols}.json")
         if c:
-            print(f"CHARRNN_PERSISTENT_COLS={cols} (50 epochs): {tps(c[0]):.0f} tokens/s, recurrence {c[0].get('Recurrence')}, "
+            print(f"CHARRNN_PERSISTENT_COLS={cols} ({len(c[0].get('EpochSeconds') or [])} epochs): {tps(c[0]):.0f} tokens/s, recurrence {c[0].get('Recurrence')}, "
                   f"fwd {c[0].get('RecurrenceForwardMicrosPerStep') or 0:.2f} / bwd {c[0].get('RecurrenceBackwardMicrosPerStep') or 0:.2f} µs/step")
     print()
 
+first_large = (runs("charrnn_large_fp32_*.json") or [{}])[0]
+shape = "H %s, B %s, T %s, full corpus V %s" % tuple(first_large.get(k, "?") for k in ("Hidden", "Batch", "Steps", "Vocab"))
 for prec in ("fp32", "tf32", "bf16"):
-    table(f"(b) large config, {prec.upper()} (H 1024, B 256, T 35, full corpus V 2582; s = timed minibatches)", [
+    table(f"(b) large config, {prec.upper()} ({shape}; s = timed minibatches)", [
         (f"CharRnn {prec}", runs(f"charrnn_large_{prec}_*.json")),
         (f"PyTorch nn.RNN + Linear {prec} (eager, pre-uploaded)", runs(f"torch_large_{prec}_*.json")),
     ], "train s")

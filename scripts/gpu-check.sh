@@ -18,6 +18,9 @@
 #   (c) `charrnn train` of every preset on the card (the perplexity trajectories; logs in $OUT/train);
 #   (d) compute-sanitizer on the kernel tests, when installed and time is left.
 # Results: JSON files and summary.md under $OUT (default ./gpu-check-out); the tables are printed last.
+# Its plumbing can be smoke-run without a GPU on the CUDA emulator (timings meaningless; the PyTorch runs fail there):
+#   CHARRNN_CUDA_LIB_DIR=artifacts/cuda-emulator OUT=/tmp/gc EPOCHS=2 SLOW_EPOCHS=2 SHORT_EPOCHS=2 ROUNDS=1 \
+#   LARGE_STEPS=1 LARGE_H=32 LARGE_B=8 SGEMM=64 TRAIN_ARGS="--epochs 2 --hidden 16" TEST_TIMEOUT=15 scripts/gpu-check.sh
 # Time limits: the test suite $TEST_TIMEOUT s, each command $STEP_TIMEOUT s, the whole script $BUDGET s (default 420,
 # inside the device tool's 15 minutes with start-up and a rerun in mind); a step that would overrun is cut or skipped.
 set -uo pipefail
@@ -25,8 +28,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
 EPOCHS=${EPOCHS:-250}
 SLOW_EPOCHS=${SLOW_EPOCHS:-40}
+SHORT_EPOCHS=${SHORT_EPOCHS:-50}    # the tiling and profile runs
 ROUNDS=${ROUNDS:-3}
 LARGE_STEPS=${LARGE_STEPS:-100}
+LARGE_H=${LARGE_H:-1024}            # the large config's H and B (smaller only for a smoke run of this script)
+LARGE_B=${LARGE_B:-256}
+SGEMM=${SGEMM:-8192}                # the SGEMM size measured beside the large config
+TRAIN_ARGS=${TRAIN_ARGS:-}          # extra arguments for the presets' train runs (a smoke run: "--epochs 2 --hidden 16")
 BUNDLE=${BUNDLE:-artifacts/gpu-bundle}
 TEST_TIMEOUT=${TEST_TIMEOUT:-150}   # seconds for the whole test suite
 STEP_TIMEOUT=${STEP_TIMEOUT:-90}   # seconds for each benchmark command (a hang must not eat the GPU time)
@@ -115,7 +123,8 @@ run() {
 C="$BUNDLE/charrnn"
 P="python3 bench/pytorch/d2l_peer.py"
 NNRNN_BOOK="--model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random --device cuda"
-LARGE="--hidden 1024 --batch 256 --chars all"
+LARGE="--hidden $LARGE_H --batch $LARGE_B --chars all"
+CLARGE="--config large --hidden $LARGE_H --batch $LARGE_B"
 
 echo "== (a) the book's run, $ROUNDS alternating rounds"
 for r in $(seq 1 "$ROUNDS"); do
@@ -129,32 +138,33 @@ echo "== (a) one path at a time, persistent tiling, per-op breakdown"
 run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --graph off --json "$OUT/charrnn_book_persistent_only.json" > /dev/null
 run $C bench --device cuda --config book --epochs "$EPOCHS" --sgemm 0 --recurrence steps --json "$OUT/charrnn_book_graph_only.json" > /dev/null
 for cols in 2 8 16; do
-  CHARRNN_PERSISTENT_COLS=$cols run $C bench --device cuda --config book --epochs 50 --sgemm 0 --json "$OUT/charrnn_book_cols$cols.json" > /dev/null
+  CHARRNN_PERSISTENT_COLS=$cols run $C bench --device cuda --config book --epochs "$SHORT_EPOCHS" --sgemm 0 --json "$OUT/charrnn_book_cols$cols.json" > /dev/null
 done
-run $C bench --device cuda --config book --epochs 50 --sgemm 0 --profile > "$OUT/profile_book.txt"
-run $C bench --device cuda --config book --epochs 50 --sgemm 0 --recurrence steps --graph off --profile > "$OUT/profile_book_plain.txt"
+run $C bench --device cuda --config book --epochs "$SHORT_EPOCHS" --sgemm 0 --profile > "$OUT/profile_book.txt"
+run $C bench --device cuda --config book --epochs "$SHORT_EPOCHS" --sgemm 0 --recurrence steps --graph off --profile > "$OUT/profile_book_plain.txt"
 
 echo "== (b) the large config, $ROUNDS alternating rounds"
 for r in $(seq 1 "$ROUNDS"); do
   for prec in fp32 tf32 bf16; do
-    sg=0; [ "$prec" = fp32 ] && [ "$r" = 1 ] && sg=8192
-    run $C bench --device cuda --config large --minibatches "$LARGE_STEPS" --precision $prec --sgemm $sg --json "$OUT/charrnn_large_${prec}_$r.json" > /dev/null
+    sg=0; [ "$prec" = fp32 ] && [ "$r" = 1 ] && sg=$SGEMM
+    run $C bench --device cuda $CLARGE --minibatches "$LARGE_STEPS" --precision $prec --sgemm $sg --json "$OUT/charrnn_large_${prec}_$r.json" > /dev/null
     run $P --model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random $LARGE --minibatches "$LARGE_STEPS" \
       --device cuda --mode eager --precision $prec --json "$OUT/torch_large_${prec}_$r.json"
   done
 done
 for cell in gru lstm; do
-  run $C bench --device cuda --config large --cell $cell --minibatches "$LARGE_STEPS" --sgemm 0 --json "$OUT/charrnn_large_${cell}.json" > /dev/null
+  run $C bench --device cuda $CLARGE --cell $cell --minibatches "$LARGE_STEPS" --sgemm 0 --json "$OUT/charrnn_large_${cell}.json" > /dev/null
   run $P --model concise --cell $cell --optimizer sgd --lr 100 --clip 0.01 --sampling random $LARGE --minibatches "$LARGE_STEPS" \
     --device cuda --mode eager --json "$OUT/torch_large_${cell}.json"
 done
-run $C bench --device cuda --config large --minibatches "$LARGE_STEPS" --sgemm 0 --recurrence persistent --json "$OUT/charrnn_large_persistent.json" > /dev/null
-run $C bench --device cuda --config large --minibatches 30 --sgemm 0 --profile > "$OUT/profile_large.txt"
+run $C bench --device cuda $CLARGE --minibatches "$LARGE_STEPS" --sgemm 0 --recurrence persistent --json "$OUT/charrnn_large_persistent.json" > /dev/null
+run $C bench --device cuda $CLARGE --minibatches 30 --sgemm 0 --profile > "$OUT/profile_large.txt"
 
 echo "== (c) every preset on the card"
 mkdir -p "$OUT/train"
 for p in scratch-random scratch-consecutive concise gru-scratch lstm-scratch gru-concise lstm-concise; do
-  run $C train --device cuda --preset $p > "$OUT/train/train-$p.txt" 2> "$OUT/train/train-$p.err"
+  # shellcheck disable=SC2086
+  run $C train --device cuda --preset $p $TRAIN_ARGS > "$OUT/train/train-$p.txt" 2> "$OUT/train/train-$p.err"
 done
 
 echo "== (d) compute-sanitizer (memcheck, racecheck, synccheck on the kernel tests)"
