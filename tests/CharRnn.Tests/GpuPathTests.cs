@@ -221,6 +221,43 @@ public class GpuPathTests
         Assert.That(got[1], Is.EqualTo(got[0]));
     }
 
+    /// <summary>The GPU stores the vocabulary dimension of W_hq, b_q and the logits padded to whole 32-byte rows; the
+    /// pads stay inert through training (W_hq's 0, b_q's −∞, their gradients 0) with SGD and Adam, and nothing that
+    /// leaves the backend shows them. The CPU does not pad.</summary>
+    [TestCase("scratch-random")]
+    [TestCase("concise")]
+    public void TheVocabularyIsPaddedAndThePadsStayInert(string preset)
+    {
+        using var gpu = Gpu();
+        var corpus = Small;
+        int v = corpus.Vocab.Count, w = (v + 7) / 8 * 8;
+        Assert.That(v % 8, Is.Not.Zero, "a vocabulary that needs padding");
+        var o = TrainOptions.Preset(preset) with { Epochs = 2, PredPeriod = 1, PredLen = 8, Hidden = 32, Batch = 8, Steps = 6, Seed = 3 };
+        using var t = new Trainer(gpu, corpus, o);
+        var reports = new List<EpochReport>();
+        t.Train(reports.Add);
+        var m = t.Model;
+        Assert.That(m.OutputWidth, Is.EqualTo(w));
+        Assert.That((m.Whq.Cols, m.Bq.Cols, t.Driver.Logits.Cols), Is.EqualTo((w, w, w)));
+        var whq = gpu.ToArray(m.Whq);
+        var dwhq = gpu.ToArray(m.DWhq);
+        for (int r = 0; r < o.Hidden; r++)
+            for (int c = v; c < w; c++)
+            {
+                Assert.That(whq[r * w + c], Is.EqualTo(0f), $"W_hq[{r}, {c}]");
+                Assert.That(dwhq[r * w + c], Is.EqualTo(0f), $"dW_hq[{r}, {c}]");
+            }
+        Assert.That(gpu.ToArray(m.Bq)[v..], Is.All.EqualTo(float.NegativeInfinity));
+        Assert.That(gpu.ToArray(m.DBq)[v..], Is.All.EqualTo(0f));
+        Assert.That(m.ToHost().Values[^1], Has.Length.EqualTo(v).And.All.Not.EqualTo(float.NegativeInfinity));
+        Assert.That(m.GradsToHost()[^2], Has.Length.EqualTo(o.Hidden * v));
+        Assert.That(reports.SelectMany(r => r.Predictions).All(s => !s.Contains('\uFFFD')), "predictions are real characters");
+        Assert.That(double.IsFinite(reports[^1].Perplexity) && reports[^1].Perplexity < v, "perplexity over the V real characters");
+        using var cpu = new CpuBackend();
+        using var cpuModel = new RnnModel(cpu, m.ToHost());
+        Assert.That(cpuModel.OutputWidth, Is.EqualTo(v), "the CPU stores V");
+    }
+
     [Test]
     public void TheGpuGathersByDefault()
     {

@@ -52,6 +52,10 @@ public interface IBackend : IDisposable
     /// <see cref="OverlapBlock"/>, at most <paramref name="vocab"/>.</summary>
     int OverlapColumns(int vocab) => (int)Math.Min(2L * OverlapBlock, vocab);
 
+    /// <summary>The width the output layer's vocabulary dimension is stored at (see <c>RnnModel</c>): V here, whole
+    /// 32-byte rows on the GPU.</summary>
+    int PaddedVocabulary(int vocab) => vocab;
+
     Tensor Zeros(int rows, int cols);
     IndexBuffer Indices(int length);
 

@@ -20,7 +20,7 @@ public sealed class Predictor : IDisposable
         _m = model;
         _be = model.Backend;
         _step = new BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
-        _logits = _be.Zeros(1, model.Spec.Vocab); // (1 × V)
+        _logits = _be.Zeros(1, model.OutputWidth); // (1 × V'), V' = V padded (the pads' −∞ bias never wins)
     }
 
     /// <summary>Returns prefix + <paramref name="numChars"/> predicted token ids.</summary>

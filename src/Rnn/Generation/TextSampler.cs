@@ -22,8 +22,8 @@ public sealed class TextSampler : IDisposable
         _m = model;
         _be = model.Backend;
         _step = new BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
-        _logits = _be.Zeros(1, model.Spec.Vocab);
-        _bq = _be.ToArray(model.Bq);
+        _logits = _be.Zeros(1, model.OutputWidth);
+        _bq = model.ToHost().Values[^1]; // b_q without the pads
     }
 
     /// <summary>Returns prefix + <paramref name="length"/> token ids; <paramref name="onToken"/> gets each generated
@@ -43,6 +43,7 @@ public sealed class TextSampler : IDisposable
         var output = new List<int>(prefix);
         using var token = _be.Indices(1);
         int v = _m.Spec.Vocab;
+        var stored = new float[_m.OutputWidth];
         var z = new float[v];
         var p = new double[v];
         _step.ResetState();
@@ -53,7 +54,8 @@ public sealed class TextSampler : IDisposable
             _step.Advance(token.All);
             if (t < prefix.Count - 1) continue;
             _be.Gemm(false, false, 1f, _step.StateT, _m.Whq.All, 0f, _logits.All);
-            _be.Download(_logits, z);
+            _be.Download(_logits, stored);
+            stored.AsSpan(0, v).CopyTo(z); // the real columns
             output.Add(Draw(z, p, temperature, topK, rng));
             onToken?.Invoke(output[^1]);
         }

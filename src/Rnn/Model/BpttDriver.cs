@@ -35,9 +35,9 @@ public sealed class BpttDriver : IDisposable
         Input = inputMode ?? _be.DefaultInputMode;
         var cell = model.Spec.CellType;
         _l = model.Layers.Select(p => cell.CreateLayer(_be, p, batch, steps)).ToArray();
-        int tb = steps * batch, v = model.Spec.Vocab;
-        Logits = _be.Zeros(tb, v);             // (T·B × V)   H_top·W_hq, without b_q (the softmax kernel adds it)
-        DLogits = _be.Zeros(tb, v);            // (T·B × V)   d loss / d logits
+        int tb = steps * batch, v = model.Spec.Vocab, w = model.OutputWidth;
+        Logits = _be.Zeros(tb, w);             // (T·B × V')  H_top·W_hq, without b_q (the softmax kernel adds it); V' = V padded
+        DLogits = _be.Zeros(tb, w);            // (T·B × V')  d loss / d logits (0 in the pad columns)
         RowLoss = _be.Zeros(tb, 1);            // (T·B × 1)   −log p[label] per row, summed by AccumulateLoss
         if (Input == InputMode.OneHotGemm) OneHot = _be.Zeros(tb, v); // (T·B × V)
         _dropout = dropout;
@@ -83,7 +83,19 @@ public sealed class BpttDriver : IDisposable
             : string.Join(", ", each.Select((d, i) => $"layer {i + 1} {d}"));
     }
 
+    /// <summary>(T·B × V') the logits without b_q, V' = <see cref="RnnModel.OutputWidth"/> (V padded on the GPU).</summary>
     public Tensor Logits { get; }
+
+    /// <summary>The logits without b_q, (T·B × V): the pad columns dropped (waits for the backend).</summary>
+    public float[] LogitsToHost()
+    {
+        var stored = _be.ToArray(Logits);
+        int v = _m.Spec.Vocab, w = _m.OutputWidth;
+        if (v == w) return stored;
+        var logits = new float[Logits.Rows * v];
+        for (int r = 0; r < Logits.Rows; r++) stored.AsSpan(r * w, v).CopyTo(logits.AsSpan(r * v, v));
+        return logits;
+    }
     public Tensor DLogits { get; }
     public Tensor RowLoss { get; }
     public Tensor? OneHot { get; }
@@ -202,7 +214,7 @@ public sealed class BpttDriver : IDisposable
     /// </summary>
     public void Backward(IdxView x, bool wantDH0 = false)
     {
-        int tb = Steps * Batch, v = _m.Spec.Vocab, top = _l.Length - 1;
+        int tb = Steps * Batch, v = _m.OutputWidth, top = _l.Length - 1;
         var outputs = _l[top].Hs.RowRange(Batch, tb);
         _be.Gemm(false, true, 1f, DLogits.All, _m.Whq.All, 0f, _l[top].DH.All);  // dH_top = dO·W_hqᵀ (T·B × H)
         int perBlock = _be.OverlapColumns(v);

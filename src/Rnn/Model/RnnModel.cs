@@ -9,7 +9,14 @@ public sealed class LayerTensors
     public Tensor? Bh, DBh;                              // (1 × G·H) PyTorch's bias_hh (concise only)
 }
 
-/// <summary>A model's parameters and their gradients, resident on one backend.</summary>
+/// <summary>
+/// A model's parameters and their gradients, resident on one backend. The output layer's vocabulary dimension is
+/// stored <see cref="OutputWidth"/> wide (<see cref="IBackend.PaddedVocabulary"/>: the GPU pads it to whole 32-byte
+/// rows, which its GEMMs handle faster than a width like 2582): W_hq's pad columns are 0 and b_q's are −∞, so the pad
+/// logits are −∞, their softmax probability 0, their gradients 0 — loss, perplexity, argmax and sampling are those of
+/// the V real columns, and the updates leave the pads as they are. What leaves the backend (<see cref="ToHost"/>,
+/// <see cref="GradsToHost"/>, <see cref="ToLogical"/>) drops the pads; what enters it (<see cref="ToStored"/>) gets them.
+/// </summary>
 public sealed class RnnModel : IDisposable
 {
     public RnnModel(IBackend backend, RnnParameters host)
@@ -19,10 +26,11 @@ public sealed class RnnModel : IDisposable
         var infos = Spec.Parameters;
         Params = new Tensor[infos.Count];
         Grads = new Tensor[infos.Count];
+        OutputWidth = backend.PaddedVocabulary(Spec.Vocab);
         for (int i = 0; i < infos.Count; i++)
         {
-            Params[i] = backend.FromArray(infos[i].Rows, infos[i].Cols, host.Values[i]);
-            Grads[i] = backend.Zeros(infos[i].Rows, infos[i].Cols);
+            Params[i] = backend.FromArray(infos[i].Rows, StoredCols(i), ToStored(i, host.Values[i], padBias: true));
+            Grads[i] = backend.Zeros(infos[i].Rows, StoredCols(i));
         }
         var layers = new List<LayerTensors>();
         for (int l = 0; l < Spec.Layers; l++)
@@ -38,8 +46,8 @@ public sealed class RnnModel : IDisposable
             });
         }
         Layers = layers;
-        Whq = Params[^2]; DWhq = Grads[^2];   // (H × V)
-        Bq = Params[^1]; DBq = Grads[^1];     // (1 × V)
+        Whq = Params[^2]; DWhq = Grads[^2];   // (H × OutputWidth)
+        Bq = Params[^1]; DBq = Grads[^1];     // (1 × OutputWidth)
     }
 
     int IndexOf(int layer, ParameterRole role)
@@ -59,14 +67,49 @@ public sealed class RnnModel : IDisposable
     public Tensor DWhq { get; }
     public Tensor DBq { get; }
 
+    /// <summary>The stored width of the output layer's vocabulary dimension (V, or V padded on the GPU).</summary>
+    public int OutputWidth { get; }
+
+    bool Padded(int i) => OutputWidth != Spec.Vocab && i >= Params.Length - 2; // W_hq (H × V) and b_q (1 × V)
+
+    int StoredCols(int i) => Padded(i) ? OutputWidth : Spec.Parameters[i].Cols;
+
+    /// <summary>Parameter <paramref name="i"/>'s logical values (or a gradient's, or an optimizer moment's) laid out as
+    /// stored: rows widened to <see cref="OutputWidth"/> with 0, or −∞ for b_q's value (<paramref name="padBias"/>).</summary>
+    public float[] ToStored(int i, float[] logical, bool padBias = false)
+    {
+        if (!Padded(i)) return logical;
+        int rows = Spec.Parameters[i].Rows, v = Spec.Vocab, w = OutputWidth;
+        var stored = new float[rows * w];
+        float fill = padBias && i == Params.Length - 1 ? float.NegativeInfinity : 0f;
+        for (int r = 0; r < rows; r++)
+        {
+            logical.AsSpan(r * v, v).CopyTo(stored.AsSpan(r * w, v));
+            stored.AsSpan(r * w + v, w - v).Fill(fill);
+        }
+        return stored;
+    }
+
+    /// <summary>The logical values of a tensor stored like parameter <paramref name="i"/> (pads dropped).</summary>
+    public float[] ToLogical(int i, float[] stored)
+    {
+        if (!Padded(i)) return stored;
+        int rows = Spec.Parameters[i].Rows, v = Spec.Vocab, w = OutputWidth;
+        var logical = new float[rows * v];
+        for (int r = 0; r < rows; r++) stored.AsSpan(r * w, v).CopyTo(logical.AsSpan(r * v, v));
+        return logical;
+    }
+
     public RnnParameters ToHost()
     {
         var p = new RnnParameters(Spec);
-        for (int i = 0; i < Params.Length; i++) Backend.Download(Params[i], p.Values[i]);
+        for (int i = 0; i < Params.Length; i++)
+            if (Padded(i)) ToLogical(i, Backend.ToArray(Params[i])).CopyTo(p.Values[i], 0);
+            else Backend.Download(Params[i], p.Values[i]);
         return p;
     }
 
-    public float[][] GradsToHost() => Grads.Select(g => Backend.ToArray(g)).ToArray();
+    public float[][] GradsToHost() => Grads.Select((g, i) => ToLogical(i, Backend.ToArray(g))).ToArray();
 
     public void Dispose()
     {

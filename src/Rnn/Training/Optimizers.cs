@@ -100,8 +100,8 @@ public sealed class Adam : OptimizerBase
     {
         var be = model.Backend;
         DisposeMoments();
-        _m = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, m[i])).ToArray();
-        _v = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, v[i])).ToArray();
+        _m = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, model.ToStored(i, m[i]))).ToArray();
+        _v = model.Params.Select((p, i) => be.FromArray(p.Rows, p.Cols, model.ToStored(i, v[i]))).ToArray();
         StepCount = steps;
     }
 

@@ -416,6 +416,9 @@ public sealed unsafe class CudaBackend : IBackend
     public int OverlapRows(IRecurrence layer, int batch) =>
         Profiler != null || Persistent(layer) != null ? int.MaxValue : Math.Max(1, (layer.Steps + 3) / 4) * batch;
 
+    /// <summary>Whole 32-byte rows for W_hq, b_q and the logits (cuBLAS's fast paths want aligned leading dimensions).</summary>
+    public int PaddedVocabulary(int vocab) => (vocab + 7) / 8 * 8;
+
     /// <summary>One dW_hq product: beside the backward recurrence on the second stream, a big GEMM beats many small.</summary>
     public int OverlapColumns(int vocab) => vocab;
 
