@@ -28,7 +28,9 @@ public class TrainingTests(string backendName)
         using var tx = _be.FromArray(mb.XTimeMajor);
         _be.ResetLoss();
         driver.Forward(tx.All, tx.All);
-        Assert.That((driver.Logits.Rows, driver.Logits.Cols), Is.EqualTo((10, 1027))); // 5 outputs of (2, 1027), time-major
+        Assert.That(driver.LogitsToHost(), Has.Length.EqualTo(10 * 1027)); // 5 outputs of (2, 1027), time-major
+        Assert.That((driver.Logits.Rows, driver.Logits.Cols), Is.EqualTo((10, model.OutputWidth)), "stored (padded on the GPU)");
+        Assert.That(model.OutputWidth, Is.EqualTo(_be.RunsOnHost ? 1027 : 1032));
         Assert.That((driver.StateT.Rows, driver.StateT.Cols), Is.EqualTo((2, 256)));
         // With N(0, 0.01) weights the first loss is close to log(V).
         var (sum, rows) = _be.ReadLoss();
