@@ -219,7 +219,7 @@ public class CliOutputTests
     }
 
     /// <summary>Writes through, and cancels a token once a given text has been written (a deterministic "Ctrl+C").</summary>
-    sealed class CancelOn(string trigger, CancellationTokenSource cts) : StringWriter
+    internal sealed class CancelOn(string trigger, CancellationTokenSource cts) : StringWriter
     {
         public override void WriteLine(string? value)
         {

@@ -65,7 +65,7 @@ public class UserTextTests
         var ck = dir.File("runs");
         using var cts = new CancellationTokenSource();
         var stdout = new StringWriter();
-        var stderr = new CancelOnError("epoch 2, validation perplexity", cts);
+        var stderr = new CliOutputTests.CancelOn("epoch 2, validation perplexity", cts);
         int code = Cli.Program.Run(["train", "--corpus", text, "--checkpoint-dir", ck, "--val-fraction", "0.1", "--epochs", "6",
             "--pred-period", "1", .. Small], stdout, stderr, cts.Token);
         Assert.That(code, Is.EqualTo(130), stderr.ToString());
@@ -79,15 +79,6 @@ public class UserTextTests
         Assert.That(gc, Is.EqualTo(0), ge);
         Assert.That(gen, Does.StartWith("Ode to r"), "generate starts from the run's own prefix");
         Assert.That(gen.EnumerateRunes().Count(), Is.EqualTo(8 + 80 + 1));
-    }
-
-    sealed class CancelOnError(string trigger, CancellationTokenSource cts) : StringWriter
-    {
-        public override void WriteLine(string? value)
-        {
-            base.WriteLine(value);
-            if (value != null && value.StartsWith(trigger, StringComparison.Ordinal)) cts.Cancel();
-        }
     }
 
     [Test]

@@ -23,7 +23,7 @@ public sealed class TextSampler : IDisposable
         _be = model.Backend;
         _step = new BpttDriver(model, batch: 1, steps: 1, InputMode.Gather);
         _logits = _be.Zeros(1, model.OutputWidth);
-        _bq = model.ToHost().Values[^1]; // b_q without the pads
+        _bq = model.DropPads(_be.ToArray(model.Bq), 1); // b_q without the pads
     }
 
     /// <summary>Returns prefix + <paramref name="length"/> token ids; <paramref name="onToken"/> gets each generated

@@ -87,15 +87,7 @@ public sealed class BpttDriver : IDisposable
     public Tensor Logits { get; }
 
     /// <summary>The logits without b_q, (T·B × V): the pad columns dropped (waits for the backend).</summary>
-    public float[] LogitsToHost()
-    {
-        var stored = _be.ToArray(Logits);
-        int v = _m.Spec.Vocab, w = _m.OutputWidth;
-        if (v == w) return stored;
-        var logits = new float[Logits.Rows * v];
-        for (int r = 0; r < Logits.Rows; r++) stored.AsSpan(r * w, v).CopyTo(logits.AsSpan(r * v, v));
-        return logits;
-    }
+    public float[] LogitsToHost() => _m.DropPads(_be.ToArray(Logits), Logits.Rows);
     public Tensor DLogits { get; }
     public Tensor RowLoss { get; }
     public Tensor? OneHot { get; }

@@ -91,10 +91,13 @@ public sealed class RnnModel : IDisposable
     }
 
     /// <summary>The logical values of a tensor stored like parameter <paramref name="i"/> (pads dropped).</summary>
-    public float[] ToLogical(int i, float[] stored)
+    public float[] ToLogical(int i, float[] stored) => Padded(i) ? DropPads(stored, Spec.Parameters[i].Rows) : stored;
+
+    /// <summary>Rows stored <see cref="OutputWidth"/> wide (W_hq, b_q, logits, …) cut to their first V columns.</summary>
+    public float[] DropPads(float[] stored, int rows)
     {
-        if (!Padded(i)) return stored;
-        int rows = Spec.Parameters[i].Rows, v = Spec.Vocab, w = OutputWidth;
+        int v = Spec.Vocab, w = OutputWidth;
+        if (v == w) return stored;
         var logical = new float[rows * v];
         for (int r = 0; r < rows; r++) stored.AsSpan(r * w, v).CopyTo(logical.AsSpan(r * v, v));
         return logical;

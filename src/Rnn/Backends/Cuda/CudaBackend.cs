@@ -502,9 +502,11 @@ public sealed unsafe class CudaBackend : IBackend
     PersistentRecurrence.Plan? Persistent(IRecurrence layer)
     {
         if (_options.Recurrence == RecurrenceMode.Steps || layer.Plain is not PlainRecurrence r) return null;
-        var plan = _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent);
+        var plan = PlanOf(r);
         return plan.Runs ? plan : null;
     }
+
+    PersistentRecurrence.Plan PlanOf(PlainRecurrence r) => _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent);
 
     public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
     {
@@ -530,7 +532,7 @@ public sealed unsafe class CudaBackend : IBackend
 
     public string DescribeRecurrence(IRecurrence layer) =>
         _options.Recurrence == RecurrenceMode.Steps ? "per-step (--recurrence steps)"
-        : layer.Plain is PlainRecurrence r ? _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent).ToString()
+        : layer.Plain is PlainRecurrence r ? PlanOf(r).ToString()
         : "per-step (the gated cells have no persistent kernels yet)";
 
     public double? DeviceSeconds(Action ops, int repeats)
