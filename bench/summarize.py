@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Prints the tables of a gpu-check run (scripts/gpu-check.sh) from the JSON files in one folder: per variant the
-median over its rounds and the spread (min–max), each run's first epoch (or warm-up) apart, ratios of medians."""
+"""Prints the tables of a gpu-check run (scripts/gpu-check.sh) from the files in one folder (its $RAW, or its
+gpu-check.tar.gz unpacked): per variant the median over its rounds and the spread (min–max), each run's first epoch (or
+warm-up) apart, ratios of medians, which path, graph and plan each CharRnn row ran, whether the variants meant to give
+equal bits did, and the runs that failed or were skipped. Usage: summarize.py DIR"""
 import glob
 import json
 import os
@@ -15,7 +17,9 @@ def runs(pattern):
     out = []
     for p in sorted(glob.glob(os.path.join(d, pattern))):
         try:
-            out.append(json.load(open(p)))
+            r = json.load(open(p))
+            r["_file"] = os.path.basename(p)
+            out.append(r)
         except Exception as e:
             print(f"(unreadable {os.path.basename(p)}: {e})")
     return out
@@ -44,18 +48,28 @@ def fmt(m, spec="%.0f"):
     return (spec % mid) + (f" ({spec % lo}–{spec % hi}, n={n})" if n > 1 else "")
 
 
-def table(title, rows, epochs_label):
+def path(r):
+    """What ran: CharRnn's recurrence path, graph and plan; PyTorch's mode."""
+    if r.get("peer") == "pytorch":
+        return r.get("mode", "?") + (" (eager: every op issued from Python)" if r.get("mode") == "eager" else "")
+    rec = (r.get("Recurrence") or "?").split(" (")[0]
+    graph = "graph" if str(r.get("Graph", "")).startswith("on") else "no graph"
+    plan = r.get("Plan")
+    return f"{rec}, {graph}" + (f", plan {plan}" if plan else "")
+
+
+def table(title, rows, seconds_label):
     print(title)
-    print(f"| run | tokens/s, median (spread) | {epochs_label} | first epoch s | final ppl | peak MiB | fastest CharRnn ÷ this |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| run | path | tokens/s, median (spread) | {seconds_label} | first epoch s | final ppl | peak MiB | fastest CharRnn ÷ this |")
+    print("|---|---|---|---|---|---|---|---|")
     best = None
     for label, rs in rows:
         if label.startswith("CharRnn") and rs:
             m = med(rs, tps)
-            best = m[0] if best is None or m[0] > best else best
+            best = m[0] if m and (best is None or m[0] > best) else best
     for label, rs in rows:
         if not rs:
-            print(f"| {label} | (missing) | | | | | |")
+            print(f"| {label} | | (missing) | | | | | |")
             continue
         t = med(rs, tps)
         secs = med(rs, lambda r: get(r, "Seconds", "seconds"))
@@ -65,62 +79,90 @@ def table(title, rows, epochs_label):
         note = ""
         if rs[0].get("graph_error"):
             note = f" [graph capture failed: {rs[0]['graph_error'][:120]}; eager ran]"
-        ratio = "" if best is None or label.startswith("CharRnn") else "%.2f×" % (best / t[0])
-        print(f"| {label}{note} | {fmt(t)} | {fmt(secs, '%.3f')} | {fmt(first, '%.3f')} | {fmt(ppl, '%.4f')} | {fmt(mem, '%.0f')} | {ratio} |")
+        paths = sorted({path(r) for r in rs})
+        ratio = "" if best is None or label.startswith("CharRnn") or not t else "%.2f×" % (best / t[0])
+        print(f"| {label}{note} | {'; '.join(paths)} | {fmt(t)} | {fmt(secs, '%.3f')} | {fmt(first, '%.3f')} | "
+              f"{fmt(ppl, '%.4f')} | {fmt(mem, '%.0f')} | {ratio} |")
     print()
+
+
+def trajectory(r):
+    return get(r, "EpochPerplexities") or ([r["FinalPerplexity"]] if r.get("FinalPerplexity") is not None else None)
+
+
+equal_checks = []
+
+
+def same_bits(what, rs):
+    """Variants (or rounds) that must give the same bits: graph replay = eager, and every repeat of one plan."""
+    rs = [r for r in rs if trajectory(r)]
+    if len(rs) < 2:
+        equal_checks.append(f"- {what}: not checked ({len(rs)} run{'s' if len(rs) != 1 else ''} with perplexities)")
+        return
+    ref = trajectory(rs[0])
+    for r in rs[1:]:
+        t = trajectory(r)
+        if t != ref:
+            k = next((i for i, (a, b) in enumerate(zip(ref, t)) if a != b), min(len(ref), len(t)))
+            equal_checks.append(f"- {what}: **DIFFER** ({rs[0]['_file']} vs {r['_file']}, first at epoch {k + 1}: "
+                                f"{ref[k] if k < len(ref) else '—'!r} vs {t[k] if k < len(t) else '—'!r})")
+            return
+    equal_checks.append(f"- {what}: equal bits ({len(rs)} runs, {len(ref)} perplexit{'y' if len(ref) == 1 else 'ies'} "
+                        f"each, as 64-bit doubles; on a GPU the run reads only its final one)")
 
 
 book_fast = runs("charrnn_book_fast_*.json")
 epochs = (book_fast[0].get("EpochSeconds") and len(book_fast[0]["EpochSeconds"])) if book_fast else "?"
 first_book = book_fast[0] if book_fast else {}
-table(f"(a) the book's scratch-random run (V %s, H %s, B %s, T %s, {epochs} epochs; s = epochs 2..N)" % tuple(
-    first_book.get(k, "?") for k in ("Vocab", "Hidden", "Batch", "Steps")), [
-    ("CharRnn persistent + graph", book_fast),
-    ("CharRnn persistent only (--graph off)", runs("charrnn_book_persistent_only.json")),
-    ("CharRnn graph only (--recurrence steps)", runs("charrnn_book_graph_only.json")),
+book_rows = [
+    ("CharRnn auto + graph (the default)", book_fast),
+    ("CharRnn auto, --graph off", runs("charrnn_book_persistent_only_*.json")),
+    ("CharRnn --recurrence steps (graph on)", runs("charrnn_book_graph_only_*.json")),
     ("CharRnn plain (--recurrence steps --graph off)", runs("charrnn_book_plain_*.json")),
+    ("CharRnn --recurrence cluster", runs("charrnn_book_cluster_*.json")),
     ("PyTorch nn.RNN + Linear, whole step in torch.cuda.graph", runs("torch_nnrnn_graph_*.json")),
     ("PyTorch nn.RNN + Linear, eager, pre-uploaded", runs("torch_nnrnn_eager_*.json")),
     ("PyTorch book 6.4 trainer (fewer epochs: rate only)", runs("torch_scratch_book_*.json")),
-], "train s (timed epochs)")
+]
+table(f"(1) the book's scratch-random run (V %s, H %s, B %s, T %s, {epochs} epochs; s = epochs 2..N)" % tuple(
+    first_book.get(k, "?") for k in ("Vocab", "Hidden", "Batch", "Steps")), book_rows, "train s (timed epochs)")
+same_bits("book: every round of the default", book_fast)
+same_bits("book: graph replay = eager (auto, graph on vs off)", book_fast[:1] + runs("charrnn_book_persistent_only_*.json"))
+same_bits("book: graph replay = eager (per step, graph on vs off)",
+          runs("charrnn_book_plain_*.json") + runs("charrnn_book_graph_only_*.json"))
 
 if book_fast:
-    r = book_fast[0]
-    print("CharRnn paths: recurrence %s; graph %s" % (r.get("Recurrence"), r.get("Graph")))
     f = med(book_fast, lambda r: r.get("RecurrenceForwardMicrosPerStep"))
     b = med(book_fast, lambda r: r.get("RecurrenceBackwardMicrosPerStep"))
     pl = runs("charrnn_book_plain_*.json")
     fp = med(pl, lambda r: r.get("RecurrenceForwardMicrosPerStep"))
     bp = med(pl, lambda r: r.get("RecurrenceBackwardMicrosPerStep"))
-    print(f"µs per recurrence step (device events): persistent forward {fmt(f, '%.2f')}, backward {fmt(b, '%.2f')}; "
-          f"per-step path forward {fmt(fp, '%.2f')}, backward {fmt(bp, '%.2f')}")
+    print(f"µs per recurrence step, layer 1 (device events around 20 launches after the run): default path "
+          f"forward {fmt(f, '%.2f')}, backward {fmt(b, '%.2f')}; per-step path launched eagerly (its launch gaps "
+          f"included, which a graph removes) forward {fmt(fp, '%.2f')}, backward {fmt(bp, '%.2f')}")
     per_mb = med(book_fast, lambda r: 1e6 * r["Seconds"] / r["Minibatches"])
-    print(f"µs per minibatch (fast path): {fmt(per_mb, '%.1f')}")
-    whole = med(book_fast, lambda r: r["Seconds"] + r["FirstSeconds"])
+    print(f"µs per minibatch (default path): {fmt(per_mb, '%.1f')}")
+    whole = med(book_fast, lambda r: r["Seconds"] + (r.get("FirstSeconds") or 0))
     print(f"the whole run incl. its first epoch: {fmt(whole, '%.3f')} s")
     for cols in (2, 8, 16):
         c = runs(f"charrnn_book_cols{cols}.json")
         if c:
-            print(f"CHARRNN_PERSISTENT_COLS={cols} ({len(c[0].get('EpochSeconds') or [])} epochs): {tps(c[0]):.0f} tokens/s, recurrence {c[0].get('Recurrence')}, "
+            print(f"CHARRNN_PERSISTENT_COLS={cols} ({len(c[0].get('EpochSeconds') or []) + 1} epochs): {tps(c[0]):.0f} tokens/s, {path(c[0])}, "
                   f"fwd {c[0].get('RecurrenceForwardMicrosPerStep') or 0:.2f} / bwd {c[0].get('RecurrenceBackwardMicrosPerStep') or 0:.2f} µs/step")
     print()
 
 first_large = (runs("charrnn_large_fp32_*.json") or [{}])[0]
 shape = "H %s, B %s, T %s, full corpus V %s" % tuple(first_large.get(k, "?") for k in ("Hidden", "Batch", "Steps", "Vocab"))
 for prec in ("fp32", "tf32", "bf16"):
-    table(f"(b) large config, {prec.upper()} ({shape}; s = timed minibatches)", [
+    table(f"(2) large config, {prec.upper()} ({shape}; s = timed minibatches)", [
         (f"CharRnn {prec}", runs(f"charrnn_large_{prec}_*.json")),
         (f"PyTorch nn.RNN + Linear {prec} (eager, pre-uploaded)", runs(f"torch_large_{prec}_*.json")),
     ], "train s")
-table("(b) large config, FP32: the persistent recurrence forced (auto runs cuBLAS per step at this size)", [
-    ("CharRnn fp32 (auto: per-step)", runs("charrnn_large_fp32_*.json")),
+    same_bits(f"large {prec}: every round", runs(f"charrnn_large_{prec}_*.json"))
+table("(2) large config, FP32: the persistent recurrence forced", [
+    ("CharRnn fp32 (auto)", runs("charrnn_large_fp32_*.json")),
     ("CharRnn fp32 --recurrence persistent", runs("charrnn_large_persistent.json")),
 ], "train s")
-for cell in ("gru", "lstm"):
-    table(f"(b) large config, {cell.upper()}, FP32", [
-        (f"CharRnn {cell}", runs(f"charrnn_large_{cell}.json")),
-        (f"PyTorch nn.{cell.upper()} + Linear", runs(f"torch_large_{cell}.json")),
-    ], "train s")
 large = runs("charrnn_large_fp32_1.json")
 if large and large[0].get("SgemmGflopsPerSecond"):
     r = large[0]
@@ -130,9 +172,47 @@ if large and large[0].get("SgemmGflopsPerSecond"):
         r["FlopsPerStep"] * r["Minibatches"] / r["Seconds"] / 1e9))
     print()
 
-train = sorted(glob.glob(os.path.join(d, "train", "train-*.txt")))
+for cell in ("gru", "lstm"):
+    table(f"(3) {cell}-concise at the book's shapes, FP32 (s = epochs 2..N)", [
+        (f"CharRnn {cell}-concise", runs(f"charrnn_{cell}_book_*.json")),
+        (f"PyTorch nn.{cell.upper()} + Linear, whole step in torch.cuda.graph", runs(f"torch_{cell}_book_graph_*.json")),
+    ], "train s")
+    same_bits(f"{cell}-concise: every round", runs(f"charrnn_{cell}_book_*.json"))
+crnn = runs("charrnn_lstm_charrnn_*.json")
+table("(3) LSTM %s × %s, B %s, T %s, Adam, full corpus, FP32 (char-rnn's size class; s = timed minibatches)" % tuple(
+    (crnn[0] if crnn else {}).get(k, "?") for k in ("Layers", "Hidden", "Batch", "Steps")), [
+    ("CharRnn", crnn),
+    ("PyTorch nn.LSTM + Linear, whole step in torch.cuda.graph", runs("torch_lstm_charrnn_graph_*.json")),
+], "train s")
+for cell in ("gru", "lstm"):
+    table(f"(6) large config, {cell.upper()}, FP32", [
+        (f"CharRnn {cell}", runs(f"charrnn_large_{cell}.json")),
+        (f"PyTorch nn.{cell.upper()} + Linear (eager)", runs(f"torch_large_{cell}.json")),
+    ], "train s")
+
+print("Variants that must give equal bits:")
+print("\n".join(equal_checks))
+print()
+
+train = sorted(glob.glob(os.path.join(d, "train", "train-*.out")))
 if train:
-    print("(c) every preset on the card: perplexity at each report")
+    print("(8) every preset on the card: perplexity at each report")
     for p in train:
-        ppl = re.findall(r"^epoch (\d+), perplexity ([\d.]+)", open(p).read(), re.M)
-        print(f"  {os.path.basename(p)[6:-4]}: " + ", ".join(f"{e}: {v}" for e, v in ppl))
+        ppl = re.findall(r"^epoch (\d+), perplexity ([\d.]+)", open(p, errors="replace").read(), re.M)
+        print(f"  {os.path.basename(p)[6:-4]}: " + (", ".join(f"{e}: {v}" for e, v in ppl) or "(no report: see its .err)"))
+    print()
+
+for f in ("tests-summary.txt",):
+    p = os.path.join(d, f)
+    if os.path.exists(p):
+        print("(4) " + open(p, errors="replace").read().strip())
+        print()
+
+bad = []
+console = os.path.join(d, "console.log")
+if os.path.exists(console):
+    for line in open(console, errors="replace"):
+        if line.startswith(("FAILED ", "SKIPPED ")):
+            bad.append("- " + line.strip()[:240])
+print("Runs that failed or were skipped (their .err files hold the reason):")
+print("\n".join(bad) if bad else "- none")

@@ -125,14 +125,14 @@ class ScratchRNN:
 class ConciseRNN(nn.Module):
     """Book 6.5 (and 6.7/6.8 with --cell): RNNModel = nn.RNN/nn.GRU/nn.LSTM + nn.Linear on one-hot inputs."""
 
-    def __init__(self, V, H, cell="rnn"):
+    def __init__(self, V, H, cell="rnn", layers=1):
         super().__init__()
-        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size=V, hidden_size=H)
+        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size=V, hidden_size=H, num_layers=layers)
         self.dense = nn.Linear(H, V)
-        self.V, self.H, self.cell = V, H, cell
+        self.V, self.H, self.cell, self.layers = V, H, cell, layers
 
     def begin_state(self, batch, device):
-        h = torch.zeros((1, batch, self.H), device=device)
+        h = torch.zeros((self.layers, batch, self.H), device=device)
         return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
 
     def forward(self, X, state):
@@ -296,6 +296,7 @@ def main():
     ap.add_argument("--minibatches", type=int, help="time this many minibatches (cycling an epoch) instead of --epochs")
     ap.add_argument("--warmup", type=int, default=3, help="untimed minibatches before --minibatches")
     ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=1, help="concise model's num_layers")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=35)
     ap.add_argument("--chars", default="10000", help="first N characters, or 'all'")
@@ -337,9 +338,9 @@ def main():
 
     corpus, char_to_idx, idx_to_char = load_corpus(a.corpus, None if a.chars == "all" else int(a.chars))
     V = len(idx_to_char)
-    if a.cell != "rnn" and not concise:
-        sys.exit("--cell gru|lstm needs --model concise")
-    model = ConciseRNN(V, a.hidden, a.cell).to(device) if concise else ScratchRNN(V, a.hidden, device)
+    if (a.cell != "rnn" or a.layers != 1) and not concise:
+        sys.exit("--cell gru|lstm and --layers need --model concise")
+    model = ConciseRNN(V, a.hidden, a.cell, a.layers).to(device) if concise else ScratchRNN(V, a.hidden, device)
     params = list(model.parameters())
     graph_opt = a.mode == "graph"
     opt = (torch.optim.Adam(params, lr=lr, capturable=graph_opt) if graph_opt else torch.optim.Adam(params, lr=lr)) \
@@ -385,7 +386,7 @@ def main():
         "precision": a.precision, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "threads": torch.get_num_threads(), "sampling": sampling, "optimizer": optimizer_name, "lr": lr, "clip": clip,
-        "vocab": V, "hidden": a.hidden, "batch": a.batch, "steps": a.steps, "corpus_chars": len(corpus),
+        "vocab": V, "hidden": a.hidden, "layers": a.layers, "batch": a.batch, "steps": a.steps, "corpus_chars": len(corpus),
     }
     dev = None
     if a.mode != "book":

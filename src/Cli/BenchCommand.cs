@@ -28,6 +28,8 @@ internal static class BenchCommand
         var cell = new Option<string?>("--cell") { Description = "Override the cell: rnn, gru or lstm (e.g. --config large --cell lstm)." };
         cell.AcceptOnlyFromAmong("rnn", "gru", "lstm");
         var batch = new Option<int?>("--batch") { Description = "Override B." };
+        var steps_ = new Option<int?>("--steps") { Description = "Override T." };
+        var layers = new Option<int?>("--layers") { Description = "Override the stacked layers (e.g. --preset lstm-concise --layers 2 --hidden 512 --batch 64 --steps 50: char-rnn's size class)." };
         var sgemm = new Option<int?>("--sgemm") { Description = "Also measure an n×n×n SGEMM on the same device (default: 8192 on a GPU, 2048 on the CPU; 0 = skip)." };
         var device = CommonOptions.Device();
         var precision = CommonOptions.Precision();
@@ -40,7 +42,7 @@ internal static class BenchCommand
         var profile = new Option<bool>("--profile") { Description = "Also print the time per backend op (each op synchronised; slower overall)." };
 
         var cmd = new Command("bench", "Time training (tokens/s, GFLOP/s) on one device, without start-up or generation.");
-        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, cell, batch, sgemm, device, precision, recurrence, graph, blas, input, json, corpus, profile }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { config, preset, epochs, minibatches, hidden, cell, batch, steps_, layers, sgemm, device, precision, recurrence, graph, blas, input, json, corpus, profile }) cmd.Options.Add(o);
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
@@ -52,6 +54,8 @@ internal static class BenchCommand
                 Epochs = pr.GetValue(epochs) ?? o.Epochs,
                 Hidden = pr.GetValue(hidden) ?? o.Hidden,
                 Batch = pr.GetValue(batch) ?? o.Batch,
+                Steps = pr.GetValue(steps_) ?? o.Steps,
+                Layers = pr.GetValue(layers) ?? o.Layers,
                 Cell = pr.GetValue(cell) switch { "rnn" => CellKind.Rnn, "gru" => CellKind.Gru, "lstm" => CellKind.Lstm, _ => o.Cell },
                 Input = CommonOptions.InputMode(pr.GetValue(input)),
             };
@@ -72,7 +76,7 @@ internal static class BenchCommand
             if (n > 0) r = r with { SgemmGflopsPerSecond = Benchmark.SgemmRate(be, n), SgemmSize = n };
             var inv = CultureInfo.InvariantCulture;
             stdout.WriteLine(string.Create(inv, $"device: {r.Description}"));
-            stdout.WriteLine(string.Create(inv, $"config {r.Config}: V {r.Vocab}, H {r.Hidden}, B {r.Batch}, T {r.Steps}, {r.Minibatches} minibatches timed, input {r.Input}"));
+            stdout.WriteLine(string.Create(inv, $"config {r.Config}: {r.Cell} × {r.Layers}, V {r.Vocab}, H {r.Hidden}, B {r.Batch}, T {r.Steps}, {r.Minibatches} minibatches timed, input {r.Input}"));
             if (!be.RunsOnHost) stdout.WriteLine($"recurrence {r.Recurrence}; training step as a CUDA graph: {r.Graph}");
             stdout.WriteLine(string.Create(inv, $"first {(large ? "3 warm-up minibatches" : "epoch")} {r.FirstSeconds:F3} s (compilation, graph recording, warm-up: apart from what follows)"));
             stdout.WriteLine(string.Create(inv, $"time {r.Seconds:F3} s, {r.TokensPerSecond:F0} tokens/s, {r.GflopsPerSecond:F1} GFLOP/s (GEMMs executed), {r.UsefulGflopsPerSecond:F1} GFLOP/s useful (no one-hot products), final perplexity {r.FinalPerplexity:F6}"));

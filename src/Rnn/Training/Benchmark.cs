@@ -12,6 +12,9 @@ public sealed record BenchResult
     public required string Description { get; init; }
     public required string Config { get; init; }
     public required int Hidden { get; init; }
+    /// <summary>The cell (rnn, gru, lstm) and the stacked layers, so a row of a table says what it timed.</summary>
+    public string? Cell { get; init; }
+    public int Layers { get; init; } = 1;
     public required int Batch { get; init; }
     public required int Steps { get; init; }
     public required int Vocab { get; init; }
@@ -112,7 +115,7 @@ public static class Benchmark
         be.Profiler = profiler;
         return new BenchResult
         {
-            Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Batch = o.Batch, Steps = o.Steps,
+            Device = be.Name, Description = be.Description, Config = config, Hidden = o.Hidden, Cell = o.Cell.ToString().ToLowerInvariant(), Layers = o.Layers, Batch = o.Batch, Steps = o.Steps,
             Vocab = corpus.Vocab.Count, Minibatches = minibatches, Seconds = seconds,
             TokensPerSecond = (double)minibatches * o.Batch * o.Steps / seconds,
             FlopsPerStep = StepFlops(corpus.Vocab.Count, o.Hidden, o.Batch, o.Steps, t.Driver.Input, t.Model.Spec.Gates, o.Layers),
