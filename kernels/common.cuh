@@ -12,6 +12,18 @@
 #define CHARRNN_COMMON_CUH
 
 #define THREADS 256
+
+// A 64-bit counter kept in two ints, low half first (the step counters' run minibatch: StepCounters on the host).
+static __device__ __forceinline__ unsigned long long load_u64(const int* pair)
+{
+    return (unsigned long long)(unsigned)pair[1] << 32 | (unsigned)pair[0];
+}
+
+static __device__ __forceinline__ void store_u64(int* pair, unsigned long long v)
+{
+    pair[0] = (int)(unsigned)v;
+    pair[1] = (int)(unsigned)(v >> 32);
+}
 #define NEG_INF __int_as_float(0xff800000) // −inf without math.h
 
 template <typename T> static __device__ __forceinline__ T block_sum(T v, T* sh)

@@ -24,7 +24,7 @@ static __device__ __forceinline__ float dropout_uniform(unsigned long long seed,
 extern "C" __global__ void dropout_forward(const float* __restrict__ x, int n, float p, float scale, unsigned long long seed,
                                            const int* __restrict__ count, float* __restrict__ y, float* __restrict__ mask)
 {
-    unsigned long long counter = (unsigned long long)(unsigned)count[1] << 32 | (unsigned)count[0];
+    unsigned long long counter = load_u64(count);
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     {
         float m = dropout_uniform(seed, counter, (unsigned long long)i) >= p ? scale : 0.0f;

@@ -2,7 +2,7 @@
 // for every minibatch with nothing from the host but the launch.
 //
 // The step counters: 4 ints on the device, [minibatch in the epoch, run minibatch (low 32 bits), run minibatch (high),
-// optimizer steps taken]. The host sets them when they differ from what it expects (an epoch's start, a resume);
+// optimizer steps taken] (StepCounters on the host; load_u64/store_u64 join the halves). The host sets them when they differ from what it expects (an epoch's start, a resume);
 // otherwise each step advances them itself.
 //
 // select_minibatch(counters[4], epoch_x[count × n], epoch_y[count × n], n, x[n], y[n])
@@ -28,8 +28,6 @@ extern "C" __global__ void step_advance(int* counters)
 {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
     counters[0] += 1;
-    unsigned long long run = ((unsigned long long)(unsigned)counters[2] << 32 | (unsigned)counters[1]) + 1;
-    counters[1] = (int)(unsigned)run;
-    counters[2] = (int)(unsigned)(run >> 32);
+    store_u64(counters + 1, load_u64(counters + 1) + 1);
     counters[3] += 1;
 }

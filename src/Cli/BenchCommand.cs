@@ -6,6 +6,7 @@ using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
+using CharRnn.Rnn.Devices;
 
 namespace CharRnn.Cli;
 

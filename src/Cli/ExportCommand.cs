@@ -22,10 +22,14 @@ internal static class ExportCommand
             var path = pr.GetValue(output)!;
             AtomicFile.CheckWritable(path, "OUT");
             var ck = Checkpoint.Load(CheckpointFolder.Resolve(pr.GetValue(checkpoint)!, "--checkpoint"));
-            TorchFormat.Export(PortableModel.Of(ck), path, ck.Header.Epoch);
+            switch (pr.GetValue(format)) // one format today; a second one is a case here (and in AcceptOnlyFromAmong)
+            {
+                case "safetensors": TorchFormat.Export(PortableModel.Of(ck), path, ck.Header.Epoch); break;
+                case var other: throw new CharRnnException($"--format {other} is not a format export writes; use --format safetensors.");
+            }
             var spec = ck.Spec;
             stderr.WriteLine($"charrnn: wrote {path}: {spec.Kind.ToString().ToLowerInvariant()} {spec.Cell.ToString().ToUpperInvariant()} ×{spec.Layers}, H {spec.Hidden}, vocabulary {spec.Vocab}" +
-                             $" (load it as nn.{(spec.Cell == Rnn.Model.CellKind.Rnn ? "RNN" : spec.Cell.ToString().ToUpperInvariant())}(V, H, num_layers) + nn.Linear(H, V))");
+                             $" (load it as {spec.CellType.TorchModule}(V, H, num_layers) + nn.Linear(H, V))");
             return 0;
         }));
         return cmd;

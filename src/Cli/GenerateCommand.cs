@@ -6,6 +6,7 @@ using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Generation;
 using CharRnn.Rnn.Model;
+using CharRnn.Rnn.Devices;
 
 namespace CharRnn.Cli;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
-using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Devices;
+using CharRnn.Rnn.Distributed;
 
 namespace CharRnn.Cli;
 
@@ -11,6 +12,8 @@ internal static class InfoCommand
         cmd.SetAction(_ =>
         {
             foreach (var line in BackendFactory.Info()) stdout.WriteLine(line);
+            stdout.WriteLine("MPI: " + MpiRanks.LibraryVersion());
+            stdout.WriteLine("NCCL: " + NcclRanks.Version());
             return 0;
         });
         return cmd;

@@ -45,11 +45,13 @@ internal static class CommonOptions
         "GPU: on (record the training step once as a CUDA graph and replay it for every minibatch) or off (issue every op from the host). Same results.",
         "on", "off");
 
-    /// <summary>The GPU options as given (the CPU ignores them).</summary>
+    /// <summary>The GPU options as given (the CPU ignores them), with the persistent kernels' tiling from
+    /// CHARRNN_PERSISTENT_COLS (a tuning knob for gpu-check, read here at the edge, not inside the backend).</summary>
     public static GpuOptions Gpu(string precision, string recurrence, string graph) => new(
         precision switch { "tf32" => Rnn.Backends.Precision.Tf32, "bf16" => Rnn.Backends.Precision.Bf16, _ => Rnn.Backends.Precision.Fp32 },
         recurrence switch { "steps" => RecurrenceMode.Steps, "persistent" => RecurrenceMode.Persistent, _ => RecurrenceMode.Auto },
-        graph != "off");
+        graph != "off",
+        int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int cols) && cols > 0 ? cols : null);
 
     public static Option<string?> Corpus() =>
         new("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };

@@ -8,6 +8,7 @@ using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Distributed;
 using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
+using CharRnn.Rnn.Devices;
 
 namespace CharRnn.Cli;
 
@@ -66,7 +67,7 @@ internal static class TrainCommand
         var initFrom = new Option<string?>("--init-from") { Description = "Start a new run from this checkpoint's weights (or a folder's latest): fine-tuning, with new optimizer settings, on text made of the model's characters." };
         var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device, learning_rate, grad_norm) to this .jsonl file; a resume continues its history." };
         var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to this folder (train/validation perplexity, tokens/s, learning rate, gradient norm per epoch): tensorboard --logdir DIR." };
-        var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N): seconds a rank waits for the others before it calls the run failed (default 600)." };
+        var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N), or NCCL: seconds a rank waits for the others (an MPI collective, an NCCL all-reduce on the GPU) before it calls the run failed (default 600)." };
         var nccl = new Option<bool>("--nccl") { Description = "GPU: average gradients with NCCL even for a single rank (several GPU ranks always do)." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
 
@@ -195,7 +196,7 @@ internal static class TrainCommand
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
             $"on {backend.Description}, input {trainer.Driver.Input.ToString().ToLowerInvariant()}"));
-        if (backend is Rnn.Backends.Cuda.CudaBackend)
+        if (!backend.RunsOnHost)
             stderr.WriteLine($"charrnn: recurrence {trainer.Driver.DescribeRecurrence()}; training step as a CUDA graph: {trainer.Step.GraphStatus}");
         trainer.Step.Notice = m => stderr.WriteLine("charrnn: " + m);
         if (from != null)

@@ -61,6 +61,15 @@ public sealed unsafe class CudaEvent : IDisposable
 
     public void Synchronize() => CudaCheck.ThrowIfFailed(CudaDriver.cuEventSynchronize(Handle));
 
+    /// <summary>Whether the work before the recorded event is done, without waiting (a poll that can give up).</summary>
+    public bool IsDone()
+    {
+        var r = CudaDriver.cuEventQuery(Handle);
+        if (r == CUresult.CUDA_ERROR_NOT_READY) return false;
+        CudaCheck.ThrowIfFailed(r);
+        return true;
+    }
+
     /// <summary>Milliseconds from <paramref name="start"/> to this event (both recorded, this one completed).</summary>
     public float ElapsedSince(CudaEvent start)
     {

@@ -75,6 +75,8 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)] public static partial CUresult cuEventRecord(IntPtr hEvent, IntPtr hStream);
     [LibraryImport(Lib)] public static partial CUresult cuStreamWaitEvent(IntPtr hStream, IntPtr hEvent, uint flags);
     [LibraryImport(Lib)] public static partial CUresult cuEventSynchronize(IntPtr hEvent);
+    /// <summary>CUDA_SUCCESS once the event's work is done, CUDA_ERROR_NOT_READY before.</summary>
+    [LibraryImport(Lib)] public static partial CUresult cuEventQuery(IntPtr hEvent);
     [LibraryImport(Lib)] public static partial CUresult cuEventElapsedTime(float* pMilliseconds, IntPtr hStart, IntPtr hEnd);
 
     [LibraryImport(Lib)] public static partial CUresult cuStreamBeginCapture_v2(IntPtr hStream, int mode);

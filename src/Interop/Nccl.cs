@@ -19,6 +19,8 @@ public static unsafe partial class Nccl
     [LibraryImport(Lib)] public static partial int ncclCommInitRank(IntPtr* comm, int nranks, NcclUniqueId commId, int rank);
     [LibraryImport(Lib)] public static partial int ncclCommDestroy(IntPtr comm);
     [LibraryImport(Lib)] public static partial int ncclCommGetAsyncError(IntPtr comm, int* asyncError);
+    /// <summary>Ends the communicator's pending operations (a failed or timed-out peer) and frees it.</summary>
+    [LibraryImport(Lib)] public static partial int ncclCommAbort(IntPtr comm);
     [LibraryImport(Lib)] public static partial int ncclGroupStart();
     [LibraryImport(Lib)] public static partial int ncclGroupEnd();
     [LibraryImport(Lib)]

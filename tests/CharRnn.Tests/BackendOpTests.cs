@@ -21,10 +21,15 @@ public class BackendOpTests(string backendName)
     public void SetUp()
     {
         _be = TestBackends.Create(backendName);
-        _rng = new Rng((ulong)TestContext.CurrentContext.Test.Name.GetHashCode() & 0xFFFF);
+        _rng = TestSeed.Rng();
     }
 
-    [TearDown] public void TearDown() => _be?.Dispose();
+    [TearDown]
+    public void TearDown()
+    {
+        TestSeed.ReportIfFailed();
+        _be?.Dispose();
+    }
 
     float[] Rand(int n, double scale = 1) => Enumerable.Range(0, n).Select(_ => (float)(_rng.NextNormal() * scale)).ToArray();
     Tensor Up(int rows, int cols, float[] data) => _be.FromArray(rows, cols, data);

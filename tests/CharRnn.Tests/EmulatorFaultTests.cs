@@ -93,4 +93,21 @@ public class EmulatorFaultTests
         var (rc, _, re) = CliTests.Run("train", "--device", "cpu", "--resume", saved[^1], "--epochs", "4", "--chars", "1000", "--pred-len", "4");
         Assert.That(rc, Is.EqualTo(0), re);
     }
+
+    /// <summary>A peer dies mid-run: NCCL reports it as an asynchronous error, which the trainer polls for before it
+    /// waits on the device (instead of hanging in a sync). One error line naming it, the communicator aborted, the
+    /// checkpoint before it intact.</summary>
+    [Test]
+    public void AnNcclPeerFailureEndsTheRunWithOneLine()
+    {
+        using var dir = new TempDir();
+        var (code, _, e) = Run([.. Tiny, "--nccl", "--pred-period", "100", "--checkpoint-dir", dir.Path, "--save-every", "1"],
+            ("CHARRNN_EMULATOR_NCCL_ASYNC_ERROR_AT", "200")); // one all-reduce a tensor, 5 a step, ~31 steps an epoch here
+        Assert.That(code, Is.EqualTo(CliErrorsUsage), e);
+        var line = CliProcess.OneErrorLine(e);
+        Assert.That(line, Does.Contain("an NCCL all-reduce failed").And.Contain("NCCL error 6"));
+        Assert.That(Directory.GetFiles(dir.Path, "epoch-*.ckpt"), Is.Not.Empty, "the failure came after a checkpoint");
+    }
+
+    const int CliErrorsUsage = 2;
 }

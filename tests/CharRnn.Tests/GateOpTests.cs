@@ -21,10 +21,15 @@ public class GateOpTests(string backendName)
     public void SetUp()
     {
         _be = TestBackends.Create(backendName);
-        _rng = new Rng((ulong)TestContext.CurrentContext.Test.Name.GetHashCode() & 0xFFFF);
+        _rng = TestSeed.Rng();
     }
 
-    [TearDown] public void TearDown() => _be?.Dispose();
+    [TearDown]
+    public void TearDown()
+    {
+        TestSeed.ReportIfFailed();
+        _be?.Dispose();
+    }
 
     float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)_rng.NextNormal()).ToArray();
     float[] Unit(int n) => Enumerable.Range(0, n).Select(_ => (float)(0.05 + 0.9 * _rng.NextDouble())).ToArray(); // gate values in (0, 1)

@@ -28,7 +28,7 @@ for cu in "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_
     {
         echo '#include "cuda_shim.h"'
         echo "#include \"$cu\""
-        # EMU_REGISTER(name, launch bound) for each extern "C" __global__ (the same pattern CudaBackend.KernelNames uses).
+        # EMU_REGISTER(name, launch bound) for each extern "C" __global__ the file defines: no list of kernels to keep.
         perl -0777 -ne 'while (/extern\s+"C"\s+__global__\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?void\s+(?:__launch_bounds__\s*\(([^)]*)\)\s*)?(\w+)\s*\(/g) { my $b = $1 // $2 // "1024"; print "EMU_REGISTER($3, $b)\n"; }' "$cu"
     } > "$tu"
     "$CXX" "${flags[@]}" -c "$tu" -o "$out/obj/kernel_$name.o"

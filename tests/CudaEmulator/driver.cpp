@@ -230,6 +230,7 @@ CUresult flush()
 
 struct sigaction g_previous_segv; // the host's handler (.NET turns faults in managed code into NullReferenceException)
 const size_t kStack = 16 * 1024;  // per fiber, above a PROT_NONE page
+const size_t kMaxCooperativeThreads = 24576; // fibers of one cooperative launch (see launch)
 std::vector<char*> g_stacks;       // each points at the usable stack, just above its guard page
 
 bool in_dynamic_shared_guard(const void* p);
@@ -531,7 +532,7 @@ void ensure_stacks(size_t n)
     while (g_stacks.size() < n)
     {
         auto* m = (char*)mmap(nullptr, kPage + kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == (char*)MAP_FAILED) { perror("CUDA emulator: fiber stack"); abort(); }
+        if (m == (char*)MAP_FAILED) { perror("CUDA emulator: fiber stack"); abort(); } // launch keeps n below the map limit
         mprotect(m, kPage, PROT_NONE); // stacks grow down into this page
         g_stacks.push_back(m + kPage);
     }
@@ -1119,6 +1120,15 @@ static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsi
             fprintf(stderr, "CUDA emulator: %s(%s): %llu blocks, but only %llu can be resident at once\n", api, k->name, blocks, fit);
             return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
         }
+        // The emulator's own limit, not a GPU's: every thread of a cooperative grid is a fiber with its own stack, and
+        // the kernel's mappings are capped (vm.max_map_count, ~65 000: two per stack). Refused like a launch a device
+        // cannot hold, rather than aborting the process when the stacks run out.
+        if (blocks * threads > kMaxCooperativeThreads)
+        {
+            fprintf(stderr, "CUDA emulator: %s(%s): %llu threads at once, more than the emulator's %zu fibers (a limit of the emulator, not of a GPU)\n",
+                    api, k->name, blocks * threads, kMaxCooperativeThreads);
+            return CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE;
+        }
     }
     std::vector<size_t> offsets;
     std::vector<unsigned char> args;
@@ -1292,6 +1302,19 @@ API cuEventSynchronize(void* e)
     if (!(*p)->recorded || (*p)->done) return CUDA_SUCCESS;
     if (CUresult r = capture_guard("cuEventSynchronize")) return r;
     return flush();
+}
+
+// The emulator runs queued work when something waits for it; a query is such a moment (a real device progresses on its
+// own), so it flushes and reports the event done, unless the work faulted.
+API cuEventQuery(void* e)
+{
+    BEGIN("cuEventQuery");
+    auto* p = event_of(e);
+    if (!p) return CUDA_ERROR_INVALID_HANDLE;
+    if (!(*p)->recorded || (*p)->done) return CUDA_SUCCESS;
+    if (CUresult r = capture_guard("cuEventQuery")) return r;
+    if (CUresult r = flush()) return r;
+    return (*p)->done ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
 
 API cuEventElapsedTime(float* ms, void* a, void* b)

@@ -7,20 +7,28 @@
 #include "emu.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <set>
 
 typedef int ncclResult_t;
-enum { ncclSuccess = 0, ncclInvalidArgument = 4, ncclInvalidUsage = 5 };
+enum { ncclSuccess = 0, ncclInvalidArgument = 4, ncclInvalidUsage = 5, ncclRemoteError = 6 };
 struct ncclUniqueId { char internal[128]; };
 
 namespace
 {
-struct Comm { char id[128]; };
+struct Comm { char id[128]; long reduces = 0; bool aborted = false; };
 std::set<Comm*> g_comms;
 std::set<std::string> g_ids; // ids ncclGetUniqueId made
 int g_group = 0;
+// CHARRNN_EMULATOR_NCCL_ASYNC_ERROR_AT=N: from the N-th all-reduce run on (1-based), the communicator reports
+// ncclRemoteError through ncclCommGetAsyncError, as a real one does when a peer died mid-collective.
+long async_error_at()
+{
+    static const long at = [] { const char* n = getenv("CHARRNN_EMULATOR_NCCL_ASYNC_ERROR_AT"); return n ? strtol(n, nullptr, 10) : 0L; }();
+    return at;
+}
 
 size_t type_size(int t) { return t == 7 ? 4 : t == 8 ? 8 : t == 2 || t == 3 ? 4 : t == 4 || t == 5 ? 8 : t == 6 || t == 9 ? 2 : 1; }
 }
@@ -41,6 +49,7 @@ API const char* ncclGetErrorString(ncclResult_t r)
     case ncclSuccess: return "no error (CUDA emulator's NCCL)";
     case ncclInvalidArgument: return "invalid argument (CUDA emulator's NCCL)";
     case ncclInvalidUsage: return "invalid usage (CUDA emulator's NCCL)";
+    case ncclRemoteError: return "remote process exited or there was a network error (CUDA emulator's NCCL, injected)";
     default: return "unknown result (CUDA emulator's NCCL)";
     }
 }
@@ -88,7 +97,15 @@ API ncclResult_t ncclCommGetAsyncError(Comm* comm, ncclResult_t* error)
 {
     std::lock_guard<std::recursive_mutex> lock(emu::api_mutex());
     if (!g_comms.count(comm) || !error) return ncclInvalidArgument;
-    *error = ncclSuccess;
+    *error = async_error_at() > 0 && comm->reduces >= async_error_at() ? ncclRemoteError : ncclSuccess;
+    return ncclSuccess;
+}
+
+API ncclResult_t ncclCommAbort(Comm* comm)
+{
+    std::lock_guard<std::recursive_mutex> lock(emu::api_mutex());
+    if (!g_comms.erase(comm)) return ncclInvalidArgument;
+    delete comm;
     return ncclSuccess;
 }
 
@@ -106,7 +123,7 @@ API ncclResult_t ncclAllReduce(uint64_t send, uint64_t recv, size_t count, int t
         emu::fail(700, "ncclAllReduce: a buffer is not inside one live device allocation");
         return ncclInvalidArgument;
     }
-    if (emu::enqueue(stream, "ncclAllReduce", [=] { if (send != recv) memmove((void*)recv, (const void*)send, bytes); }) != 0)
+    if (emu::enqueue(stream, "ncclAllReduce", [=] { if (g_comms.count(comm)) comm->reduces++; if (send != recv) memmove((void*)recv, (const void*)send, bytes); }) != 0)
         return ncclInvalidUsage;
     return ncclSuccess;
 }

@@ -398,6 +398,11 @@ int main()
         grid_exchange(per_sm * 132 + 1, 1, true, &r);
         REQUIRE(r == 720);
     });
+    expect("cooperative launch: more threads than the emulator has fibers for is refused (its limit, not a GPU's), not a crash", [] {
+        CUresult r;
+        grid_exchange(400, 1, true, &r); // 400 blocks x 64 threads: resident on 132 SMs, over the 24 576 fibers
+        REQUIRE(r == 720);
+    });
     expect("a grid barrier that some block never reaches is reported as a deadlock (sticky launch failure)", [] {
         auto state = dalloc(8);
         REQUIRE(cuMemsetD32Async(state, 0, 2, g_stream) == 0);

@@ -27,8 +27,11 @@ public enum RecurrenceMode
 /// <summary>
 /// Settings of the CUDA backend; the CPU backend ignores them. <paramref name="Graphs"/>: replay each training step as a
 /// CUDA graph (captured once per shape) instead of issuing its ops one by one (<c>--graph on|off</c>).
+/// <paramref name="PersistentColumns"/>: hidden columns per block of the persistent kernels instead of the planned
+/// number, for timing tilings on a card (the CLI takes it from <c>CHARRNN_PERSISTENT_COLS</c>; null = planned).
 /// </summary>
-public sealed record GpuOptions(Precision Precision = Precision.Fp32, RecurrenceMode Recurrence = RecurrenceMode.Auto, bool Graphs = true)
+public sealed record GpuOptions(Precision Precision = Precision.Fp32, RecurrenceMode Recurrence = RecurrenceMode.Auto, bool Graphs = true,
+    int? PersistentColumns = null)
 {
     public static GpuOptions Default { get; } = new();
 }

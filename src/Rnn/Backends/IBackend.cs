@@ -97,7 +97,7 @@ public interface IBackend : IDisposable
     void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
 
     /// <summary>
-    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <see cref="Cpu.CpuKernels.DropoutUniform"/>(seed, c, element
+    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <c>CpuKernels.DropoutUniform</c>(seed, c, element
     /// index) — the same draw on every backend — where c is the 64-bit count held on the backend at
     /// <paramref name="count"/> (2 ints, low half first: the run's minibatch, which a recorded step advances itself);
     /// y = x ⊙ mask. x, y, mask contiguous, of one size.

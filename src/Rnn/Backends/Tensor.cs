@@ -18,6 +18,13 @@ public abstract class Tensor : IDisposable
     public Mat All => new(this, 0, Rows, Cols);
     public Mat RowRange(int first, int count) => All.RowRange(first, count);
     public abstract void Dispose();
+
+    /// <summary>Where collectives reach the values without knowing the backend's types: the host array of a CPU tensor
+    /// (MPI reduces it in place), or null.</summary>
+    public virtual float[]? HostArray => null;
+
+    /// <summary>The device address of a GPU tensor's values (NCCL reduces them in place on the GPU), or 0.</summary>
+    public virtual ulong DeviceAddress => 0;
 }
 
 /// <summary>An int32 vector on a backend (token ids).</summary>

@@ -103,7 +103,7 @@ public sealed class Checkpoint
             AdamM = adam ? names.Select(n => Tensors["adam_m/" + n]).ToArray() : null,
             AdamV = adam ? names.Select(n => Tensors["adam_v/" + n]).ToArray() : null,
             H = Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/H{l}"]).ToArray(),
-            C = spec.Cell == CellKind.Lstm ? Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/C{l}"]).ToArray() : null,
+            C = Tensors.ContainsKey("state/C0") ? Enumerable.Range(0, spec.Layers).Select(l => Tensors[$"state/C{l}"]).ToArray() : null, // the cells that carry C (validated: CheckpointValidation.ExpectedTensors)
             Ranks = Header.Ranks,
         };
     }

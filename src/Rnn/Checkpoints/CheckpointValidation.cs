@@ -60,7 +60,7 @@ internal static class CheckpointValidation
         if (names.Distinct().Count() != names.Count) Fail("lists a tensor twice; the file is damaged.");
         // Sizes from the fields alone before the parameter list is built: what the header promises must be what the file holds.
         var (largest, total) = spec.ParameterSize();
-        Int128 state = (Int128)o.Batch * spec.Hidden * spec.Layers * (spec.Cell == CellKind.Lstm ? 2 : 1);
+        Int128 state = (Int128)o.Batch * spec.Hidden * spec.Layers * spec.CellType.CarriedState.Count;
         Int128 expected = total * (h.AdamSteps > 0 ? 3 : 1) + state;
         if (largest > int.MaxValue || expected * sizeof(float) != tensorBytes)
             Fail("does not hold the tensors its model needs (their sizes do not add up); the file is damaged.");
@@ -105,10 +105,6 @@ internal static class CheckpointValidation
             foreach (var prefix in new[] { "adam_m/", "adam_v/" })
                 foreach (var p in spec.Parameters) yield return (prefix + p.Name, p.Length);
         long state = (long)h.Options.Batch * spec.Hidden;
-        for (int l = 0; l < spec.Layers; l++)
-        {
-            yield return ($"state/H{l}", state);
-            if (spec.Cell == CellKind.Lstm) yield return ($"state/C{l}", state);
-        }
+        foreach (var name in spec.CellType.StateTensorNames()) yield return (name, state);
     }
 }

@@ -67,7 +67,7 @@ public static class TorchFormat
     public static void Export(PortableModel m, string path, int? epochs = null)
     {
         var spec = m.Spec;
-        if (spec.Cell == CellKind.Gru && spec.Kind == ModelKind.Scratch)
+        if (spec.CellType.TorchModule == null)
             throw new CharRnnException(
                 "This is the book's scratch GRU (d2l 6.7), which applies the reset gate before the product, (r ⊙ h)·U_n; nn.GRU applies it " +
                 "after, r ⊙ (h·U_n + b_hn), so no PyTorch GRU holds this model. Export an RNN, an LSTM, or a GRU trained with --preset gru-concise.");

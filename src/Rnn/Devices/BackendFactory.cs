@@ -1,11 +1,13 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
+using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Backends.Cpu;
 using CharRnn.Rnn.Backends.Cuda;
 
-namespace CharRnn.Rnn.Backends;
+namespace CharRnn.Rnn.Devices;
 
-/// <summary>Turns <c>--device auto|cpu|cuda[:N]</c> (and <c>--blas</c>) into a backend.</summary>
+/// <summary>Turns <c>--device auto|cpu|cuda[:N]</c> (and <c>--blas</c>) into a backend. Apart from Backends, which it
+/// depends on with both of its implementations, so that Backends never refers to Backends.Cpu or Backends.Cuda.</summary>
 public static class BackendFactory
 {
     /// <param name="gpu">GPU only: precision, recurrence path, graphs (see <see cref="CudaBackend.Create"/>).</param>
@@ -58,7 +60,7 @@ public static class BackendFactory
         }
     }
 
-    /// <summary>Lines for <c>charrnn info</c>.</summary>
+    /// <summary>Lines for <c>charrnn info</c> about the devices (the CLI adds MPI and NCCL).</summary>
     public static IEnumerable<string> Info()
     {
         yield return $"cpu: {new CpuBackend().Description}";
@@ -75,7 +77,5 @@ public static class BackendFactory
                 ? $"NVRTC: {KernelCompiler.Version().Major}.{KernelCompiler.Version().Minor} (kernels can be compiled; no device to run them)"
                 : "NVRTC: " + KernelCompiler.UnavailableReason;
         }
-        yield return "MPI: " + Distributed.MpiRanks.LibraryVersion();
-        yield return "NCCL: " + Distributed.NcclRanks.Version();
     }
 }

@@ -29,6 +29,16 @@ public interface ICollective : IDisposable
 
     /// <summary>Starts averaging these tensors (gradients) across ranks, in place; the caller waits on the result.</summary>
     IPendingReduction StartAverage(IBackend backend, IReadOnlyList<Tensor> tensors);
+
+    /// <summary>Whether the training step averages across these ranks: several ranks, or one that still runs its
+    /// collectives (NCCL with <c>--nccl</c>: the data-parallel path end to end on one GPU).</summary>
+    bool Averages => Size > 1;
+
+    /// <summary>Called before the host blocks on <paramref name="backend"/>'s device (a loss read, a sync). Collectives
+    /// that run on the device (NCCL) can hang there when a peer dies: this returns once the queued work is done, or
+    /// fails — on the collective's asynchronous error or after <see cref="Timeout"/> — instead of blocking forever.
+    /// Host-side collectives (MPI) are polled where they run, so by default there is nothing to do.</summary>
+    void BeforeDeviceWait(IBackend backend) { }
 }
 
 /// <summary>A reduction under way.</summary>

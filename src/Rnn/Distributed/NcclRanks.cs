@@ -14,6 +14,7 @@ public sealed unsafe class NcclRanks : ICollective
 {
     readonly ICollective _host;
     readonly CudaBackend _be;
+    readonly Cuda.CudaEvent _queued; // recorded after the queued work, polled by BeforeDeviceWait
     IntPtr _comm;
 
     NcclRanks(ICollective host, CudaBackend backend, IntPtr comm, int version)
@@ -21,12 +22,14 @@ public sealed unsafe class NcclRanks : ICollective
         _host = host;
         _be = backend;
         _comm = comm;
+        _queued = backend.Context.Own(backend.Context.CreateEvent());
         Description = $"NCCL {version / 10000}.{version / 100 % 100}.{version % 100} on {backend.Name}" +
                       (host.Size > 1 ? $", bootstrapped over {host.Description}" : ", 1 rank");
     }
 
     public int Rank => _host.Rank;
     public int Size => _host.Size;
+    public bool Averages => true; // one rank too (--nccl): the all-reduce runs, so the path is exercised end to end
     public string Description { get; }
     public TimeSpan Timeout { get => _host.Timeout; set => _host.Timeout = value; }
 
@@ -78,19 +81,35 @@ public sealed unsafe class NcclRanks : ICollective
         if (backend != _be) throw new InvalidOperationException("NCCL ranks reduce on their own backend");
         _be.Context.Bind();
         Check(Nccl.ncclGroupStart(), "ncclGroupStart");
-        foreach (CudaTensor t in tensors)
-            Check(Nccl.ncclAllReduce(t.Buffer.Pointer, t.Buffer.Pointer, (nuint)t.Length, Nccl.ncclFloat32, Nccl.ncclAvg, _comm, _be.Stream.Handle),
+        foreach (var t in tensors)
+            Check(Nccl.ncclAllReduce(t.DeviceAddress, t.DeviceAddress, (nuint)t.Length, Nccl.ncclFloat32, Nccl.ncclAvg, _comm, _be.Stream.Handle),
                 "ncclAllReduce");
         Check(Nccl.ncclGroupEnd(), "ncclGroupEnd");
         return Enqueued.Instance;
     }
 
-    /// <summary>A peer's failure shows as an asynchronous NCCL error: a fault to report, not a hang to wait out.</summary>
-    public void CheckAsyncError()
+    /// <summary>Polls the work queued so far (all-reduces included) instead of blocking on it: a peer's failure shows
+    /// as an asynchronous NCCL error, a hung peer as work that never completes; either aborts the communicator (which
+    /// ends its pending collectives) and fails naming it, within --rank-timeout.</summary>
+    public void BeforeDeviceWait(IBackend backend)
+    {
+        if (backend != _be || _comm == IntPtr.Zero) return;
+        _be.Context.Bind();
+        _queued.Record(_be.MainStream);
+        DeviceWait.Until(_queued.IsDone, AsyncError, Timeout, Abort, "an NCCL all-reduce");
+    }
+
+    string? AsyncError()
     {
         int e;
         Check(Nccl.ncclCommGetAsyncError(_comm, &e), "ncclCommGetAsyncError");
-        Check(e, "an NCCL collective");
+        return e == Nccl.ncclSuccess ? null : $"{Marshal.PtrToStringUTF8((IntPtr)Nccl.ncclGetErrorString(e))} (NCCL error {e})";
+    }
+
+    void Abort()
+    {
+        if (_comm != IntPtr.Zero) Nccl.ncclCommAbort(_comm); // its status cannot help: the run fails either way
+        _comm = IntPtr.Zero;
     }
 
     sealed class Enqueued : IPendingReduction

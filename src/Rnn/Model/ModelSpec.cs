@@ -1,5 +1,4 @@
 using CharRnn.Rnn.Backends;
-using CharRnn.Rnn.Model.Cells;
 
 namespace CharRnn.Rnn.Model;
 

@@ -22,7 +22,7 @@ public sealed class RnnParameters
         }
     }
 
-    /// <summary>The book's initialisation (<see cref="Cells.RecurrentCell.Initialize"/>), parameters in order from one generator.</summary>
+    /// <summary>The book's initialisation (<see cref="RecurrentCell.Initialize"/>), parameters in order from one generator.</summary>
     public static RnnParameters Initialize(ModelSpec spec, Rng rng)
     {
         spec.Validate();

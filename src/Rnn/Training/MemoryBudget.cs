@@ -22,10 +22,10 @@ public static class MemoryBudget
         yield return ("W_hh", h, gh, copies * layers);
         if (o.Layers > 1) yield return ("W_xh of the layers above", h, gh, copies * (layers - 1));
         yield return ("W_hq", h, v, copies);
-        // Per layer: Pre, DPre and the cell's gate buffers (T·B × G·H); Hs, DH (T·B × H); the GRU keeps three gate-sized buffers.
-        Int128 gateBuffers = spec.Cell switch { CellKind.Gru => 5, CellKind.Lstm => 3, _ => 2 };
+        // Per layer, the cell's workspace: gate-sized buffers (T·B × G·H) and hidden-sized ones ((T+1)·B × H).
+        var (gateBuffers, hiddenBuffers) = spec.CellType.WorkspaceBuffers;
         yield return ("the gate pre-activations (steps × batch × gates × hidden)", tb, gh, gateBuffers * layers);
-        yield return ("the hidden states (steps × batch × hidden)", tb + o.Batch, h, (spec.Cell == CellKind.Lstm ? 3 : 2) * layers);
+        yield return ("the hidden states (steps × batch × hidden)", tb + o.Batch, h, hiddenBuffers * layers);
         yield return ("the logits (steps × batch × vocabulary)", tb, v, input == InputMode.OneHotGemm ? 3 : 2);
         yield return ("the epoch's token ids", 2, corpusChars, 1);
     }

@@ -28,7 +28,17 @@ public interface IOptimizer : IDisposable
 
     /// <summary>After a step's ops were issued (or replayed): counts it.</summary>
     void Completed();
+
+    /// <summary>The per-parameter state a checkpoint keeps (Adam's two moments, as logical host arrays), or null where
+    /// there is none (SGD; Adam before its first step).</summary>
+    OptimizerMoments? SaveMoments(RnnModel model);
+
+    /// <summary>Restores what <see cref="SaveMoments"/> saved, with the step count (a resume).</summary>
+    void RestoreMoments(RnnModel model, OptimizerMoments moments);
 }
+
+/// <summary>An optimizer's per-parameter state: first and second moments, one array per parameter, and the steps taken.</summary>
+public sealed record OptimizerMoments(float[][] First, float[][] Second, int Steps);
 
 /// <summary>What the optimizers share: the learning rate and the step count, and [lr, step size, √(1 − β2^t)] on the backend.</summary>
 public abstract class OptimizerBase(float lr) : IOptimizer
@@ -54,6 +64,11 @@ public abstract class OptimizerBase(float lr) : IOptimizer
 
     public void Completed() => StepCount++;
 
+    public virtual OptimizerMoments? SaveMoments(RnnModel model) => null;
+
+    public virtual void RestoreMoments(RnnModel model, OptimizerMoments moments) =>
+        throw new CharRnnException("This optimizer keeps no per-parameter state, but the checkpoint holds some; resume with the optimizer that wrote it.");
+
     public virtual void Dispose() => _scalars?.Dispose();
 }
 
@@ -75,8 +90,12 @@ public sealed class Adam : OptimizerBase
         (_beta1, _beta2, _eps) = (beta1, beta2, eps);
     }
 
-    public Tensor[]? FirstMoments => _m;
-    public Tensor[]? SecondMoments => _v;
+    public override OptimizerMoments? SaveMoments(RnnModel model) => _m == null || _v == null ? null : new(
+        _m.Select((t, i) => model.ToLogical(i, model.Backend.ToArray(t))).ToArray(),
+        _v.Select((t, i) => model.ToLogical(i, model.Backend.ToArray(t))).ToArray(),
+        StepCount);
+
+    public override void RestoreMoments(RnnModel model, OptimizerMoments saved) => Restore(model, saved.First, saved.Second, saved.Steps);
 
     public override void Prepare(RnnModel model)
     {

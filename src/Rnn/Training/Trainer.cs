@@ -80,7 +80,7 @@ public sealed class Trainer : IDisposable
                 throw new CharRnnException($"The checkpoint stops after minibatch {resume.Minibatch} of an epoch, but this run's epochs have {EpochSize}. Resume it on the same corpus.");
             CompletedEpochs = resume.Epoch;
             (_minibatch, _lossSum, _lossRows) = (resume.Minibatch, resume.LossSum, resume.LossRows);
-            if (Optimizer is Adam adam && resume.AdamSteps > 0) adam.Restore(Model, resume.AdamM!, resume.AdamV!, resume.AdamSteps);
+            if (resume.AdamSteps > 0) Optimizer.RestoreMoments(Model, new OptimizerMoments(resume.AdamM!, resume.AdamV!, resume.AdamSteps));
             for (int l = 0; l < options.Layers; l++)
             {
                 Restore(MyRows(resume.H[l]), Driver.HT(l));
@@ -105,6 +105,7 @@ public sealed class Trainer : IDisposable
     /// <summary>The loss summed over every rank's rows since the accumulator was last cleared.</summary>
     (double Sum, long Rows) ReadLoss()
     {
+        _ranks.BeforeDeviceWait(_be);
         var (sum, rows) = _be.ReadLoss();
         if (_ranks.Size == 1) return (sum, rows);
         var v = new[] { sum, rows };
@@ -131,7 +132,6 @@ public sealed class Trainer : IDisposable
     public TrainingStep Step { get; }
     public int EpochSize { get; }
     public TrainOptions Options => _o;
-    public ICollective Ranks => _ranks;
     public long TokensPerEpoch => (long)EpochSize * _o.Batch * _o.Steps;
 
     /// <summary>Epochs finished so far (0 for a fresh run).</summary>
@@ -170,7 +170,11 @@ public sealed class Trainer : IDisposable
                                
                                || Due(schedule.Print, epoch, EpochSize) || (_val != null && Due(schedule.Eval, epoch, EpochSize))
                                || (schedule.Save is Interval sv && Due(sv, epoch, EpochSize));
-            if (epochEvents) _be.Synchronize(); // time this epoch alone, not work queued before it
+            if (epochEvents) // time this epoch alone, not work queued before it
+            {
+                _ranks.BeforeDeviceWait(_be);
+                _be.Synchronize();
+            }
             var sw = Stopwatch.StartNew();
             Optimizer.LearningRate = _o.LearningRateAt(epoch);
             int first = _minibatch;
@@ -362,7 +366,7 @@ public sealed class Trainer : IDisposable
     void KeepCarriedState(bool keep)
     {
         _keepH ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
-        if (Model.Spec.Cell == CellKind.Lstm) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
+        if (Driver.CT(0) != null) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
         for (int l = 0; l < _o.Layers; l++)
         {
             if (keep) _be.Copy(Driver.HT(l), _keepH[l].All); else _be.Copy(_keepH[l].All, Driver.HT(l));
@@ -391,8 +395,7 @@ public sealed class Trainer : IDisposable
             _lossRows += rows;
             _be.ResetLoss();
         }
-        var adam = Optimizer as Adam;
-        bool moments = adam is { FirstMoments: not null };
+        var moments = Optimizer.SaveMoments(Model);
         return new TrainerState
         {
             Epoch = CompletedEpochs,
@@ -401,11 +404,11 @@ public sealed class Trainer : IDisposable
             LossRows = _minibatch > 0 ? _lossRows : 0,
             DataRng = _epochRng,
             Parameters = Model.ToHost(),
-            AdamSteps = moments ? adam!.StepCount : 0,
-            AdamM = moments ? adam!.FirstMoments!.Select((t, i) => Model.ToLogical(i, _be.ToArray(t))).ToArray() : null,
-            AdamV = moments ? adam!.SecondMoments!.Select((t, i) => Model.ToLogical(i, _be.ToArray(t))).ToArray() : null,
+            AdamSteps = moments?.Steps ?? 0,
+            AdamM = moments?.First,
+            AdamV = moments?.Second,
             H = Enumerable.Range(0, _o.Layers).Select(l => Gathered(Save(Driver.HT(l)))).ToArray(),
-            C = Model.Spec.Cell == CellKind.Lstm ? Enumerable.Range(0, _o.Layers).Select(l => Gathered(Save(Driver.CT(l)!.Value))).ToArray() : null,
+            C = Driver.CT(0) != null ? Enumerable.Range(0, _o.Layers).Select(l => Gathered(Save(Driver.CT(l)!.Value))).ToArray() : null,
             Ranks = _ranks.Size,
         };
     }

@@ -35,8 +35,8 @@ public sealed class TrainingStep : IDisposable
     readonly IBackend _be;
     readonly Tensor _clip;
     readonly Tensor[] _outputGrads, _otherGrads;
-    readonly IndexBuffer _counters;       // [minibatch in epoch, run minibatch low, high, optimizer steps] on the backend
-    readonly int[] _mirror = new int[4];  // what the backend holds once the queued work has run
+    readonly IndexBuffer _counters;       // the StepCounters on the backend
+    readonly int[] _mirror = new int[StepCounters.Length]; // what the backend holds once the queued work has run
     readonly IndexBuffer _x, _y;          // the selected minibatch: the fixed addresses a recording reads
     readonly Dictionary<(StateRule, IndexBuffer, IndexBuffer), IRecording> _recordings = new();
     readonly HashSet<(StateRule, IndexBuffer, IndexBuffer)> _issued = new(); // step kinds issued eagerly once already
@@ -51,15 +51,15 @@ public sealed class TrainingStep : IDisposable
         _ranks = ranks ?? SingleRank.Instance;
         _be = driver.Model.Backend;
         _clip = _be.Zeros(1, 2);
-        _counters = _be.Indices(4);
+        _counters = _be.Indices(StepCounters.Length);
         int tb = driver.Steps * driver.Batch;
         _x = _be.Indices(tb);
         _y = _be.Indices(tb);
-        driver.DropoutCount = _counters.Range(1, 2);
+        driver.DropoutCount = _counters.Range(StepCounters.RunLow, 2);
         var m = driver.Model;
         _outputGrads = [m.DWhq, m.DBq];
         _otherGrads = m.Grads.Except(_outputGrads).ToArray();
-        if (_ranks.Size > 1)
+        if (_ranks.Averages)
             driver.OutputGradientsReady = () => _outputReduction = _ranks.StartAverage(m.Backend, _outputGrads);
     }
 
@@ -86,7 +86,7 @@ public sealed class TrainingStep : IDisposable
 
     string? WhyNotRecorded()
     {
-        if (_ranks.Size > 1) return "several ranks wait for each other inside a step";
+        if (_ranks.Averages) return "the step averages gradients across ranks (they wait for each other inside it)";
         if (_be.Profiler != null) return "profiling times each op";
         return _be.RecordingUnavailable;
     }
@@ -125,7 +125,7 @@ public sealed class TrainingStep : IDisposable
     /// <summary>One step on token views the caller prepared, op by op (the caller sets the state first).</summary>
     public void Run(IdxView x, IdxView y)
     {
-        SyncCounters(_mirror[0], (long)((ulong)(uint)_mirror[2] << 32 | (uint)_mirror[1]));
+        SyncCounters(_mirror[StepCounters.Minibatch], StepCounters.RunMinibatch(_mirror));
         optimizer.Prepare(driver.Model);
         StepOps(x, y);
         Advanced();
@@ -147,7 +147,7 @@ public sealed class TrainingStep : IDisposable
 
     void SyncCounters(int index, long runMinibatch)
     {
-        int[] want = [index, (int)(uint)runMinibatch, (int)(uint)((ulong)runMinibatch >> 32), optimizer.StepCount];
+        int[] want = StepCounters.Of(index, runMinibatch, optimizer.StepCount);
         if (want.AsSpan().SequenceEqual(_mirror)) return;
         _be.Upload(_counters, want);
         want.CopyTo(_mirror, 0);
@@ -155,10 +155,7 @@ public sealed class TrainingStep : IDisposable
 
     void Advanced()
     {
-        _mirror[0]++;
-        ulong run = ((ulong)(uint)_mirror[2] << 32 | (uint)_mirror[1]) + 1;
-        (_mirror[1], _mirror[2]) = ((int)(uint)run, (int)(uint)(run >> 32));
-        _mirror[3]++;
+        StepCounters.Advance(_mirror);
         optimizer.Completed();
     }
 
@@ -167,7 +164,7 @@ public sealed class TrainingStep : IDisposable
         var m = driver.Model;
         driver.Forward(x, y);
         driver.Backward(x);
-        if (_ranks.Size > 1)
+        if (_ranks.Averages)
         {
             long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             var rest = _ranks.StartAverage(m.Backend, _otherGrads);
@@ -178,7 +175,7 @@ public sealed class TrainingStep : IDisposable
             Reductions++;
         }
         _be.ComputeClipScale(m.Grads, clipTheta, _clip);
-        optimizer.Enqueue(m, _clip, _counters.Range(3, 1));
+        optimizer.Enqueue(m, _clip, _counters.Range(StepCounters.OptimizerSteps, 1));
         _be.AdvanceStep(_counters.All);
     }
 

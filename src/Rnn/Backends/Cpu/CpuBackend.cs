@@ -8,6 +8,7 @@ public sealed class CpuTensor : Tensor
     public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[Length]; // after the base's size check
 
     public float[] Data { get; }
+    public override float[] HostArray => Data;
     public override void Dispose() { }
 }
 
@@ -154,8 +155,7 @@ public sealed class CpuBackend : IBackend
     public void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask)
     {
         using var _ = Op();
-        var c = I(count);
-        ulong counter = (ulong)(uint)c[1] << 32 | (uint)c[0];
+        ulong counter = StepCounters.Load(I(count));
         var xs = S(x); var ys = S(y); var ms = S(mask);
         float scale = 1f / (1f - p);
         for (int i = 0; i < xs.Length; i++)
@@ -407,11 +407,7 @@ public sealed class CpuBackend : IBackend
 
     public void AdvanceStep(IdxView counters)
     {
-        var c = ((CpuIndices)counters.Buffer).Data.AsSpan(counters.Offset, 4);
-        c[0]++;
-        ulong run = ((ulong)(uint)c[2] << 32 | (uint)c[1]) + 1;
-        (c[1], c[2]) = ((int)(uint)run, (int)(uint)(run >> 32));
-        c[3]++;
+        StepCounters.Advance(((CpuIndices)counters.Buffer).Data.AsSpan(counters.Offset, StepCounters.Length));
     }
 
     public void Overlap(Action foreground, IReadOnlyList<Action> background)

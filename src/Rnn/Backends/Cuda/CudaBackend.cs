@@ -7,6 +7,7 @@ public sealed class CudaTensor : Tensor
 {
     internal CudaTensor(CudaContext ctx, int rows, int cols) : base(rows, cols) => Buffer = ctx.Allocate<float>((long)rows * cols);
     public DeviceBuffer<float> Buffer { get; }
+    public override ulong DeviceAddress => Buffer.Pointer;
 
     /// <summary>Told before the memory goes (the backend drops what it built on this tensor's address).</summary>
     internal Action<CudaTensor>? Disposing { get; set; }
@@ -86,7 +87,7 @@ public sealed unsafe class CudaBackend : IBackend
         _partials = ctx.Allocate<double>(ClipBlocks * 8);
         for (int i = 0; i < StagingRing; i++) _stagingDone[i] = ctx.Own(ctx.CreateEvent());
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
-        _persistent = new PersistentRecurrence(ctx, _stream, Kernel);
+        _persistent = new PersistentRecurrence(ctx, _stream, Kernel, options.PersistentColumns);
         Name = $"cuda:{ctx.Device}";
         Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{math switch { GemmMath.Tf32 => ", TF32 GEMMs", GemmMath.Bf16 => ", BF16 GEMMs with FP32 accumulation", _ => "" }})";
         ResetLoss();
@@ -115,7 +116,8 @@ public sealed unsafe class CudaBackend : IBackend
     public CudaContext Context => _ctx;
     /// <summary>The stream ops are issued to now (the side stream while Overlap issues background blocks).</summary>
     public CudaStream Stream => _cur;
-    public Blas Blas => _blas;
+    /// <summary>The main stream, whatever Overlap is issuing: the one every step's work ends on (Overlap joins it).</summary>
+    public CudaStream MainStream => _stream;
     public string Name { get; }
     public string Description { get; }
     public int OverlapBlock => int.MaxValue;

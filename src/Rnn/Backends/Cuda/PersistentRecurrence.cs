@@ -33,14 +33,13 @@ sealed class PersistentRecurrence
         public override string ToString() => Runs ? $"persistent ({Blocks} blocks × {Cols} columns)" : $"per-step ({Reason})";
     }
 
-    public PersistentRecurrence(CudaContext ctx, CudaStream stream, Func<string, CudaKernel> kernel)
+    public PersistentRecurrence(CudaContext ctx, CudaStream stream, Func<string, CudaKernel> kernel, int? columns)
     {
         _ctx = ctx;
         _kernel = kernel;
         _barrier = ctx.Own(ctx.Allocate<uint>(2));
         CudaCheck.ThrowIfFailed(CudaDriver.cuMemsetD32Async(_barrier.Pointer, 0, 2, stream.Handle));
-        // CHARRNN_PERSISTENT_COLS=N: hidden columns per block, for tuning on a card (gpu-check times a few).
-        if (int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int c) && c > 0) _colsOverride = c;
+        _colsOverride = columns is > 0 ? columns : null; // GpuOptions.PersistentColumns: gpu-check times a few tilings
     }
 
     /// <param name="force">Run the kernels wherever they fit, large products included (<c>--recurrence persistent</c>).</param>

@@ -1,6 +1,6 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model;
 
 /// <summary>
 /// The book's scratch GRU (d2l 6.7), which applies the reset gate before the product:
@@ -11,6 +11,8 @@ namespace CharRnn.Rnn.Model.Cells;
 public sealed class BookGruCell(ModelSpec spec) : RecurrentCell(spec)
 {
     public override int Gates => 3;
+    public override string? TorchModule => null; // (r ⊙ h)·U_n: nn.GRU computes r ⊙ (h·U_n + b_hn), so export refuses it
+    public override (int GateSized, int HiddenSized) WorkspaceBuffers => (5, 3); // + hproj, gates, dhproj; + r ⊙ h (drh: B × H)
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 

@@ -1,6 +1,6 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model;
 
 /// <summary>
 /// One recurrent layer's workspace over T steps of B rows, time-major (row t·B + b is step t of batch row b), and the
@@ -69,6 +69,9 @@ public abstract class CellLayer : IRecurrence, IDisposable
 
     /// <summary>Every buffer the layer owns (null entries skipped).</summary>
     protected virtual IEnumerable<Tensor?> Buffers => [Pre, Hs, DH, DPre, DH0];
+
+    /// <summary>Floats this layer's workspace holds (what <see cref="RecurrentCell.WorkspaceBuffers"/> estimates).</summary>
+    public long WorkspaceFloats => Buffers.Sum(t => t == null ? 0L : t.Length);
 
     public void Dispose()
     {

@@ -1,6 +1,6 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model;
 
 /// <summary>
 /// PyTorch's GRU (nn.GRU, the concise models), gates r, z, n: n = tanh(x·W_n + b_in + r ⊙ (h·U_n + b_hn)). Per step
@@ -9,6 +9,8 @@ namespace CharRnn.Rnn.Model.Cells;
 public sealed class GruCell(ModelSpec spec) : RecurrentCell(spec)
 {
     public override int Gates => 3;
+    public override string TorchModule => "nn.GRU";
+    public override (int GateSized, int HiddenSized) WorkspaceBuffers => (5, 2); // + hproj, gates, dhproj
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 

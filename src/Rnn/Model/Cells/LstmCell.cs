@@ -1,6 +1,6 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model;
 
 /// <summary>
 /// The LSTM (d2l 6.8, nn.LSTM), gates i, f, g, o: per step one GEMM for all four (h·W_hh accumulated onto the input
@@ -9,6 +9,9 @@ namespace CharRnn.Rnn.Model.Cells;
 public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
 {
     public override int Gates => 4;
+    public override string TorchModule => "nn.LSTM";
+    public override IReadOnlyList<string> CarriedState => ["H", "C"];
+    public override (int GateSized, int HiddenSized) WorkspaceBuffers => (3, 3); // + gates; + cell states (dc, dc0: B × H)
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 

@@ -1,6 +1,6 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model; // the cells live in Model/Cells but share the model's namespace: a spec names its cell, a cell reads its spec
 
 /// <summary>
 /// A recurrent cell type: its gate count, its parameters per layer and their initialisation, and (through
@@ -60,6 +60,23 @@ public abstract class RecurrentCell(ModelSpec spec)
         double bound = 1.0 / Math.Sqrt(Spec.Hidden);
         for (int j = 0; j < values.Length; j++) values[j] = (float)((rng.NextDouble() * 2 - 1) * bound);
     }
+
+    /// <summary>The state each layer carries from one minibatch to the next, by its checkpoint name: H, and the LSTM's
+    /// cell state C (tensors <c>state/H0</c>, <c>state/C0</c>, … of a checkpoint).</summary>
+    public virtual IReadOnlyList<string> CarriedState => ["H"];
+
+    /// <summary>The PyTorch module that computes this cell (<c>nn.RNN</c>, <c>nn.GRU</c>, <c>nn.LSTM</c>), or null where
+    /// none does (the book's scratch GRU): what export writes, or refuses.</summary>
+    public abstract string? TorchModule { get; }
+
+    /// <summary>The checkpoint names of every layer's carried state, layer by layer.</summary>
+    public IEnumerable<string> StateTensorNames() =>
+        Enumerable.Range(0, Spec.Layers).SelectMany(l => CarriedState.Select(s => $"state/{s}{l}"));
+
+    /// <summary>A layer's workspace, for memory estimates before anything is allocated: buffers of T·B × G·H floats
+    /// (gate-sized) and of (T+1)·B × H (hidden-sized). The base layer has two of each (Pre, DPre; Hs, DH with DH0);
+    /// a cell adds its own (<see cref="CellLayer.WorkspaceFloats"/> is what one really holds).</summary>
+    public virtual (int GateSized, int HiddenSized) WorkspaceBuffers => (2, 2);
 
     /// <summary>One layer's workspace for <paramref name="steps"/> steps of <paramref name="batch"/> rows, with its steps.</summary>
     public abstract CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps);

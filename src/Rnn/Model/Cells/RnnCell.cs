@@ -1,11 +1,12 @@
 using CharRnn.Rnn.Backends;
 
-namespace CharRnn.Rnn.Model.Cells;
+namespace CharRnn.Rnn.Model;
 
 /// <summary>The plain RNN (d2l 6.4/6.5): H_t = act(X_t·W_xh + H_{t−1}·W_hh + b), act tanh or relu.</summary>
 public sealed class RnnCell(ModelSpec spec) : RecurrentCell(spec)
 {
     public override int Gates => 1;
+    public override string TorchModule => "nn.RNN";
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 
