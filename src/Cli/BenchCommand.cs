@@ -12,7 +12,7 @@ namespace CharRnn.Cli;
 
 internal static class BenchCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
     {
         var config = new Option<string>("--config")
         {
@@ -47,6 +47,7 @@ internal static class BenchCommand
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(corpus) ?? OptionValues.DefaultCorpus();
+            if (pr.GetValue(json) is string jsonPath) AtomicFile.CheckWritable(jsonPath, "--json", (path, "--corpus")); // before the run, not after
             bool large = pr.GetValue(config) == "large";
             var o = TrainOptions.Preset(pr.GetValue(preset)!);
             if (large) o = o with { Hidden = 1024, Batch = 256, Steps = 35 };
@@ -70,8 +71,8 @@ internal static class BenchCommand
             be.Profiler = profiler;
             stderr.WriteLine($"charrnn bench: {(large ? "large" : pr.GetValue(preset))} on {be.Description}");
             var r = large
-                ? Benchmark.Steps(be, data, o, "large", steps)
-                : Benchmark.Run(be, data, o, "book/" + pr.GetValue(preset));
+                ? Benchmark.Steps(be, data, o, "large", steps, cancel: cancel)
+                : Benchmark.Run(be, data, o, "book/" + pr.GetValue(preset), cancel);
             be.Profiler = null; // the SGEMM rate is measured on its own
             int n = pr.GetValue(sgemm) ?? (be.RunsOnHost ? 2048 : 8192);
             if (n > 0) r = r with { SgemmGflopsPerSecond = Benchmark.SgemmRate(be, n), SgemmSize = n };

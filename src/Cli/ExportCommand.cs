@@ -20,8 +20,9 @@ internal static class ExportCommand
         cmd.SetAction(pr => Program.Guard(stderr, () =>
         {
             var path = pr.GetValue(output)!;
-            AtomicFile.CheckWritable(path, "OUT");
-            var ck = Checkpoint.Load(CheckpointFolder.Resolve(pr.GetValue(checkpoint)!, "--checkpoint"));
+            var ckPath = CheckpointFolder.Resolve(pr.GetValue(checkpoint)!, "--checkpoint");
+            AtomicFile.CheckWritable(path, "OUT", (ckPath, "--checkpoint"));
+            var ck = Checkpoint.Load(ckPath);
             switch (pr.GetValue(format)) // one format today; a second one is a case here (and in AcceptOnlyFromAmong)
             {
                 case "safetensors": TorchFormat.Export(PortableModel.Of(ck), path, ck.Header.Epoch); break;

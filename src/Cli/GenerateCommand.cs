@@ -12,7 +12,7 @@ namespace CharRnn.Cli;
 
 internal static class GenerateCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel = default)
     {
         var checkpoint = new Option<string?>("--checkpoint") { Description = "A checkpoint written by charrnn train --checkpoint-dir, or that folder (its latest)." };
         var modelFile = new Option<string?>("--model") { Description = "A model in PyTorch's layout, a .safetensors file (charrnn export writes them; so can PyTorch)." };
@@ -51,7 +51,12 @@ internal static class GenerateCommand
             {
                 // Streamed: the prefix, then each character as it is drawn.
                 stdout.Write(text);
-                sampler.Sample(ids, len, t, k, rng, token => { stdout.Write(vocab.Decode([token])); stdout.Flush(); });
+                sampler.Stream(ids, len, t, k, rng, token => // a signal stops it at the next character
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    stdout.Write(vocab.Decode([token]));
+                    stdout.Flush();
+                });
                 stdout.WriteLine();
             }
             stdout.Flush();

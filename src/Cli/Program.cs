@@ -68,8 +68,8 @@ public static class Program
         var root = new RootCommand("charrnn — character-level RNN language models (d2l ch. 6.4/6.5) on NVIDIA GPUs and CPUs.");
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr, cancel, ranks ?? SingleRank.Instance));
         root.Subcommands.Add(InfoCommand.Create(stdout));
-        root.Subcommands.Add(BenchCommand.Create(stdout, stderr));
-        root.Subcommands.Add(GenerateCommand.Create(stdout, stderr));
+        root.Subcommands.Add(BenchCommand.Create(stdout, stderr, cancel));
+        root.Subcommands.Add(GenerateCommand.Create(stdout, stderr, cancel));
         root.Subcommands.Add(ExportCommand.Create(stdout, stderr));
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         try

@@ -58,12 +58,12 @@ internal static class PlotWriter
     const string FontName = "DejaVu Sans";
     static bool s_fontAdded;
 
-    public static void CheckPath(string path)
+    public static void CheckPath(string path, params (string? Path, string Flag)[] inputs)
     {
         var ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is not (".png" or ".svg"))
             throw new CharRnnException($"--plot must name a .png or .svg file (got '{path}').");
-        AtomicFile.CheckWritable(path, "--plot");
+        AtomicFile.CheckWritable(path, "--plot", inputs);
         // Plots are drawn by SkiaSharp's native library: a lone NativeAOT binary without it beside must say so before training.
         if (!System.Runtime.InteropServices.NativeLibrary.TryLoad("libSkiaSharp", typeof(SkiaSharp.SKBitmap).Assembly, null, out _))
             throw new CharRnnException($"--plot needs SkiaSharp's native library (libSkiaSharp.so) beside charrnn in {AppContext.BaseDirectory}; " +

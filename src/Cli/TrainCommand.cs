@@ -14,6 +14,8 @@ namespace CharRnn.Cli;
 
 internal static class TrainCommand
 {
+    const double MaxRankTimeout = 365 * 24 * 3600.0; // TimeSpan holds ~29 000 years; a year is the sane bound
+
     public static Command Create(TextWriter stdout, TextWriter stderr, CancellationToken cancel, ICollective ranks)
     {
         var preset = new Option<string?>("--preset")
@@ -70,11 +72,12 @@ internal static class TrainCommand
         var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N), or NCCL: seconds a rank waits for the others (an MPI collective, an NCCL all-reduce on the GPU) before it calls the run failed (default 600)." };
         var nccl = new Option<bool>("--nccl") { Description = "GPU: average gradients with NCCL even for a single rank (several GPU ranks always do)." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
+        var force = new Option<bool>("--force") { Description = "Start a new run in a --checkpoint-dir that holds another run's checkpoints, deleting them (without it, such a folder is refused: runs would mix)." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
                      predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, precision, recurrence, graph, input, blas, activation,
-                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl })
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl, force })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
@@ -108,13 +111,16 @@ internal static class TrainCommand
                 Prefixes = pr.GetValue(prefix),
             };
             if (pr.GetValue(rankTimeout) is double rt)
-                ranks.Timeout = rt > 0 && double.IsFinite(rt) ? TimeSpan.FromSeconds(rt) : throw new CharRnnException($"--rank-timeout must be a positive number of seconds (got {rt}).");
+                ranks.Timeout = rt > 0 && rt <= MaxRankTimeout ? TimeSpan.FromSeconds(rt) : throw new CharRnnException(
+                    $"--rank-timeout must be a positive number of seconds, at most {MaxRankTimeout:0} (a year; got {rt.ToString(CultureInfo.InvariantCulture)}).");
             var resumeFrom = pr.GetValue(resume);
             var initPath = pr.GetValue(initFrom);
             if (resumeFrom != null && initPath != null)
                 throw new CharRnnException("--resume continues a run, --init-from starts a new one from its weights: give one of them.");
-            Checkpoint? from = resumeFrom != null ? Checkpoint.Load(CheckpointFolder.Resolve(resumeFrom, "--resume")) : null;
-            PortableModel? init = initPath != null ? PortableModel.Load(CheckpointFolder.Resolve(initPath, "--init-from")) : null;
+            var resumeFile = resumeFrom != null ? CheckpointFolder.Resolve(resumeFrom, "--resume") : null;
+            var initFile = initPath != null ? CheckpointFolder.Resolve(initPath, "--init-from") : null;
+            Checkpoint? from = resumeFile != null ? Checkpoint.Load(resumeFile) : null;
+            PortableModel? init = initFile != null ? PortableModel.Load(initFile) : null;
 
             // The corpus: a user's text trains whole and keeps its lines; the shipped one is the book's 10 000 characters.
             var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? OptionValues.DefaultCorpus();
@@ -157,13 +163,27 @@ internal static class TrainCommand
 
             // Every output is checked (and the checkpoint folder locked) before anything is trained.
             var metricsPath = pr.GetValue(metrics);
-            if (metricsPath != null) AtomicFile.CheckWritable(metricsPath, "--metrics");
+            (string?, string)[] inputs = [(corpusPath, "--corpus"), (resumeFile, "--resume"), (initFile, "--init-from")];
+            if (metricsPath != null) AtomicFile.CheckWritable(metricsPath, "--metrics", inputs);
             var plotPath = pr.GetValue(plot);
-            if (plotPath != null) PlotWriter.CheckPath(plotPath);
+            if (plotPath != null) PlotWriter.CheckPath(plotPath, inputs);
+            if (metricsPath != null && plotPath != null && AtomicFile.Stat(metricsPath) is { } ms && AtomicFile.Stat(plotPath) is { } ps && ms.SameFileAs(ps))
+                throw new CharRnnException($"--metrics and --plot name the same file ({metricsPath}); name two files.");
             var dir = pr.GetValue(checkpointDir) ?? from?.Header.CheckpointDir;
             using var folder = dir != null && ranks.Rank == 0 ? CheckpointFolder.Open(dir) : null; // rank 0 writes for all
             if (folder is { RemovedTemps: > 0 })
                 stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");
+            // One run per folder: a new run (or a resume from elsewhere) among another run's checkpoints would overwrite
+            // some of them and leave latest.ckpt and best.ckpt pointing into different runs.
+            bool continues = resumeFile != null && folder != null && Path.GetFullPath(Path.GetDirectoryName(Path.GetFullPath(resumeFile))!) == Path.GetFullPath(folder.Path);
+            if (folder != null && !continues && folder.Checkpoints().ToList() is { Count: > 0 } others)
+            {
+                if (!pr.GetValue(force))
+                    throw new CharRnnException($"The checkpoint folder {folder.Path} holds another run's checkpoints ({others.Count} file(s), e.g. {Path.GetFileName(others[^1])}). " +
+                                               $"Continue that run with --resume {folder.Path}, choose a new --checkpoint-dir, or give --force to delete them and start over.");
+                foreach (var f in others) File.Delete(f);
+                stderr.WriteLine($"charrnn: --force: deleted {others.Count} checkpoint file(s) of an earlier run in {folder.Path}");
+            }
             var save = pr.GetValue(saveEvery) is string se ? Interval.Parse(se, "--save-every") : (Interval?)null;
             if (dir != null) schedule = schedule with { Save = save ?? schedule.Print };
             else if (save != null) throw new CharRnnException("--save-every needs a folder to save in: give --checkpoint-dir too.");

@@ -176,13 +176,18 @@ public class ReliabilityTests
         using var dir = new TempDir();
         var stale = dir.File(".epoch-00003.ckpt.2147483000.tmp"); // a PID no process has
         var mine = dir.File($".epoch-00004.ckpt.{Environment.ProcessId}.tmp");
-        File.WriteAllText(stale, "half a checkpoint");
-        File.WriteAllText(mine, "being written");
+        var notOurs = dir.File(".notes.txt.2147483000.tmp");          // a user's file in CharRnn's temp-name pattern
+        var foreign = dir.File(".latest.ckpt.2147483001.tmp");        // our name, but not a checkpoint's bytes
+        File.WriteAllText(stale, "CHARRNN\0half a checkpoint");
+        File.WriteAllText(mine, "CHARRNN\0being written");
+        File.WriteAllText(notOurs, "CHARRNN\0a user's own");
+        File.WriteAllText(foreign, "someone else's data");
         using (var folder = CheckpointFolder.Open(dir.Path))
         {
             Assert.That(folder.RemovedTemps, Is.EqualTo(1));
             Assert.That(File.Exists(stale), Is.False);
             Assert.That(File.Exists(mine), Is.True, "a live process's temp file stays");
+            Assert.That(File.Exists(notOurs) && File.Exists(foreign), Is.True, "files CharRnn did not write stay, whatever their names");
             var e = Assert.Throws<CharRnnException>(() => CheckpointFolder.Open(dir.Path))!;
             Assert.That(e.Message, Does.Contain("Another charrnn run"));
             var (code, _, err) = Run(CliTests.With(["--checkpoint-dir", dir.Path, "--epochs", "1"]));
@@ -190,7 +195,8 @@ public class ReliabilityTests
             Assert.That(CliProcess.OneErrorLine(err), Does.Contain("Another charrnn run is writing checkpoints"));
         }
         using (CheckpointFolder.Open(dir.Path)) { } // released with its holder
-        Assert.That(Directory.GetFiles(dir.Path).Select(Path.GetFileName), Is.EqualTo(new[] { Path.GetFileName(mine) }), "no lock file left behind");
+        Assert.That(Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order(),
+            Is.EqualTo(new[] { mine, notOurs, foreign }.Select(Path.GetFileName).Order()), "no lock file left behind");
     }
 
     /// <summary>SIGTERM stops a run the way Ctrl+C does: the epoch finishes, a checkpoint is saved, exit 143.</summary>

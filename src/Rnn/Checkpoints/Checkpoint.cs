@@ -28,6 +28,9 @@ public sealed class Checkpoint
     public const int FormatVersion = 1;
     static readonly byte[] Magic = "CHARRNN\0"u8.ToArray();
 
+    /// <summary>The first bytes of every checkpoint file (the mark of a temp file a killed save left).</summary>
+    public static ReadOnlySpan<byte> FileMagic => Magic;
+
     public required CheckpointHeader Header { get; init; }
     /// <summary>Named float32 tensors: "param/W_xh", …, "adam_m/W_xh", "adam_v/…", "state/H".</summary>
     public required IReadOnlyDictionary<string, float[]> Tensors { get; init; }

@@ -70,7 +70,16 @@ public sealed class CheckpointFolder : IDisposable
         }
     }
 
-    static readonly Regex Name = new(@"^epoch-(\d{5,})(?:-mb-(\d+))?(?:-val-([0-9.]+))?\.ckpt$");
+    // At most 10 digits of epoch (an int) and 18 of minibatch: longer digit runs are not names CharRnn writes (and
+    // would overflow the parse that orders them).
+    /// <summary>The checkpoint files (and links) CharRnn wrote in this folder, by name.</summary>
+    public IEnumerable<string> Checkpoints() =>
+        Directory.EnumerateFileSystemEntries(Path).Where(f => IsCheckpointName(System.IO.Path.GetFileName(f)) && !Directory.Exists(f)).Order(StringComparer.Ordinal);
+
+    /// <summary>The names CharRnn gives the checkpoints it writes in a folder.</summary>
+    public static bool IsCheckpointName(string fileName) => fileName is Latest or Best || Name.IsMatch(fileName);
+
+    static readonly Regex Name = new(@"^epoch-(\d{5,10})(?:-mb-(\d{1,18}))?(?:-val-([0-9.]+))?\.ckpt$");
 
     static double? ValOf(string fileName) =>
         Name.Match(fileName) is { Success: true } m && m.Groups[3].Success && double.TryParse(m.Groups[3].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)
@@ -117,7 +126,18 @@ public sealed class CheckpointFolder : IDisposable
                 throw new CharRnnException($"Another charrnn run is writing checkpoints to {path}. Wait for it to finish, or choose another --checkpoint-dir.");
             }
         }
-        return new CheckpointFolder(path, fd, AtomicFile.RemoveStaleTemps(path));
+        try
+        {
+            // Written only after the first epochs: a folder that refuses new files (read-only mount, permissions) must
+            // be found now, not when the work is done. The probe is the temp file a save creates, created and removed.
+            AtomicFile.CheckWritable(System.IO.Path.Combine(path, Latest), "--checkpoint-dir");
+        }
+        catch (CharRnnException)
+        {
+            if (fd >= 0) Libc.close(fd);
+            throw;
+        }
+        return new CheckpointFolder(path, fd, AtomicFile.RemoveStaleTemps(path, IsCheckpointName, Checkpoint.FileMagic));
     }
 
     public void Dispose()

@@ -23,8 +23,11 @@ public sealed record PortableModel(ModelSpec Spec, RnnParameters Parameters, str
         new(ck.Spec, ck.Parameters(), ck.Header.VocabChars, ck.Header.Options.Prefixes.FirstOrDefault(), ck.Header.Newlines) { RunOptions = ck.Header.Options };
 
     /// <summary>A checkpoint, or a safetensors model (by its extension or its first bytes), with the fix for each.</summary>
-    public static PortableModel Load(string path) =>
-        TorchFormat.IsSafeTensors(path) ? TorchFormat.Import(path) : Of(Checkpoint.Load(path));
+    public static PortableModel Load(string path)
+    {
+        AtomicFile.CheckInput(path, "The model"); // before IsSafeTensors peeks at its first bytes
+        return TorchFormat.IsSafeTensors(path) ? TorchFormat.Import(path) : Of(Checkpoint.Load(path));
+    }
 }
 
 /// <summary>

@@ -47,6 +47,7 @@ public sealed record Corpus
     public static Corpus Load(string path, int? maxChars = BookCharCount, NewlineMode newlines = NewlineMode.Space, Vocabulary? vocabulary = null)
     {
         if (maxChars is <= 0) throw new CharRnnException($"--chars must be a positive number or 'all' (got {maxChars}).");
+        AtomicFile.CheckInput(path, "The corpus");
         int limit = maxChars ?? MaxChars;
         var codes = new List<int>(Math.Min(limit, 1 << 20));
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA1);

@@ -30,36 +30,59 @@ public sealed class TextSampler : IDisposable
     /// one as it is drawn (a caller can stream the text).</summary>
     public int[] Sample(IReadOnlyList<int> prefix, int length, double temperature, int? topK, Rng rng, Action<int>? onToken = null)
     {
+        var output = new List<int>(prefix);
+        Stream(prefix, length, temperature, topK, rng, t => { output.Add(t); onToken?.Invoke(t); });
+        return output.ToArray();
+    }
+
+    /// <summary>
+    /// Draws <paramref name="length"/> tokens after <paramref name="prefix"/>, handing each to <paramref name="onToken"/>
+    /// as it comes (which may throw to stop: a signal), keeping none: memory does not grow with the length. Temperature 0
+    /// is greedy — the first maximum of the float logits + b_q, exactly what <see cref="Predictor"/> picks on the
+    /// device — and streams as sampling does.
+    /// </summary>
+    public void Stream(IReadOnlyList<int> prefix, long length, double temperature, int? topK, Rng rng, Action<int> onToken)
+    {
         if (temperature < 0 || double.IsNaN(temperature)) throw new CharRnnException($"--temperature must be 0 or more (got {temperature}).");
         if (topK is < 1) throw new CharRnnException($"--top-k must be at least 1 (got {topK}).");
-        if (temperature == 0)
-        {
-            using var greedy = new Predictor(_m);
-            var all = greedy.Predict(prefix, length);
-            if (onToken != null) foreach (var t in all.Skip(prefix.Count)) onToken(t);
-            return all;
-        }
+        if (length < 0) throw new CharRnnException($"--length must be zero or more (got {length}).");
         if (prefix.Count == 0) throw new CharRnnException("The prefix is empty. Give at least one character with --prefix.");
-        var output = new List<int>(prefix);
         using var token = _be.Indices(1);
         int v = _m.Spec.Vocab;
         var stored = new float[_m.OutputWidth];
         var z = new float[v];
         var p = new double[v];
         _step.ResetState();
-        for (int t = 0; t < prefix.Count + length - 1; t++)
+        int next = prefix[0];
+        for (long t = 0; t < prefix.Count + length - 1; t++)
         {
             if (t > 0) _step.CarryState();
-            _be.Upload(token, [output[t]]);
+            _be.Upload(token, [next]);
             _step.Advance(token.All);
-            if (t < prefix.Count - 1) continue;
+            if (t < prefix.Count - 1)
+            {
+                next = prefix[(int)t + 1];
+                continue;
+            }
             _be.Gemm(false, false, 1f, _step.StateT, _m.Whq.All, 0f, _logits.All);
             _be.Download(_logits, stored);
             stored.AsSpan(0, v).CopyTo(z); // the real columns
-            output.Add(Draw(z, p, temperature, topK, rng));
-            onToken?.Invoke(output[^1]);
+            next = temperature == 0 ? Argmax(z) : Draw(z, p, temperature, topK, rng);
+            onToken(next);
         }
-        return output.ToArray();
+    }
+
+    /// <summary>The greedy choice: the first maximum of z + b_q in float, as <c>argmax_rows</c> computes it.</summary>
+    int Argmax(float[] z)
+    {
+        int best = 0;
+        float max = z[0] + _bq[0];
+        for (int i = 1; i < z.Length; i++)
+        {
+            float s = z[i] + _bq[i];
+            if (s > max) (max, best) = (s, i);
+        }
+        return best;
     }
 
     int Draw(float[] z, double[] p, double temperature, int? topK, Rng rng)

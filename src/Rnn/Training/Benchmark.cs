@@ -67,7 +67,7 @@ public static class Benchmark
 
     /// <summary>A whole run (every epoch of <paramref name="o"/>): the first epoch timed apart, the rest (at least one
     /// more) timed together up to the final sync.</summary>
-    public static BenchResult Run(IBackend be, Corpus corpus, TrainOptions o, string config)
+    public static BenchResult Run(IBackend be, Corpus corpus, TrainOptions o, string config, CancellationToken cancel = default)
     {
         if (o.Epochs < 2) throw new CharRnnException("A benchmarked run needs at least 2 epochs: the first (compilation, warm-up) is timed apart.");
         be.ResetMemoryPeak();
@@ -85,6 +85,7 @@ public static class Benchmark
                 first.Stop();
                 rest.Start();
             }
+            cancel.ThrowIfCancellationRequested(); // a signal stops the benchmark between epochs
             var sw = Stopwatch.StartNew();
             t.RunEpoch();
             if (be.RunsOnHost || e == o.Epochs - 1)
@@ -127,13 +128,17 @@ public static class Benchmark
     }
 
     /// <summary><paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones, cycling an epoch's minibatches.</summary>
-    public static BenchResult Steps(IBackend be, Corpus corpus, TrainOptions o, string config, int steps, int warmup = 3)
+    public static BenchResult Steps(IBackend be, Corpus corpus, TrainOptions o, string config, int steps, int warmup = 3, CancellationToken cancel = default)
     {
         o = o with { Epochs = 1 };
         be.ResetMemoryPeak();
         using var t = new Trainer(be, corpus, o);
         t.StartEpoch(0);
-        void Step(int i) => t.TrainMinibatch(i % t.EpochSize);
+        void Step(int i)
+        {
+            cancel.ThrowIfCancellationRequested(); // a signal stops the benchmark at the next minibatch
+            t.TrainMinibatch(i % t.EpochSize);
+        }
         be.Synchronize();
         var first = Stopwatch.StartNew();
         for (int i = 0; i < warmup; i++) Step(i);

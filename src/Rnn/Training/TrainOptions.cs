@@ -22,6 +22,7 @@ public sealed record TrainOptions
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
     public int PredPeriod { get; init; } = 50;
     public int PredLen { get; init; } = 50;
+    public const int MaxPredLen = 1_000_000;
     public IReadOnlyList<string> Prefixes { get; init; } = ["分开", "不分开"];
     public ulong Seed { get; init; } = 0;
     /// <summary>Dropout between stacked layers (nn.RNN's <c>dropout</c>): the probability of zeroing each input of layers
@@ -91,6 +92,9 @@ public sealed record TrainOptions
             throw new CharRnnException("--activation relu applies to the plain RNN cell only (GRU and LSTM use their own sigmoid/tanh gates).");
         Positive("--pred-period", PredPeriod);
         if (PredLen < 0) throw new CharRnnException($"--pred-len must be zero or more (got {PredLen}).");
+        // The report's predictions are kept on the backend whole (prefix + length token ids): bounded, as a report line is.
+        if (PredLen > MaxPredLen)
+            throw new CharRnnException($"--pred-len must be at most {MaxPredLen:N0} (got {PredLen:N0}): it is the length of each report's sample; charrnn generate --length writes long texts.");
         if (!float.IsFinite(LearningRate) || LearningRate <= 0)
             throw new CharRnnException($"--lr must be a positive finite number (got {LearningRate}).");
         if (Clip is float c && (float.IsNaN(c) || c <= 0))
