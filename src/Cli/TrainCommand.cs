@@ -136,6 +136,9 @@ internal static class TrainCommand
             if (from != null && data.Fingerprint != from.Header.CorpusSha1)
                 throw new CharRnnException($"The corpus {corpusPath} differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters from {from.Header.CorpusPath ?? "its --corpus"}). " +
                                            "Resume on the same text; --init-from starts a new run from the weights on another.");
+            if (from != null && from.Header.VocabChars != data.Vocab.ToString()) // same text, so a vocabulary that differs was edited
+                throw new CharRnnException($"The checkpoint's vocabulary ({from.Spec.Vocab} characters) is not its corpus's ({data.Vocab.Count}), " +
+                                           "though the corpus is the same text: the checkpoint is damaged. Resume from an earlier checkpoint.");
 
             if (from != null && from.Header.Ranks != ranks.Size)
                 throw new CharRnnException($"The checkpoint was written by a run of {from.Header.Ranks} rank(s); resume it with as many (mpiexec -n {from.Header.Ranks}), or --init-from it for a new run.");

@@ -171,6 +171,15 @@ public class CheckpointFuzzTests
         yield return M("BadCorpusFingerprint", p => p.Header["CorpusSha1"] = "zz");
         yield return M("NoCorpusChars", p => p.Header["CorpusChars"] = 0);
         yield return M("UndefinedSampling", p => O(p)["Sampling"] = "Sideways");
+        // Reliability round two (#23, cases 5 and 6): each of these loaded, then trained or generated on, or crashed.
+        static void First(Parts p, string tensor, float value) => BitConverter.GetBytes(value).CopyTo(p.Data[tensor], 0);
+        yield return M("NaNWeight", p => First(p, "param/W_hh", float.NaN));
+        yield return M("InfiniteAdamMoment", p => First(p, "adam_m/W_hh", float.PositiveInfinity));
+        yield return M("NegativeAdamSecondMoment", p => First(p, "adam_v/W_hh", -1f));
+        yield return M("NaNCarriedState", p => First(p, "state/C0", float.NaN));
+        yield return M("PredLenTooLong", p => O(p)["PredLen"] = int.MaxValue);
+        yield return M("BackendNameWithANewline", p => p.Header["Backend"] = "cpu\nerror: something else");
+        yield return M("LossRowsThatDoNotFitTheMinibatches", p => { p.Header["Minibatch"] = 1; p.Header["LossRows"] = 7; p.Header["LossSum"] = 1.0; });
     }
 
     [TestCaseSource(nameof(Mutants))]

@@ -121,6 +121,10 @@ public class ReliabilityTests
         var e = Assert.Throws<CharRnnException>(() => Corpus.Load(zip, null))!;
         Assert.That(e.Message, Does.Contain("more than").And.Contain("--chars"));
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(4L << 30), "bounded by the cap, not the 1 GiB inside");
+        long mid = GC.GetAllocatedBytesForCurrentThread();
+        var over = Assert.Throws<CharRnnException>(() => Corpus.Load(zip, Corpus.MaxChars + 1))!; // #23 case 8: a count past the cap
+        Assert.That(over.Message, Does.Contain("--chars must be at most"));
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - mid, Is.LessThan(1L << 20), "refused before reading");
     }
 
     /// <summary>A large plain text cut with --chars: read up to the cut, not wholly into memory.</summary>

@@ -175,6 +175,17 @@ public class SafeTensorsFileTests
         File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)h.Length), .. h, .. data]);
     }
 
+    /// <summary>Rewrites the header as text (for what JsonNode cannot write: lone surrogates, duplicate keys).</summary>
+    static void MutateText(string path, Func<string, string> mutate)
+    {
+        var blob = File.ReadAllBytes(path);
+        int n = (int)BitConverter.ToUInt64(blob, 0);
+        var h = Encoding.UTF8.GetBytes(mutate(Encoding.UTF8.GetString(blob, 8, n)));
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)h.Length), .. h, .. blob[(8 + n)..]]);
+    }
+
+    static string FirstInMetadata(string header, string entry) => header.Replace("\"__metadata__\":{", "\"__metadata__\":{" + entry + ",");
+
     [Test]
     public void BadFilesGetOneClearMessage()
     {
@@ -192,6 +203,18 @@ public class SafeTensorsFileTests
             ("no vocabulary", p => Mutate(p, h => h[SafeTensors.MetadataKey]!.AsObject().Remove(TorchFormat.Vocab)), "charrnn.vocab"),
             ("vocabulary of another size", p => Mutate(p, h => h[SafeTensors.MetadataKey]![TorchFormat.Vocab] = "abcdef"), "shape"),
             ("unknown tensor", p => Mutate(p, h => h["extra"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(0), ["data_offsets"] = new JsonArray(0, 0) }), "does not know"),
+            // Reliability round two (#23, cases 5, 6, 8): each of these ended in exit 70, a silent wrong accept, or gigabytes read.
+            ("data_offsets as strings", p => Mutate(p, h => h["dense.bias"]!["data_offsets"] = new JsonArray("0", "20")), "data_offsets"),
+            ("a lone surrogate in a metadata value", p => MutateText(p, t => FirstInMetadata(t, "\"note\":\"\\udc00\"")), "not valid Unicode text"),
+            ("a lone surrogate in a tensor name", p => MutateText(p, t => t.Replace("\"dense.bias\"", "\"dense.bias\\udc00\"")), "not valid Unicode text"),
+            ("a duplicate metadata key", p => MutateText(p, t => FirstInMetadata(t, $"\"{TorchFormat.Vocab}\":\"ab\"")), "twice"),
+            ("a NaN weight", p => { var b = File.ReadAllBytes(p); BitConverter.GetBytes(float.NaN).CopyTo(b, b.Length - 4); File.WriteAllBytes(p, b); }, "non-finite"),
+            ("4 GiB of an unknown tensor in a sparse file", p =>
+            {
+                long size = new FileInfo(p).Length;
+                Mutate(p, h => h["zzz"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(1L << 30), ["data_offsets"] = new JsonArray(1L << 32, (1L << 32) + (1L << 32)) });
+                using var f = new FileStream(p, FileMode.Open); f.SetLength(f.Length + (1L << 32)); // sparse: no data written
+            }, "nothing was read"),
         };
         foreach (var (what, breakIt, expected) in cases)
         {

@@ -194,6 +194,13 @@ public sealed class Checkpoint
                 var data = new float[t.Length];
                 for (int i = 0; i < data.Length; i += ChunkFloats)
                     fs.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan(i, Math.Min(ChunkFloats, data.Length - i))));
+                // A non-finite weight, moment or state would train or generate on as if it were a number (the vectorised
+                // tanh maps NaN to ±1): refused where it enters. Adam's second moments are squares: never negative.
+                int bad = FirstNonFinite(data);
+                if (bad >= 0)
+                    throw new CharRnnException(Bad($"holds a non-finite value ({data[bad]}) in {t.Name} at {bad}; the file is damaged or the run had diverged. Use an earlier checkpoint."));
+                if (t.Name.StartsWith("adam_v/", StringComparison.Ordinal) && data.Length > 0 && System.Numerics.Tensors.TensorPrimitives.Min<float>(data) < 0f)
+                    throw new CharRnnException(Bad($"holds a negative Adam second moment in {t.Name}; the file is damaged. Use an earlier checkpoint."));
                 tensors[t.Name] = data;
             }
             _ = spec;
@@ -203,6 +210,13 @@ public sealed class Checkpoint
         {
             throw new CharRnnException($"Cannot read the checkpoint {path}: {e.Message}", e);
         }
+    }
+
+    static int FirstNonFinite(float[] data)
+    {
+        for (int i = 0; i < data.Length; i++)
+            if (!float.IsFinite(data[i])) return i;
+        return -1;
     }
 
     static string CollapseLines(string s) => string.Join(" ", s.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));

@@ -41,6 +41,10 @@ internal static class CheckpointValidation
             Fail($"has an impossible position in its epoch (minibatch {h.Minibatch}, {h.LossRows} loss rows); the file is damaged.");
         if (h.Ranks < 1 || h.Options.Batch % h.Ranks != 0) Fail($"has an impossible rank count ({h.Ranks} for batch {h.Options.Batch}); the file is damaged.");
         if (!Enum.IsDefined(h.Newlines)) Fail($"has an undefined newline rule ({h.Newlines}); the file is damaged.");
+        if (h.Backend is string be && be.Any(char.IsControl)) // it is printed on a line of its own ("written on …")
+            Fail("has control characters in the name of the backend that wrote it; the file is damaged.");
+        if (h.Minibatch > 0 && h.LossRows != (long)h.Minibatch * o.Batch * o.Steps) // each minibatch adds B·T rows of loss
+            Fail($"has {h.LossRows} loss rows for {h.Minibatch} minibatches of {o.Batch} × {o.Steps}; the file is damaged.");
         if (h.ValPerplexity is double vp && !(double.IsFinite(vp) && vp >= 1)) Fail($"has an impossible validation perplexity ({vp}); the file is damaged.");
         if (h.History != null && h.History.Any(e => e is null || e.Epoch < 1 || !double.IsFinite(e.Perplexity)))
             Fail("has a damaged run history; the file is damaged.");

@@ -61,7 +61,10 @@ public static class SafeTensors
     }
 
     /// <summary>Reads and checks a safetensors file of float32 tensors: (tensors by name, metadata).</summary>
-    public static (Dictionary<string, SafeTensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
+    /// <param name="accept">When given, the tensor names the caller can use: any other is refused from the header,
+    /// before a byte of data is read (a small sparse file may declare gigabytes).</param>
+    public static (Dictionary<string, SafeTensor> Tensors, Dictionary<string, string> Metadata) Read(string path,
+        Func<string, bool>? accept = null, string acceptWhat = "")
     {
         string Bad(string what) => $"{path} is not a usable safetensors file: {what}";
         if (!File.Exists(path)) throw new CharRnnException($"Model file not found: {path}.");
@@ -84,6 +87,7 @@ public static class SafeTensors
             try { doc = JsonDocument.Parse(headerBytes.AsMemory().TrimEnd((byte)' ')); }
             catch (JsonException e) { throw new CharRnnException(Bad($"its header is not JSON ({e.Message})."), e); }
             using (doc)
+            try
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new CharRnnException(Bad("its header is not a JSON object."));
                 var seen = new HashSet<string>();
@@ -96,13 +100,19 @@ public static class SafeTensors
                         foreach (var m in p.Value.EnumerateObject())
                         {
                             if (m.Value.ValueKind != JsonValueKind.String) throw new CharRnnException(Bad($"__metadata__ value '{m.Name}' is not a string."));
-                            metadata[m.Name] = m.Value.GetString()!;
+                            if (!metadata.TryAdd(m.Name, m.Value.GetString()!)) throw new CharRnnException(Bad($"__metadata__ names '{m.Name}' twice."));
                         }
                         continue;
                     }
                     entries.Add(Entry(p, Bad));
                 }
             }
+            catch (InvalidOperationException e) // a name or value that is not text: invalid UTF-8, a lone surrogate escape
+            {
+                throw new CharRnnException(Bad($"its header holds a name or value that is not valid Unicode text ({e.Message.TrimEnd('.')})."), e);
+            }
+            if (accept != null && entries.FirstOrDefault(e => !accept(e.Name)) is { Name: not null } unknown) // before any data is read
+                throw new CharRnnException(Bad($"it has a tensor CharRnn does not know, {unknown.Name} ({acceptWhat}); nothing was read."));
             long at = 0;
             foreach (var e in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
             {
@@ -120,6 +130,9 @@ public static class SafeTensors
                 for (int i = 0; i < data.Length; i += 1 << 20)
                     fs.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan(i, Math.Min(1 << 20, data.Length - i))));
                 if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts");
+                for (int i = 0; i < data.Length; i++)
+                    if (!float.IsFinite(data[i]))
+                        throw new CharRnnException(Bad($"'{e.Name}' holds a non-finite value ({data[i]}) at {i}: the model had diverged or the file is damaged."));
                 tensors[e.Name] = new SafeTensor(e.Shape, data);
             }
             return (tensors, metadata);
@@ -148,6 +161,7 @@ public static class SafeTensors
             shape.Add(x);
         }
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2
+            || off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
             || !off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
             throw new CharRnnException(bad($"'{p.Name}' has no valid data_offsets [begin, end]."));
         Int128 count = 1;

@@ -116,9 +116,12 @@ public static class TorchFormat
     /// cell from the gate blocks' height (1, 3 or 4 × H), the layers from the names, the vocabulary from the metadata.
     /// A model written as one of the book's scratch models (one bias: its bias_hh all zero) comes back as one.
     /// </summary>
+    static readonly System.Text.RegularExpressions.Regex TorchName =
+        new(@"^(rnn\.(weight|bias)_(ih|hh)_l\d{1,4}|dense\.(weight|bias))$");
+
     public static PortableModel Import(string path)
     {
-        var (t, meta) = SafeTensors.Read(path);
+        var (t, meta) = SafeTensors.Read(path, TorchName.IsMatch, "a char-RNN holds rnn.* and dense.* under PyTorch's names");
         string Bad(string what) => $"{path} does not hold a CharRnn/PyTorch char-RNN: {what}";
         if (!meta.TryGetValue(Vocab, out var vocabChars) || vocabChars.Length == 0)
             throw new CharRnnException(Bad($"its __metadata__ has no '{Vocab}' (the model's characters, in index order)."));

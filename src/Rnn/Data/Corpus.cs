@@ -47,6 +47,8 @@ public sealed record Corpus
     public static Corpus Load(string path, int? maxChars = BookCharCount, NewlineMode newlines = NewlineMode.Space, Vocabulary? vocabulary = null)
     {
         if (maxChars is <= 0) throw new CharRnnException($"--chars must be a positive number or 'all' (got {maxChars}).");
+        if (maxChars > MaxChars) // the cap holds for a given count too (a zip bomb with --chars 2^30 got past it)
+            throw new CharRnnException($"--chars must be at most {MaxChars:N0} (got {maxChars:N0}): more characters than one run can index.");
         AtomicFile.CheckInput(path, "The corpus");
         int limit = maxChars ?? MaxChars;
         var codes = new List<int>(Math.Min(limit, 1 << 20));
