@@ -182,6 +182,24 @@ public class CheckpointFuzzTests
         yield return M("LossRowsThatDoNotFitTheMinibatches", p => { p.Header["Minibatch"] = 1; p.Header["LossRows"] = 7; p.Header["LossSum"] = 1.0; });
     }
 
+    /// <summary>#23 case 6: a checkpoint whose vocabulary was edited (one character swapped, the count and every size
+    /// kept, the hash recomputed) loads, but resuming it on its own corpus is refused: the model's rows would name other
+    /// characters. It resumed before, exit 0.</summary>
+    [Test]
+    public void AResumeWithAnEditedVocabularyIsRefused()
+    {
+        var parts = Parts.Of(Valid());
+        var v = parts.Header["VocabChars"]!.GetValue<string>();
+        parts.Header["VocabChars"] = v[..^1] + "\uFFEE"; // above every character of the corpus: still sorted and distinct
+        using var dir = new TempDir();
+        var path = dir.File("edited.ckpt");
+        File.WriteAllBytes(path, parts.Assemble());
+        Assert.That(TryLoad(parts.Assemble(), "edited vocabulary"), Is.Null, "it loads: only the corpus tells");
+        var (code, _, e) = CliTests.Run("train", "--resume", path, "--device", "cpu", "--epochs", "2");
+        Assert.That(code, Is.EqualTo(2), e);
+        Assert.That(CliProcess.OneErrorLine(e), Does.Contain("The checkpoint's vocabulary").And.Contain("is not its corpus's"));
+    }
+
     [TestCaseSource(nameof(Mutants))]
     public void HostileHeaderWithAValidHashIsRefused(Action<Parts> mutate)
     {
