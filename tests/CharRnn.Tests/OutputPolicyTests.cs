@@ -222,4 +222,15 @@ public class OutputPolicyTests
         Assert.That(code, Is.EqualTo(2), e);
         Assert.That(CliProcess.OneErrorLine(e), Does.Contain("the folder holds no checkpoint"));
     }
+
+    /// <summary>Case 4: start-up grew with the square of --layers (the parameter list rebuilt for every parameter: 3 000
+    /// layers took 87 s, now a few). A child process with a bound 15 times what it needs here, so only that comes back.</summary>
+    [Test]
+    public void ThousandsOfLayersStartInSeconds()
+    {
+        var (code, o, e) = CliProcess.Run(["train", "--device", "cpu", "--layers", "3000", "--hidden", "2", "--batch", "1", "--steps", "2",
+            "--chars", "1000", "--epochs", "1", "--pred-len", "1"], timeoutSeconds: 60);
+        Assert.That(code, Is.EqualTo(0), e);
+        Assert.That(o, Does.Contain("epoch 1, perplexity"));
+    }
 }

@@ -15,8 +15,13 @@ public enum CellKind { Rnn, Gru, Lstm }
 public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation Activation = Activation.Tanh,
     CellKind Cell = CellKind.Rnn, int Layers = 1)
 {
+    // Both derived lists are cached per instance (by reference: a `with` copy is a new instance, so never stale), since
+    // callers index them once per parameter: rebuilt on every call, 1 000 layers cost seconds and 3 000 a minute and a half.
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ModelSpec, RecurrentCell> s_cells = new();
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ModelSpec, IReadOnlyList<ParameterInfo>> s_parameters = new();
+
     /// <summary>The cell type: gate count, parameters per layer, initialisation, and each layer's steps.</summary>
-    public RecurrentCell CellType => RecurrentCell.For(this);
+    public RecurrentCell CellType => s_cells.GetValue(this, s => RecurrentCell.For(s));
 
     /// <summary>Gates per cell: RNN 1, GRU 3, LSTM 4.</summary>
     public int Gates => CellType.Gates;
@@ -27,17 +32,16 @@ public sealed record ModelSpec(ModelKind Kind, int Vocab, int Hidden, Activation
     /// gate blocks side by side in columns; PyTorch's <c>rnn.weight_ih_lN</c> (G·H×In) is the transpose of W_xh, its
     /// <c>dense.weight</c> (V×H) the transpose of W_hq.
     /// </summary>
-    public IReadOnlyList<ParameterInfo> Parameters
+    public IReadOnlyList<ParameterInfo> Parameters => s_parameters.GetValue(this, s => s.BuildParameters());
+
+    IReadOnlyList<ParameterInfo> BuildParameters()
     {
-        get
-        {
-            var cell = CellType;
-            var list = new List<ParameterInfo>();
-            for (int l = 0; l < Layers; l++) list.AddRange(cell.LayerParameters(l));
-            list.Add(new("W_hq", Hidden, Vocab, Kind == ModelKind.Concise ? "dense.weight" : null, -1, ParameterRole.OutputWeight));
-            list.Add(new("b_q", 1, Vocab, Kind == ModelKind.Concise ? "dense.bias" : null, -1, ParameterRole.OutputBias));
-            return list;
-        }
+        var cell = CellType;
+        var list = new List<ParameterInfo>();
+        for (int l = 0; l < Layers; l++) list.AddRange(cell.LayerParameters(l));
+        list.Add(new("W_hq", Hidden, Vocab, Kind == ModelKind.Concise ? "dense.weight" : null, -1, ParameterRole.OutputWeight));
+        list.Add(new("b_q", 1, Vocab, Kind == ModelKind.Concise ? "dense.bias" : null, -1, ParameterRole.OutputBias));
+        return list.AsReadOnly();
     }
 
     /// <summary>
