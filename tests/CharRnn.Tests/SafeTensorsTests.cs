@@ -208,6 +208,7 @@ public class SafeTensorsFileTests
             ("a lone surrogate in a metadata value", p => MutateText(p, t => FirstInMetadata(t, "\"note\":\"\\udc00\"")), "not valid Unicode text"),
             ("a lone surrogate in a tensor name", p => MutateText(p, t => t.Replace("\"dense.bias\"", "\"dense.bias\\udc00\"")), "not valid Unicode text"),
             ("a duplicate metadata key", p => MutateText(p, t => FirstInMetadata(t, $"\"{TorchFormat.Vocab}\":\"ab\"")), "twice"),
+            ("metadata that contradicts the tensors", p => Mutate(p, h => h[SafeTensors.MetadataKey]![TorchFormat.Layers] = "3"), "its metadata says charrnn.layers 3 but its tensors hold 1"),
             ("a NaN weight", p => { var b = File.ReadAllBytes(p); BitConverter.GetBytes(float.NaN).CopyTo(b, b.Length - 4); File.WriteAllBytes(p, b); }, "non-finite"),
             ("4 GiB of an unknown tensor in a sparse file", p =>
             {

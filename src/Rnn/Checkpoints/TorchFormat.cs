@@ -168,6 +168,10 @@ public static class TorchFormat
             .Concat(["dense.weight", "dense.bias"]).ToHashSet();
         if (t.Keys.FirstOrDefault(k => !expected.Contains(k)) is string extra)
             throw new CharRnnException(Bad($"it has a tensor CharRnn does not know, {extra}."));
+        // What the metadata states must be what the tensors are (it was ignored: a file could say 3 layers and hold 1).
+        foreach (var (key, actual) in new[] { (Layers, layers), (Hidden, h) })
+            if (meta.TryGetValue(key, out var stated) && stated != actual.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                throw new CharRnnException(Bad($"its metadata says {key} {stated} but its tensors hold {actual}."));
         bool scratch = meta.GetValueOrDefault(Kind) == "scratch" && zeroBhh && cell != CellKind.Gru;
         var spec = new ModelSpec(scratch ? ModelKind.Scratch : ModelKind.Concise, vocab, h, act, cell, layers);
         spec.Validate();
