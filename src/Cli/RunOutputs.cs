@@ -84,7 +84,9 @@ internal static class PlotWriter
             Enumerable.Range(100, 900).Select(i => i / 100.0).ToArray(),
         ];
         double pad = Math.Pow(hi / lo, 0.04);
-        double a = lo / pad, b = hi * pad;
+        // Clamped to finite positive doubles: a history perplexity near double's limit made b infinite (and the tick
+        // count negative) instead of a plot.
+        double a = Math.Max(lo / pad, double.Epsilon), b = Math.Min(hi * pad, double.MaxValue);
         List<double> In(double[] set) =>
             Enumerable.Range((int)Math.Floor(Math.Log10(a)) - 1, (int)Math.Ceiling(Math.Log10(b)) - (int)Math.Floor(Math.Log10(a)) + 2)
                 .SelectMany(k => set.Select(m => Math.Round(m * Math.Pow(10, k), 10))).Where(v => v >= a && v <= b).Distinct().Order().ToList();

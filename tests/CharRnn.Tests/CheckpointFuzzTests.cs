@@ -200,6 +200,25 @@ public class CheckpointFuzzTests
         Assert.That(CliProcess.OneErrorLine(e), Does.Contain("The checkpoint's vocabulary").And.Contain("is not its corpus's"));
     }
 
+    /// <summary>#23 case 5: a history perplexity of 1e308 (finite, so it loads) resumed with --plot: one line or a
+    /// plot, never a crash (it ended in exit 70).</summary>
+    [Test]
+    public void AHugeHistoryPerplexityDoesNotCrashThePlot()
+    {
+        var parts = Parts.Of(Valid());
+        parts.Header["History"] = new JsonArray(new JsonObject
+        {
+            ["Epoch"] = 1, ["Perplexity"] = 1e308, ["ValPerplexity"] = null, ["Seconds"] = 0.1, ["TokensPerSecond"] = 1000.0,
+        });
+        using var dir = new TempDir();
+        var path = dir.File("huge.ckpt");
+        File.WriteAllBytes(path, parts.Assemble());
+        var (code, _, e) = CliTests.Run("train", "--resume", path, "--device", "cpu", "--epochs", "2", "--plot", dir.File("p.svg"));
+        Assert.That(code, Is.EqualTo(0).Or.EqualTo(2), e);
+        if (code == 2) CliProcess.OneErrorLine(e);
+        else Assert.That(File.Exists(dir.File("p.svg")), Is.True);
+    }
+
     [TestCaseSource(nameof(Mutants))]
     public void HostileHeaderWithAValidHashIsRefused(Action<Parts> mutate)
     {
