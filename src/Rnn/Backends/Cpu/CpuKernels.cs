@@ -142,7 +142,8 @@ public static unsafe class CpuKernels
         var small = Vector256.FusedMultiplyAdd(poly * z, s, s);
         var e = ExpNonPositive(Vector256.Create(-2f) * a);
         var large = ((Vector256<float>.One - e) / (Vector256<float>.One + e)) | (s & signMask);
-        return Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256.Create(0.625f)), small, large);
+        var t = Vector256.ConditionalSelect(Vector256.LessThan(a, Vector256.Create(0.625f)), small, large);
+        return Vector256.ConditionalSelect(Vector256.Equals(s, s), t, s); // NaN stays NaN, as MathF.Tanh keeps it (the exp clamps it away)
     }
 
     /// <summary>σ(x) = 1/(1 + e^{−x}), 8 lanes, from e = exp(−|x|) ≤ 1 (no overflow): x ≥ 0: 1/(1+e), else e/(1+e).</summary>
@@ -151,7 +152,8 @@ public static unsafe class CpuKernels
     {
         var e = ExpNonPositive(-Vector256.AndNot(x, Vector256.Create(-0.0f)));
         var inv = Vector256<float>.One / (Vector256<float>.One + e);
-        return Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), inv, e * inv);
+        var y = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(x, Vector256<float>.Zero), inv, e * inv);
+        return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x); // NaN stays NaN, as the scalar σ keeps it
     }
 
     static float SigmoidScalar(float x) => 1f / (1f + MathF.Exp(-x));
