@@ -49,7 +49,9 @@ public static class CliErrors
         try
         {
             var path = Path.Combine(Path.GetTempPath(), $"charrnn-crash-{Environment.ProcessId}-{DateTime.UtcNow:yyyyMMddHHmmss}.log");
-            File.WriteAllText(path, $"charrnn {Environment.CommandLine}\n{DateTime.UtcNow:O}\n{e}\n");
+            // CreateNew: in a shared temp folder, never write through a file or link someone else put at that name.
+            using (var w = new StreamWriter(new FileStream(path, FileMode.CreateNew, FileAccess.Write)))
+                w.Write($"charrnn {Environment.CommandLine}\n{DateTime.UtcNow:O}\n{e}\n");
             return path;
         }
         catch (Exception)

@@ -16,7 +16,8 @@ namespace CharRnn.Cli;
 /// </summary>
 internal sealed class TensorBoardWriter : IDisposable
 {
-    readonly FileStream _file;
+    readonly Stream _file;
+    long _good; // the length up to the last whole record: a failed write is cut back to it
 
     public TensorBoardWriter(string dir)
     {
@@ -25,17 +26,30 @@ internal sealed class TensorBoardWriter : IDisposable
         {
             Directory.CreateDirectory(dir);
             Path = System.IO.Path.Combine(dir, $"events.out.tfevents.{DateTimeOffset.UtcNow.ToUnixTimeSeconds():D10}.{Environment.MachineName}.{Environment.ProcessId}.charrnn");
-            _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+            // Unbuffered: each record goes out in one write, so nothing is left pending for Dispose to fail on.
+            _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             throw new CharRnnException($"Cannot write TensorBoard events to {dir}: {e.Message}", e);
         }
+        WriteVersion();
+    }
+
+    /// <summary>Events into <paramref name="stream"/> (a test's stream that fails like a full disk).</summary>
+    internal TensorBoardWriter(string path, Stream stream)
+    {
+        Path = path;
+        _file = stream;
+        WriteVersion();
+    }
+
+    void WriteVersion()
+    {
         var ev = new ProtoWriter();
         ev.Double(1, WallTime());
         ev.String(3, "brain.Event:2");
         Record(ev.ToArray());
-        _file.Flush();
     }
 
     public string Path { get; } = "";
@@ -63,19 +77,29 @@ internal sealed class TensorBoardWriter : IDisposable
         ev.Int64(2, s.Epoch);
         ev.Message(5, summary);
         Record(ev.ToArray());
-        _file.Flush();
     }
 
+    /// <summary>One TFRecord (length, its masked CRC, the data, its masked CRC) in one write. If the write fails (a
+    /// full disk), the file is cut back to its last whole record — TensorBoard reads what came before — and the run
+    /// stops with one line instead of a crash.</summary>
     void Record(byte[] data)
     {
-        Span<byte> len = stackalloc byte[8], crc = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)data.Length);
-        _file.Write(len);
-        BinaryPrimitives.WriteUInt32LittleEndian(crc, MaskedCrc32C(len));
-        _file.Write(crc);
-        _file.Write(data);
-        BinaryPrimitives.WriteUInt32LittleEndian(crc, MaskedCrc32C(data));
-        _file.Write(crc);
+        var record = new byte[8 + 4 + data.Length + 4];
+        BinaryPrimitives.WriteUInt64LittleEndian(record, (ulong)data.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(record.AsSpan(8), MaskedCrc32C(record.AsSpan(0, 8)));
+        data.CopyTo(record, 12);
+        BinaryPrimitives.WriteUInt32LittleEndian(record.AsSpan(12 + data.Length), MaskedCrc32C(data));
+        try
+        {
+            _file.Write(record);
+            _file.Flush();
+            _good += record.Length;
+        }
+        catch (IOException e)
+        {
+            try { _file.SetLength(_good); } catch (IOException) { } // best effort: the disk may refuse even that
+            throw new CharRnnException($"Cannot write TensorBoard events to {Path}: {e.Message.TrimEnd('.')}. The file keeps the epochs before; free some space, or drop --tensorboard.", e);
+        }
     }
 
     /// <summary>CRC-32C (Castagnoli), hardware-accelerated where the CPU has it (BitOperations.Crc32C is its step).</summary>

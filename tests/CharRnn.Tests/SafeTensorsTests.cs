@@ -207,6 +207,14 @@ public class SafeTensorsFileTests
             ("data_offsets as strings", p => Mutate(p, h => h["dense.bias"]!["data_offsets"] = new JsonArray("0", "20")), "data_offsets"),
             ("a lone surrogate in a metadata value", p => MutateText(p, t => FirstInMetadata(t, "\"note\":\"\\udc00\"")), "not valid Unicode text"),
             ("a lone surrogate in a tensor name", p => MutateText(p, t => t.Replace("\"dense.bias\"", "\"dense.bias\\udc00\"")), "not valid Unicode text"),
+            ("invalid UTF-8 in a metadata value", p =>
+            {
+                MutateText(p, t => FirstInMetadata(t, "\"note\":\"QQ\""));
+                var b = File.ReadAllBytes(p);
+                int at = b.AsSpan().IndexOf("QQ"u8);
+                (b[at], b[at + 1]) = (0xFF, 0xFE);
+                File.WriteAllBytes(p, b);
+            }, "not valid Unicode text"),
             ("a duplicate metadata key", p => MutateText(p, t => FirstInMetadata(t, $"\"{TorchFormat.Vocab}\":\"ab\"")), "twice"),
             ("metadata that contradicts the tensors", p => Mutate(p, h => h[SafeTensors.MetadataKey]![TorchFormat.Layers] = "3"), "its metadata says charrnn.layers 3 but its tensors hold 1"),
             ("a NaN weight", p => { var b = File.ReadAllBytes(p); BitConverter.GetBytes(float.NaN).CopyTo(b, b.Length - 4); File.WriteAllBytes(p, b); }, "non-finite"),

@@ -114,4 +114,36 @@ public class TensorBoardTests
             Assert.That(scalars["train/tokens_per_s"], Is.EqualTo((float)m.GetProperty("tokens_per_s").GetDouble()));
         }
     }
+
+    /// <summary>A stream that takes <c>room</c> bytes and then fails like a full disk, after writing part of the block.</summary>
+    sealed class FullDisk(int room) : MemoryStream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer.ToArray(), 0, buffer.Length);
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            int fits = (int)Math.Min(count, room - Length);
+            base.Write(buffer, offset, fits);
+            if (fits < count) throw new IOException("No space left on device");
+        }
+    }
+
+    /// <summary>#23 case 5: a full disk mid-run is one line (it was exit 70) and the events file keeps its whole
+    /// records — the half-written one is cut off — so TensorBoard still reads the epochs before.</summary>
+    [Test]
+    public void AFullDiskEndsInOneLineAndLeavesWholeRecords()
+    {
+        var disk = new FullDisk(300);
+        var w = new Cli.TensorBoardWriter("events.test", disk);
+        var e = Assert.Throws<Rnn.CharRnnException>(() =>
+        {
+            for (int epoch = 1; epoch < 100; epoch++) w.Add(new Rnn.Training.EpochStats(epoch, 100.0 / epoch, null, 0.5, 1000));
+        })!;
+        Assert.That(e.Message, Does.Contain("Cannot write TensorBoard events to events.test: No space left on device").And.Contain("drop --tensorboard"));
+        Assert.That(disk.Length, Is.LessThan(300), "the partial record was cut off");
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("events"), disk.ToArray());
+        var records = Records(dir.File("events"));
+        Assert.That(records.Count, Is.GreaterThan(1), "the version record and the whole epochs before the failure");
+    }
 }
