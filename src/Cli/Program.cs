@@ -43,8 +43,18 @@ public static class Program
         var (stdout, stderr) = ranks.Rank == 0 ? (Console.Out, Console.Error)
             : (TextWriter.Null, (TextWriter)new RankErrors(Console.Error, ranks.Rank));
         int code = Run(args, stdout, stderr, cts.Token, ranks);
-        if (code != 0 && code != 130 && ranks is MpiRanks mpi) mpi.Abort(code); // the others must not wait on a rank that left
-        return code == 130 && s_terminated ? 143 : code;
+        if (code == 130 && s_terminated) code = 143;
+        if (code != 0 && code != 130 && code != 143 && ranks is MpiRanks mpi) mpi.Abort(code); // the others must not wait on a rank that left
+        // An interrupted job: every rank stopped at the same boundary and the save gathered from all of them, so rank 0
+        // ends the job with the signal's code. Hydra's own exit code after it forwarded a signal is not that: with every
+        // rank exiting 130 it still exited 0 in most runs.
+        if (code is 130 or 143 && ranks is MpiRanks { Size: > 1, Rank: 0 } job)
+        {
+            Console.Out.Flush();
+            Console.Error.Flush();
+            job.Abort(code);
+        }
+        return code;
     }
 
     /// <summary>A non-zero rank's stderr: only "error:" lines, prefixed with the rank.</summary>

@@ -232,9 +232,11 @@ internal static class TrainCommand
         double? lastVal = from?.Header.ValPerplexity;
         var total = Stopwatch.StartNew();
         string? lastSaved = null;
+        long savedAt = -1; // the run minibatch of the last save, on every rank (lastSaved is rank 0's alone)
         void Save(SavePoint p)
         {
             var ck = Checkpoint.Capture(trainer, stats, outs.Checkpoints?.Path, p.ValPerplexity); // every rank: the state is gathered
+            savedAt = trainer.TotalMinibatches;
             if (outs.Checkpoints == null) return; // not rank 0
             var path = outs.Checkpoints.FileFor(p);
             ck.Save(path);
@@ -285,7 +287,10 @@ internal static class TrainCommand
             if (schedule.Save != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
             {
                 var p = new SavePoint(trainer.CompletedEpochs, trainer.EpochSize, trainer.EpochSize, lastVal);
-                if (outs.Checkpoints == null || lastSaved != outs.Checkpoints.FileFor(p)) Save(p); // the state at this boundary (same as a --save-every save)
+                // The state at this boundary (as a --save-every save), unless saved there already. Decided from what every
+                // rank knows alike: a Save gathers from every rank, so one rank skipping it left the others waiting in the
+                // gather until --rank-timeout (an interrupted mpiexec job hung or exited 2).
+                if (savedAt != trainer.TotalMinibatches) Save(p);
                 if (outs.Checkpoints != null) saved = $"; checkpoint {lastSaved} (continue with: charrnn train --resume {outs.Checkpoints.Path})";
             }
             Plot();

@@ -153,4 +153,30 @@ public class MpiTests
             else Assert.That(o.Result, Does.Contain("BAD TERMINATION"), "mpiexec's own report");
         }
     }
+
+    /// <summary>#23 case 9: Ctrl+C to mpiexec reaches every rank; they stop at the same epoch boundary and save there
+    /// together, and mpiexec exits 130. Rank 0 skipped that save when its schedule had saved the boundary already,
+    /// while rank 1 waited in the save's gather: the job hung until --rank-timeout or ended with exit 2.</summary>
+    [Test]
+    public void CtrlCToMpiexecSavesAndExits130()
+    {
+        RequireMpi();
+        using var dir = new TempDir();
+        using var p = Process.Start(Start(2, [.. Small, "--epochs", "100000", "--pred-period", "1", "--checkpoint-dir", dir.Path, "--save-every", "1"]))!;
+        var err = p.StandardError.ReadToEndAsync();
+        string? line;
+        while ((line = p.StandardOutput.ReadLine()) != null && !line.StartsWith("epoch 2,")) { } // training is under way, saves too
+        Assert.That(line, Is.Not.Null, "the job reached epoch 2");
+        CliProcess.Signal(p, 2);
+        var rest = p.StandardOutput.ReadToEndAsync();
+        bool ended = p.WaitForExit(120_000);
+        if (!ended) p.Kill(entireProcessTree: true);
+        Assert.That(ended, Is.True, "the job stopped (it hung in a gather before)");
+        Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
+        Assert.That(err.Result, Does.Match(@"interrupted after epoch \d+; checkpoint \S+epoch-\d{5}\.ckpt"));
+        Assert.That(err.Result, Does.Not.Contain("error:"));
+        _ = rest.Result;
+        var latest = Directory.GetFiles(dir.Path, "epoch-*.ckpt").Order().Last();
+        Assert.That(Checkpoint.Load(latest).Header.Ranks, Is.EqualTo(2));
+    }
 }
