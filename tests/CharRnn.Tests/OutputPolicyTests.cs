@@ -224,13 +224,17 @@ public class OutputPolicyTests
     }
 
     /// <summary>Case 4: start-up grew with the square of --layers (the parameter list rebuilt for every parameter: 3 000
-    /// layers took 87 s, now a few). A child process with a bound 15 times what it needs here, so only that comes back.</summary>
+    /// layers took 87 s); the most layers a run may have, 1 000, now start in seconds — a child process with a bound
+    /// many times what it needs — and 100 000 are refused at once instead of running for minutes.</summary>
     [Test]
-    public void ThousandsOfLayersStartInSeconds()
+    public void TheMostLayersStartInSecondsAndMoreAreRefused()
     {
-        var (code, o, e) = CliProcess.Run(["train", "--device", "cpu", "--layers", "3000", "--hidden", "2", "--batch", "1", "--steps", "2",
-            "--chars", "1000", "--epochs", "1", "--pred-len", "1"], timeoutSeconds: 60);
+        string[] run = ["train", "--device", "cpu", "--hidden", "2", "--batch", "1", "--steps", "2", "--chars", "1000", "--epochs", "1", "--pred-len", "1"];
+        var (code, o, e) = CliProcess.Run([.. run, "--layers", "1000"], timeoutSeconds: 60);
         Assert.That(code, Is.EqualTo(0), e);
         Assert.That(o, Does.Contain("epoch 1, perplexity"));
+        var (code2, _, e2) = CliProcess.Run([.. run, "--layers", "100000"], timeoutSeconds: 30);
+        Assert.That(code2, Is.EqualTo(2), e2);
+        Assert.That(CliProcess.OneErrorLine(e2), Does.Contain("--layers must be at most 1,000"));
     }
 }

@@ -42,7 +42,7 @@ public class ReliabilityTests
 
     [TestCase("--hidden", "46341", "more than one tensor can hold")]
     [TestCase("--hidden", "100000", "more than one tensor can hold")]
-    [TestCase("--layers", "2147483647", "needs about")]
+    [TestCase("--layers", "2147483647", "--layers must be at most")]
     [TestCase("--batch", "2000000", "more than one tensor can hold")]
     public void OversizedModelsAreRefusedBeforeAllocating(string flag, string value, string expected)
     {
@@ -50,6 +50,18 @@ public class ReliabilityTests
         var (code, o, e) = Run(CliTests.With([flag, value]));
         Assert.That(code, Is.EqualTo(2), e);
         Assert.That(CliProcess.OneErrorLine(e), Does.Contain(expected).And.Contain(value));
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(256L << 20), "refused before allocating");
+        Assert.That(o, Is.Empty);
+    }
+
+    /// <summary>Each tensor fits (46 000² values), the whole does not fit in memory: refused naming the size.</summary>
+    [Test]
+    public void AModelLargerThanTheFreeMemoryIsRefusedBeforeAllocating()
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var (code, o, e) = Run(CliTests.With(["--hidden", "46000", "--layers", "8"]));
+        Assert.That(code, Is.EqualTo(2), e);
+        Assert.That(CliProcess.OneErrorLine(e), Does.Contain("needs about").And.Contain("free"));
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.LessThan(256L << 20), "refused before allocating");
         Assert.That(o, Is.Empty);
     }

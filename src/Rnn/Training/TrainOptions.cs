@@ -23,6 +23,7 @@ public sealed record TrainOptions
     public int PredPeriod { get; init; } = 50;
     public int PredLen { get; init; } = 50;
     public const int MaxPredLen = 1_000_000;
+    public const int MaxLayers = 1_000;
     public IReadOnlyList<string> Prefixes { get; init; } = ["分开", "不分开"];
     public ulong Seed { get; init; } = 0;
     /// <summary>Dropout between stacked layers (nn.RNN's <c>dropout</c>): the probability of zeroing each input of layers
@@ -88,6 +89,8 @@ public sealed record TrainOptions
         Positive("--batch", Batch);
         Positive("--hidden", Hidden);
         Positive("--layers", Layers);
+        // Every layer is a few ops per step: 100 000 layers ran minutes before their first report. char-rnn stacks 2 or 3.
+        if (Layers > MaxLayers) throw new CharRnnException($"--layers must be at most {MaxLayers:N0} (got {Layers}).");
         if (Activation == Activation.Relu && Cell != CellKind.Rnn)
             throw new CharRnnException("--activation relu applies to the plain RNN cell only (GRU and LSTM use their own sigmoid/tanh gates).");
         Positive("--pred-period", PredPeriod);
