@@ -224,6 +224,15 @@ public class SafeTensorsFileTests
                 Mutate(p, h => h["zzz"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(1L << 30), ["data_offsets"] = new JsonArray(1L << 32, (1L << 32) + (1L << 32)) });
                 using var f = new FileStream(p, FileMode.Open); f.SetLength(f.Length + (1L << 32)); // sparse: no data written
             }, "nothing was read"),
+            ("4 GiB of a known tensor declared in a sparse file", p =>
+            {
+                Mutate(p, h =>
+                {
+                    long end = h.Where(kv => kv.Key != SafeTensors.MetadataKey).Max(kv => kv.Value!["data_offsets"]![1]!.GetValue<long>());
+                    h["rnn.weight_ih_l1"] = new JsonObject { ["dtype"] = "F32", ["shape"] = new JsonArray(1L << 15, 1L << 15), ["data_offsets"] = new JsonArray(end, end + (1L << 32)) };
+                });
+                using var f = new FileStream(p, FileMode.Open); f.SetLength(f.Length + (1L << 32)); // sparse: no data written
+            }, "where [")
         };
         foreach (var (what, breakIt, expected) in cases)
         {

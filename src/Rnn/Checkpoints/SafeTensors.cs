@@ -61,10 +61,13 @@ public static class SafeTensors
     }
 
     /// <summary>Reads and checks a safetensors file of float32 tensors: (tensors by name, metadata).</summary>
+    /// <param name="beforeData">Checks the tensors' names and shapes and the metadata once the header and the data's
+    /// layout are known to be sound, before a byte of data is read.</param>
     /// <param name="accept">When given, the tensor names the caller can use: any other is refused from the header,
     /// before a byte of data is read (a small sparse file may declare gigabytes).</param>
     public static (Dictionary<string, SafeTensor> Tensors, Dictionary<string, string> Metadata) Read(string path,
-        Func<string, bool>? accept = null, string acceptWhat = "")
+        Func<string, bool>? accept = null, string acceptWhat = "",
+        Action<IReadOnlyDictionary<string, long[]>, IReadOnlyDictionary<string, string>>? beforeData = null)
     {
         string Bad(string what) => $"{path} is not a usable safetensors file: {what}";
         if (!File.Exists(path)) throw new CharRnnException($"Model file not found: {path}.");
@@ -122,6 +125,8 @@ public static class SafeTensors
             }
             if (at != dataLength)
                 throw new CharRnnException(Bad(at > dataLength ? $"its tensors need {at} bytes of data but the file holds {dataLength} (truncated?)." : $"{dataLength - at} bytes of data follow the last tensor."));
+            // The caller's check of the names, shapes and metadata, while nothing but the header has been read.
+            beforeData?.Invoke(entries.ToDictionary(e => e.Name, e => e.Shape), metadata);
             var tensors = new Dictionary<string, SafeTensor>();
             foreach (var e in entries)
             {

@@ -121,57 +121,12 @@ public static class TorchFormat
 
     public static PortableModel Import(string path)
     {
-        var (t, meta) = SafeTensors.Read(path, TorchName.IsMatch, "a char-RNN holds rnn.* and dense.* under PyTorch's names");
-        string Bad(string what) => $"{path} does not hold a CharRnn/PyTorch char-RNN: {what}";
-        if (!meta.TryGetValue(Vocab, out var vocabChars) || vocabChars.Length == 0)
-            throw new CharRnnException(Bad($"its __metadata__ has no '{Vocab}' (the model's characters, in index order)."));
-        int vocab = vocabChars.EnumerateRunes().Count();
-        if (new Vocabulary(vocabChars.EnumerateRunes()).ToString() != vocabChars)
-            throw new CharRnnException(Bad($"'{Vocab}' must list distinct characters in code-point order."));
-        SafeTensor Need(string name, params long[] shape)
-        {
-            if (!t.TryGetValue(name, out var x)) throw new CharRnnException(Bad($"it lacks the tensor {name}."));
-            if (shape.Length > 0 && !x.Shape.SequenceEqual(shape))
-                throw new CharRnnException(Bad($"{name} has shape [{string.Join(", ", x.Shape)}] where [{string.Join(", ", shape)}] is needed."));
-            return x;
-        }
-        var hh0 = Need("rnn.weight_hh_l0");
-        if (hh0.Shape.Length != 2 || hh0.Shape[1] == 0 || hh0.Shape[0] % hh0.Shape[1] != 0)
-            throw new CharRnnException(Bad("rnn.weight_hh_l0 is not a (gates·H × H) matrix."));
-        int h = (int)hh0.Shape[1], gates = (int)(hh0.Shape[0] / h);
-        var cell = gates switch
-        {
-            1 => CellKind.Rnn, 3 => CellKind.Gru, 4 => CellKind.Lstm,
-            _ => throw new CharRnnException(Bad($"rnn.weight_hh_l0 has {gates}·H rows; an RNN has 1, a GRU 3, an LSTM 4.")),
-        };
-        if (meta.TryGetValue(Cell, out var c) && c != cell.ToString().ToLowerInvariant())
-            throw new CharRnnException(Bad($"its metadata says {c} but its weights are a {cell.ToString().ToLowerInvariant()}'s."));
-        int layers = 0;
-        while (t.ContainsKey($"rnn.weight_ih_l{layers}")) layers++;
-        var act = meta.GetValueOrDefault(Nonlinearity, "tanh") switch
-        {
-            "tanh" => Activation.Tanh, "relu" when cell == CellKind.Rnn => Activation.Relu,
-            var x => throw new CharRnnException(Bad($"nonlinearity '{x}' is not one CharRnn has for a {cell}.")),
-        };
-        int gh = gates * h;
-        bool zeroBhh = true;
-        for (int l = 0; l < layers; l++)
-        {
-            Need($"rnn.weight_ih_l{l}", gh, l == 0 ? vocab : h);
-            Need($"rnn.weight_hh_l{l}", gh, h);
-            Need($"rnn.bias_ih_l{l}", gh);
-            zeroBhh &= Need($"rnn.bias_hh_l{l}", gh).Data.All(v => v == 0);
-        }
-        Need("dense.weight", vocab, h);
-        Need("dense.bias", vocab);
-        var expected = Enumerable.Range(0, layers).SelectMany(l => new[] { $"rnn.weight_ih_l{l}", $"rnn.weight_hh_l{l}", $"rnn.bias_ih_l{l}", $"rnn.bias_hh_l{l}" })
-            .Concat(["dense.weight", "dense.bias"]).ToHashSet();
-        if (t.Keys.FirstOrDefault(k => !expected.Contains(k)) is string extra)
-            throw new CharRnnException(Bad($"it has a tensor CharRnn does not know, {extra}."));
-        // What the metadata states must be what the tensors are (it was ignored: a file could say 3 layers and hold 1).
-        foreach (var (key, actual) in new[] { (Layers, layers), (Hidden, h) })
-            if (meta.TryGetValue(key, out var stated) && stated != actual.ToString(System.Globalization.CultureInfo.InvariantCulture))
-                throw new CharRnnException(Bad($"its metadata says {key} {stated} but its tensors hold {actual}."));
+        Layout? layout = null;
+        // The shapes are checked from the header, before any data is read: a small sparse file may declare gigabytes.
+        var (t, meta) = SafeTensors.Read(path, TorchName.IsMatch, "a char-RNN holds rnn.* and dense.* under PyTorch's names",
+            (shapes, metadata) => layout = CheckLayout(path, shapes, metadata));
+        var (vocabChars, vocab, h, cell, layers, act) = layout!;
+        bool zeroBhh = Enumerable.Range(0, layers).All(l => t[$"rnn.bias_hh_l{l}"].Data.All(v => v == 0));
         bool scratch = meta.GetValueOrDefault(Kind) == "scratch" && zeroBhh && cell != CellKind.Gru;
         var spec = new ModelSpec(scratch ? ModelKind.Scratch : ModelKind.Concise, vocab, h, act, cell, layers);
         spec.Validate();
@@ -192,5 +147,63 @@ public static class TorchFormat
         }
         var newlines = meta.GetValueOrDefault(Newlines) == "keep" ? NewlineMode.Keep : NewlineMode.Space;
         return new PortableModel(spec, p, vocabChars, meta.GetValueOrDefault(Prefix), newlines);
+    }
+
+    sealed record Layout(string VocabChars, int Vocab, int Hidden, CellKind Cell, int Layers, Activation Activation);
+
+    /// <summary>The model a file's header describes — vocabulary, H, cell, layers, nonlinearity — with every tensor's
+    /// shape, every name and the metadata checked against it.</summary>
+    static Layout CheckLayout(string path, IReadOnlyDictionary<string, long[]> t, IReadOnlyDictionary<string, string> meta)
+    {
+        string Bad(string what) => $"{path} does not hold a CharRnn/PyTorch char-RNN: {what}";
+        if (!meta.TryGetValue(Vocab, out var vocabChars) || vocabChars.Length == 0)
+            throw new CharRnnException(Bad($"its __metadata__ has no '{Vocab}' (the model's characters, in index order)."));
+        int vocab = vocabChars.EnumerateRunes().Count();
+        if (new Vocabulary(vocabChars.EnumerateRunes()).ToString() != vocabChars)
+            throw new CharRnnException(Bad($"'{Vocab}' must list distinct characters in code-point order."));
+        long[] Need(string name, params long[] shape)
+        {
+            if (!t.TryGetValue(name, out var x)) throw new CharRnnException(Bad($"it lacks the tensor {name}."));
+            if (shape.Length > 0 && !x.SequenceEqual(shape))
+                throw new CharRnnException(Bad($"{name} has shape [{string.Join(", ", x)}] where [{string.Join(", ", shape)}] is needed."));
+            return x;
+        }
+        var hh0 = Need("rnn.weight_hh_l0");
+        if (hh0.Length != 2 || hh0[1] == 0 || hh0[0] % hh0[1] != 0)
+            throw new CharRnnException(Bad("rnn.weight_hh_l0 is not a (gates·H × H) matrix."));
+        int h = (int)hh0[1], gates = (int)(hh0[0] / h);
+        var cell = gates switch
+        {
+            1 => CellKind.Rnn, 3 => CellKind.Gru, 4 => CellKind.Lstm,
+            _ => throw new CharRnnException(Bad($"rnn.weight_hh_l0 has {gates}·H rows; an RNN has 1, a GRU 3, an LSTM 4.")),
+        };
+        if (meta.TryGetValue(Cell, out var c) && c != cell.ToString().ToLowerInvariant())
+            throw new CharRnnException(Bad($"its metadata says {c} but its weights are a {cell.ToString().ToLowerInvariant()}'s."));
+        int layers = 0;
+        while (t.ContainsKey($"rnn.weight_ih_l{layers}")) layers++;
+        var act = meta.GetValueOrDefault(Nonlinearity, "tanh") switch
+        {
+            "tanh" => Activation.Tanh, "relu" when cell == CellKind.Rnn => Activation.Relu,
+            var x => throw new CharRnnException(Bad($"nonlinearity '{x}' is not one CharRnn has for a {cell}.")),
+        };
+        int gh = gates * h;
+        for (int l = 0; l < layers; l++)
+        {
+            Need($"rnn.weight_ih_l{l}", gh, l == 0 ? vocab : h);
+            Need($"rnn.weight_hh_l{l}", gh, h);
+            Need($"rnn.bias_ih_l{l}", gh);
+            Need($"rnn.bias_hh_l{l}", gh);
+        }
+        Need("dense.weight", vocab, h);
+        Need("dense.bias", vocab);
+        var expected = Enumerable.Range(0, layers).SelectMany(l => new[] { $"rnn.weight_ih_l{l}", $"rnn.weight_hh_l{l}", $"rnn.bias_ih_l{l}", $"rnn.bias_hh_l{l}" })
+            .Concat(["dense.weight", "dense.bias"]).ToHashSet();
+        if (t.Keys.FirstOrDefault(k => !expected.Contains(k)) is string extra)
+            throw new CharRnnException(Bad($"it has a tensor CharRnn does not know, {extra}."));
+        // What the metadata states must be what the tensors are (it was ignored: a file could say 3 layers and hold 1).
+        foreach (var (key, actual) in new[] { (Layers, layers), (Hidden, h) })
+            if (meta.TryGetValue(key, out var stated) && stated != actual.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                throw new CharRnnException(Bad($"its metadata says {key} {stated} but its tensors hold {actual}."));
+        return new Layout(vocabChars, vocab, h, cell, layers, act);
     }
 }
