@@ -51,6 +51,21 @@ public sealed record Corpus
             throw new CharRnnException($"--chars must be at most {MaxChars:N0} (got {maxChars:N0}): more characters than one run can index.");
         AtomicFile.CheckInput(path, "The corpus");
         int limit = maxChars ?? MaxChars;
+        if (maxChars == null)
+        {
+            // 'all': count first, keeping nothing, so a text past the cap (a zip bomb: 1 GiB of one letter in 1 MB) is
+            // refused at no memory cost instead of after a gigabyte or two of it was stored. A second read of the text
+            // costs little beside training on up to 2^28 characters.
+            long count = 0;
+            bool cr = false;
+            ReadRunes(path, r =>
+            {
+                bool skip = newlines == NewlineMode.Keep && cr && r.Value == '\n'; // \r\n is kept as one \n, as below
+                cr = r.Value == '\r' && !skip;
+                return skip || ++count <= MaxChars;
+            });
+            if (count > MaxChars) throw TooLong(path);
+        }
         var codes = new List<int>(Math.Min(limit, 1 << 20));
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA1);
         var utf8 = new byte[4];
@@ -77,12 +92,13 @@ public sealed record Corpus
             sha.AppendData(utf8, 0, r.EncodeToUtf8(utf8));
             return true;
         });
-        if (truncated && maxChars == null)
-            throw new CharRnnException(
-                $"The corpus {path} has more than {MaxChars:N0} characters, more than one run can index. " +
-                $"Train on its first part with --chars N (e.g. --chars {MaxChars / 2}).");
+        if (truncated && maxChars == null) throw TooLong(path); // the file grew between the two reads
         return FromCodes(codes, path, Convert.ToHexStringLower(sha.GetHashAndReset()), vocabulary) with { Limit = maxChars, Newlines = newlines };
     }
+
+    static CharRnnException TooLong(string path) => new(
+        $"The corpus {path} has more than {MaxChars:N0} characters, more than one run can index. " +
+        $"Train on its first part with --chars N (e.g. --chars {MaxChars / 2}).");
 
     /// <summary>A corpus from text already in memory, taken as it is (tests, generation).</summary>
     public static Corpus FromText(string text, string source = "(text)")
