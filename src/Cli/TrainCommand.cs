@@ -172,7 +172,17 @@ internal static class TrainCommand
             if (plotPath != null) PlotWriter.CheckPath(plotPath, inputs);
             if (metricsPath != null && plotPath != null && AtomicFile.Stat(metricsPath) is { } ms && AtomicFile.Stat(plotPath) is { } ps && ms.SameFileAs(ps))
                 throw new CharRnnException($"--metrics and --plot name the same file ({metricsPath}); name two files.");
-            var dir = pr.GetValue(checkpointDir) ?? from?.Header.CheckpointDir;
+            var dir = pr.GetValue(checkpointDir);
+            if (dir == null && from?.Header.CheckpointDir is string recorded)
+            {
+                // A resume saves where it was resumed from: a moved or copied folder is the run's new home (it recreated
+                // the recorded folder, or moved the original's links). A checkpoint file outside any run's folder keeps
+                // the recorded one.
+                var home = CheckpointFolder.IsCheckpointName(Path.GetFileName(resumeFile!)) ? Path.GetDirectoryName(Path.GetFullPath(resumeFile!))! : recorded;
+                if (Path.GetFullPath(home) != Path.GetFullPath(recorded))
+                    stderr.WriteLine($"charrnn: the checkpoint was saved in {recorded}; this run saves in {home}, where it was resumed from");
+                dir = home;
+            }
             using var folder = dir != null && ranks.Rank == 0 ? CheckpointFolder.Open(dir) : null; // rank 0 writes for all
             if (folder is { RemovedTemps: > 0 })
                 stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");

@@ -237,4 +237,39 @@ public class OutputPolicyTests
         Assert.That(code2, Is.EqualTo(2), e2);
         Assert.That(CliProcess.OneErrorLine(e2), Does.Contain("--layers must be at most 1,000"));
     }
+
+    /// <summary>#24 bug 4: a resume saves in the folder it was resumed from — a moved folder is not recreated at its old
+    /// path, and resuming a copy leaves the original's checkpoints and links alone.</summary>
+    [Test]
+    public void AResumeSavesWhereItWasResumedFrom()
+    {
+        using var d = new TempDir();
+        var (c0, _, e0) = CliTests.Run([.. Small, "--epochs", "2", "--checkpoint-dir", d.File("A")]);
+        Assert.That(c0, Is.EqualTo(0), e0);
+        Directory.Move(d.File("A"), d.File("B"));
+        var (c1, _, e1) = CliTests.Run("train", "--resume", d.File("B"), "--epochs", "3");
+        Assert.That(c1, Is.EqualTo(0), e1);
+        Assert.That(e1, Does.Contain($"this run saves in {d.File("B")}, where it was resumed from"));
+        Assert.That(Directory.Exists(d.File("A")), Is.False, "the old folder is not recreated");
+        Assert.That(File.Exists(Path.Combine(d.File("B"), "epoch-00003.ckpt")), Is.True);
+
+        CopyFolder(d.File("B"), d.File("C"));
+        var originals = Directory.GetFiles(d.File("B")).ToDictionary(f => Path.GetFileName(f)!, f => File.ResolveLinkTarget(f, false)?.FullName ?? f);
+        var (c2, _, e2) = CliTests.Run("train", "--resume", d.File("C"), "--epochs", "4");
+        Assert.That(c2, Is.EqualTo(0), e2);
+        Assert.That(File.Exists(Path.Combine(d.File("C"), "epoch-00004.ckpt")), Is.True);
+        Assert.That(Directory.GetFiles(d.File("B")).ToDictionary(f => Path.GetFileName(f)!, f => File.ResolveLinkTarget(f, false)?.FullName ?? f),
+            Is.EqualTo(originals), "the original folder is untouched");
+    }
+
+    static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from))
+        {
+            var target = Path.Combine(to, Path.GetFileName(f));
+            if (File.ResolveLinkTarget(f, false) is { } link) File.CreateSymbolicLink(target, Path.GetFileName(link.FullName)); // links stay relative, as charrnn makes them
+            else File.Copy(f, target);
+        }
+    }
 }
