@@ -101,6 +101,8 @@ public static class CliErrors
         if (m.Success) return $"error: {m.Groups[1].Value} needs a value ({help}).";
         if (error.Message.StartsWith("Required command was not provided", StringComparison.Ordinal))
             return $"error: give a command: {string.Join(", ", command.Subcommands.Select(c => c.Name))} ({help}).";
+        if (error.Message.StartsWith("Required argument missing for command", StringComparison.Ordinal) && command.Arguments.Count > 0)
+            return $"error: {command.Name} needs {string.Join(" and ", command.Arguments.Select(a => a.Name))} ({help}: {command.Arguments[0].Description?.TrimEnd('.')}).";
         m = Regex.Match(error.Message, @"^Option '([^']*)' is required\.");
         if (m.Success) return $"error: {m.Groups[1].Value} is required ({help}).";
         return $"error: {OneLine(error.Message)} ({help})";

@@ -43,7 +43,7 @@ internal static class GenerateCommand
             var vocab = m.Vocabulary;
             var text = pr.GetValue(prefix) ?? m.Prefix ?? vocab.Decode([0]);
             var ids = vocab.Encode(text, "The prefix");
-            using var be = BackendFactory.Create(pr.GetValue(device)!, null, stderr);
+            using var be = BackendFactory.Create(pr.GetValue(device)!, null, stderr, activity: "generating");
             using var model = new RnnModel(be, m.Parameters);
             using var sampler = new TextSampler(model);
             var rng = new Rng(pr.GetValue(seed));

@@ -18,7 +18,11 @@ public static class Program
         // Ctrl+C: finish the current epoch, save a checkpoint if there is a checkpoint folder, then exit 130.
         Console.CancelKeyPress += (_, e) =>
         {
-            if (cts.IsCancellationRequested) return; // a second Ctrl+C kills at once
+            if (cts.IsCancellationRequested) // a second Ctrl+C kills at once, saying so (it was silent)
+            {
+                Console.Error.WriteLine("charrnn: stopped at once (a second Ctrl+C); checkpoints already written are intact.");
+                return;
+            }
             e.Cancel = true;
             cts.Cancel();
         };

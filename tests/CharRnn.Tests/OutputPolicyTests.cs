@@ -272,4 +272,28 @@ public class OutputPolicyTests
             else File.Copy(f, target);
         }
     }
+
+    /// <summary>#24 bug 7: generate's fallback line spoke of training; a second Ctrl+C ended silently.</summary>
+    [Test]
+    public void GenerateSaysWhatRunsOnTheCpuAndASecondCtrlCSaysItStopped()
+    {
+        using var d = new TempDir();
+        var (c0, _, e0) = CliTests.Run([.. Small, "--epochs", "1", "--checkpoint-dir", d.Path]);
+        Assert.That(c0, Is.EqualTo(0), e0);
+        var (c1, _, e1) = CliTests.Run("generate", "--checkpoint", d.Path, "--device", "auto", "--length", "5");
+        Assert.That(c1, Is.EqualTo(0), e1);
+        if (e1.Contains("no usable GPU")) Assert.That(e1, Does.Contain("; generating on the CPU.").And.Not.Contain("training"));
+
+        // Epochs of the whole corpus (thousands of minibatches): the second Ctrl+C comes while the first waits for the epoch's end.
+        using var p = CliProcess.Start(["train", "--device", "cpu", "--batch", "2", "--steps", "5", "--chars", "all", "--hidden", "64", "--pred-len", "2", "--pred-period", "1", "--epochs", "100000"]);
+        var err = p.StandardError.ReadToEndAsync();
+        Assert.That(p.StandardOutput.ReadLine(), Does.StartWith("epoch 1,"));
+        CliProcess.Signal(p, 2);
+        Thread.Sleep(200);
+        CliProcess.Signal(p, 2);
+        bool ended = p.WaitForExit(20_000);
+        if (!ended) p.Kill(entireProcessTree: true);
+        Assert.That(ended, Is.True);
+        Assert.That(err.Result, Does.Contain("stopped at once (a second Ctrl+C)"));
+    }
 }

@@ -266,6 +266,7 @@ public class UserTextTests
     [TestCase(new[] { "train", "--save-every", "5x" }, "--save-every must be a number of epochs")]
     [TestCase(new[] { "generate" }, "--checkpoint FILE|DIR (charrnn train's) or --model FILE.safetensors")]
     [TestCase(new[] { "export", "m.safetensors" }, "--checkpoint is required")]
+    [TestCase(new[] { "export", "--checkpoint", "my" }, "export needs OUT")] // #24: "Required argument missing for command: 'export'."
     public void CommandLineMistakesAreOneLineWithoutTheHelp(string[] args, string expected)
     {
         var (code, o, e) = Run(args);

@@ -11,7 +11,8 @@ namespace CharRnn.Rnn.Devices;
 public static class BackendFactory
 {
     /// <param name="gpu">GPU only: precision, recurrence path, graphs (see <see cref="CudaBackend.Create"/>).</param>
-    public static IBackend Create(string device, string? blas, TextWriter log, GpuOptions? gpu = null)
+    /// <param name="activity">What the fallback line says runs on the CPU ("training", "generating").</param>
+    public static IBackend Create(string device, string? blas, TextWriter log, GpuOptions? gpu = null, string activity = "training")
     {
         CpuGemm.Engine? engine = blas switch
         {
@@ -32,7 +33,7 @@ public static class BackendFactory
         {
             var probe = GpuProbe.Run(0);
             if (probe.Usable) return CreateCuda(0, gpu);
-            log.WriteLine($"charrnn: no usable GPU ({probe.Reason.TrimEnd('.')}); training on the CPU.");
+            log.WriteLine($"charrnn: no usable GPU ({probe.Reason.TrimEnd('.')}); {activity} on the CPU.");
             return Cpu();
         }
         if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
