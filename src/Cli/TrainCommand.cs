@@ -280,6 +280,7 @@ internal static class TrainCommand
                 Epoch = metrics != null || outs.Plot != null || outs.Board != null || outs.Checkpoints != null || Progress.TerminalAttached
                     ? s =>
                     {
+                        lastVal = s.ValPerplexity; // measured on these very weights, or null: a Ctrl+C save names it (#24 bug 3)
                         stats.Add(s);
                         metrics?.Add(s);
                         outs.Board?.Add(s);

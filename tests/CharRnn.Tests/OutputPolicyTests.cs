@@ -296,4 +296,27 @@ public class OutputPolicyTests
         Assert.That(ended, Is.True);
         Assert.That(err.Result, Does.Contain("stopped at once (a second Ctrl+C)"));
     }
+
+    /// <summary>#24 bug 3: a Ctrl+C save between reports kept no validation value although the epoch had one: the file
+    /// had no -val- and no best.ckpt was made.</summary>
+    [Test]
+    public void ACtrlCSaveKeepsTheValidationValueOfItsEpoch()
+    {
+        using var d = new TempDir();
+        var metrics = d.File("m.jsonl");
+        using var p = CliProcess.Start([.. Small, "--epochs", "100000", "--val-fraction", "0.2", "--pred-period", "100000",
+            "--checkpoint-dir", d.File("ck"), "--save-every", "100000", "--metrics", metrics]);
+        var err = p.StandardError.ReadToEndAsync();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while ((!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 2) && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(50);
+        CliProcess.Signal(p, 2);
+        bool ended = p.WaitForExit(60_000);
+        if (!ended) p.Kill(entireProcessTree: true);
+        Assert.That(ended, Is.True);
+        Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
+        var saved = Directory.GetFiles(d.File("ck"), "epoch-*.ckpt").Single();
+        Assert.That(Path.GetFileName(saved), Does.Match(@"^epoch-\d{5}-val-[0-9.]+\.ckpt$"));
+        Assert.That(File.Exists(Path.Combine(d.File("ck"), "best.ckpt")), Is.True);
+        Assert.That(Checkpoint.Load(saved).Header.ValPerplexity, Is.Not.Null);
+    }
 }
