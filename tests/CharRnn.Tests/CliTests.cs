@@ -163,12 +163,15 @@ public class CliOutputTests
         var (code, first, e) = Run([.. Tiny, "--checkpoint-dir", ck, "--save-every", "2", "--metrics", dir.File("m.jsonl"),
             "--plot", dir.File("p.png"), "--val-fraction", "0.25"]);
         Assert.That(code, Is.EqualTo(0), e);
+        // Every 2 epochs, and whenever a new best validation perplexity is evaluated (#24: best.ckpt is always the best).
         var saved = Directory.GetFiles(ck, "epoch-*.ckpt").Select(f => Path.GetFileName(f)).Order().ToList();
-        Assert.That(saved, Has.Count.EqualTo(2));
-        Assert.That(saved[0], Does.Match(@"^epoch-00002-val-\d+\.\d{6}\.ckpt$"), "the validation perplexity in the name");
-        Assert.That(saved[1], Does.Match(@"^epoch-00004-val-\d+\.\d{6}\.ckpt$"));
-        Assert.That(File.ResolveLinkTarget(Path.Combine(ck, "latest.ckpt"), false)!.Name, Is.EqualTo(saved[1]));
-        Assert.That(saved, Does.Contain(File.ResolveLinkTarget(Path.Combine(ck, "best.ckpt"), false)!.Name));
+        Assert.That(saved, Has.Some.Match(@"^epoch-00002-val-\d+\.\d{6}\.ckpt$"), "the validation perplexity in the name");
+        Assert.That(saved, Has.Some.Match(@"^epoch-00004-val-\d+\.\d{6}\.ckpt$"));
+        Assert.That(saved, Has.All.Match(@"-val-\d+\.\d{6}\.ckpt$"), "every epoch here is evaluated");
+        Assert.That(File.ResolveLinkTarget(Path.Combine(ck, "latest.ckpt"), false)!.Name, Is.EqualTo(saved[^1]));
+        var bestName = File.ResolveLinkTarget(Path.Combine(ck, "best.ckpt"), false)!.Name;
+        var bestVals = File.ReadAllLines(dir.File("m.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("val_perplexity").GetDouble()).ToList();
+        Assert.That(bestName, Does.StartWith($"epoch-{bestVals.IndexOf(bestVals.Min()) + 1:D5}-val-"), "best.ckpt is the lowest validation perplexity evaluated");
         Assert.That(e, Does.Contain("validation perplexity"));
 
         var lines = File.ReadAllLines(dir.File("m.jsonl"));
@@ -188,7 +191,7 @@ public class CliOutputTests
         Assert.That(png.Length, Is.GreaterThan(10_000));
 
         // Resume from epoch 2: epochs 3 and 4 print exactly what the straight run printed.
-        var (code2, resumed, e2) = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved[0]), "--epochs", "4",
+        var (code2, resumed, e2) = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved.First(n => n.StartsWith("epoch-00002"))), "--epochs", "4",
             "--pred-period", "2", "--pred-len", "6", "--plot", dir.File("p.svg"));
         Assert.That(code2, Is.EqualTo(0), e2);
         string Epoch4(string log) => string.Join("\n", CliTests.WithoutTimes(log).Split('\n').SkipWhile(l => !l.StartsWith("epoch 4")).Take(3));
@@ -203,18 +206,18 @@ public class CliOutputTests
         var samples = gen.Split('\n')[..^1];
         Assert.That(samples, Has.Length.EqualTo(2));
         Assert.That(samples.All(s => s.StartsWith("分开") && s.EnumerateRunes().Count() == 14), Is.True, gen);
-        Assert.That(Run("generate", "--checkpoint", Path.Combine(ck, saved[1]), "--device", "cpu",
+        Assert.That(Run("generate", "--checkpoint", Path.Combine(ck, saved[^1]), "--device", "cpu",
             "--prefix", "分开", "--length", "12", "--temperature", "0.7", "--seed", "3", "--count", "2").Out, Is.EqualTo(gen));
 
-        var bad = Run("generate", "--checkpoint", Path.Combine(ck, saved[1]), "--device", "cpu", "--prefix", "分Ω");
+        var bad = Run("generate", "--checkpoint", Path.Combine(ck, saved[^1]), "--device", "cpu", "--prefix", "分Ω");
         Assert.That(bad.Code, Is.Not.EqualTo(0));
         Assert.That(bad.Err, Does.Contain("'Ω'"));
 
-        var change = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved[0]), "--epochs", "4", "--lr", "3");
+        var change = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved.First(n => n.StartsWith("epoch-00002"))), "--epochs", "4", "--lr", "3");
         Assert.That(change.Code, Is.Not.EqualTo(0));
         Assert.That(change.Err, Does.Contain("--lr (checkpoint 100, given 3): this cannot change when resuming"));
 
-        var done = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved[1]), "--epochs", "4");
+        var done = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved[^1]), "--epochs", "4");
         Assert.That(done.Err, Does.Contain("already trained 4 epochs"));
     }
 

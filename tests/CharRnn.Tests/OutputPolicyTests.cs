@@ -314,9 +314,37 @@ public class OutputPolicyTests
         if (!ended) p.Kill(entireProcessTree: true);
         Assert.That(ended, Is.True);
         Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
-        var saved = Directory.GetFiles(d.File("ck"), "epoch-*.ckpt").Single();
+        // The interrupted boundary's save (or, when that epoch was a new best, the save that made it best) names its value.
+        var saved = Directory.GetFiles(d.File("ck"), "epoch-*.ckpt").Order().Last();
         Assert.That(Path.GetFileName(saved), Does.Match(@"^epoch-\d{5}-val-[0-9.]+\.ckpt$"));
         Assert.That(File.Exists(Path.Combine(d.File("ck"), "best.ckpt")), Is.True);
         Assert.That(Checkpoint.Load(saved).Header.ValPerplexity, Is.Not.Null);
+    }
+
+    /// <summary>#24 bugs 1 and 2: best.ckpt is always the lowest validation perplexity evaluated in the run (a new best
+    /// is saved when it is evaluated, not only on the save schedule), and a save between evaluations carries no
+    /// validation value in its name (it carried the previous evaluation's, and could become "the best so far").</summary>
+    [Test]
+    public void BestIsTheLowestEvaluatedAndNamesCarryOnlyMeasuredValues()
+    {
+        using var d = new TempDir();
+        var metrics = d.File("m.jsonl");
+        var (code, _, e) = CliTests.Run(["train", "--device", "cpu", "--chars", "1500", "--val-fraction", "0.3", "--hidden", "64",
+            "--batch", "4", "--steps", "8", "--optimizer", "adam", "--lr", "0.02", "--epochs", "40", "--patience", "3",
+            "--pred-period", "1000", "--pred-len", "2", "--checkpoint-dir", d.File("ck"), "--save-every", "1000", "--metrics", metrics]);
+        Assert.That(code, Is.EqualTo(0), e);
+        var vals = File.ReadAllLines(metrics).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("val_perplexity").GetDouble()).ToList();
+        var best = Checkpoint.Load(Path.Combine(d.File("ck"), "best.ckpt"));
+        Assert.That(best.Header.ValPerplexity, Is.EqualTo(vals.Min()), "best.ckpt holds the lowest value evaluated");
+        Assert.That(best.Header.Epoch, Is.EqualTo(vals.IndexOf(vals.Min()) + 1));
+
+        using var d2 = new TempDir();
+        var (c2, _, e2) = CliTests.Run([.. Small, "--epochs", "2", "--val-fraction", "0.2", "--print-every", "10it", "--save-every", "10it",
+            "--checkpoint-dir", d2.Path]);
+        Assert.That(c2, Is.EqualTo(0), e2);
+        var names = Directory.GetFiles(d2.Path, "epoch-*.ckpt").Select(Path.GetFileName).ToList();
+        Assert.That(names, Has.Some.Match(@"-mb-\d+\.ckpt$"), "saves inside an epoch");
+        Assert.That(names.Where(n => n!.Contains("-mb-")), Has.None.Contains("-val-"), "not evaluated there: no value in the name");
+        Assert.That(names.Where(n => !n!.Contains("-mb-")), Has.All.Contains("-val-"), "evaluated at each epoch's end");
     }
 }

@@ -44,13 +44,19 @@ public sealed class CheckpointFolder : IDisposable
     /// After <paramref name="file"/> was written: <c>latest.ckpt</c> points at it, and <c>best.ckpt</c> too when its
     /// validation perplexity is the lowest so far (symbolic links, replaced atomically). Returns whether it is the best.
     /// </summary>
+    double? _bestExact;
+
     public bool Published(string file, double? valPerplexity)
     {
         Link(Latest, file);
         if (valPerplexity is not double v) return false;
         var best = System.IO.Path.Combine(Path, Best);
-        if (File.Exists(best) && ValOf(File.ResolveLinkTarget(best, false)?.Name ?? "") is double b && b <= v) return false;
+        // The exact value this run linked last; a folder's earlier best (a resume) only by its name, rounded: exact
+        // values are compared with exact values, so an equal value never counts as better.
+        double? current = _bestExact ?? (File.Exists(best) ? ValOf(File.ResolveLinkTarget(best, false)?.Name ?? "") : null);
+        if (current is double b && b <= v) return false;
         Link(Best, file);
+        _bestExact = v;
         return true;
     }
 

@@ -36,6 +36,12 @@ public sealed class Trainer : IDisposable
     double _lossSum;
     long _lossRows;
     double? _lastVal;
+    long _valAt = -1;   // the run minibatch _lastVal was measured at
+    bool _newBest;      // the last evaluation was the lowest so far: a checkpoint folder saves it (Keras' save_best_only)
+
+    /// <summary>The validation perplexity of the weights as they are now, or null: never a value measured on other
+    /// weights (a report, a metric or a checkpoint name between evaluations carried the previous one).</summary>
+    double? ValHere => _valAt == TotalMinibatches ? _lastVal : null;
 
     /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
     /// <param name="resume">The state of this run to continue from (parameters, optimizer, RNG and position come from
@@ -192,8 +198,8 @@ public sealed class Trainer : IDisposable
                 if (!(print || eval || save)) continue;
                 double ppl = ReadEpochPerplexity(epoch);
                 if (eval && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience)) return Stop(hooks, epoch, schedule);
-                if (print) hooks.Report?.Invoke(new EpochReport(epoch, ppl, sw.Elapsed.TotalSeconds, PredictAll(), _lastVal) { Minibatch = i + 1, EpochSize = EpochSize });
-                if (save) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, _lastVal));
+                if (print) hooks.Report?.Invoke(new EpochReport(epoch, ppl, sw.Elapsed.TotalSeconds, PredictAll(), ValHere) { Minibatch = i + 1, EpochSize = EpochSize });
+                if (save || (eval && _newBest && schedule.Save != null)) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, ValHere));
             }
             CompletedEpochs = epoch;
             _minibatch = 0;
@@ -206,12 +212,13 @@ public sealed class Trainer : IDisposable
                 sw.Stop();
                 bool stop = _val != null && (Due(schedule.Eval, epoch, EpochSize) || last) && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience);
                 double secs = sw.Elapsed.TotalSeconds;
-                hooks.Epoch?.Invoke(new EpochStats(epoch, ppl, _lastVal, secs, TokensPerEpoch / secs)
+                hooks.Epoch?.Invoke(new EpochStats(epoch, ppl, ValHere, secs, TokensPerEpoch / secs)
                     { LearningRate = Optimizer.LearningRate, GradNorm = Step.ReadGradNorm() });
                 if (Due(schedule.Print, epoch, EpochSize) || last || stop)
-                    hooks.Report?.Invoke(new EpochReport(epoch, ppl, secs, PredictAll(), _lastVal) { EpochSize = EpochSize });
-                if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop)
-                    hooks.Save?.Invoke(new SavePoint(epoch, EpochSize, EpochSize, _lastVal));
+                    hooks.Report?.Invoke(new EpochReport(epoch, ppl, secs, PredictAll(), ValHere) { EpochSize = EpochSize });
+                bool bestNow = _newBest && _valAt == TotalMinibatches && schedule.Save != null;
+                if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop || bestNow)
+                    hooks.Save?.Invoke(new SavePoint(epoch, EpochSize, EpochSize, ValHere));
                 if (stop) return TrainOutcome.EarlyStopped;
             }
         }
@@ -221,8 +228,8 @@ public sealed class Trainer : IDisposable
     TrainOutcome Stop(TrainHooks hooks, int epoch, TrainSchedule schedule)
     {
         double ppl = ReadEpochPerplexity(epoch);
-        hooks.Report?.Invoke(new EpochReport(epoch, ppl, 0, PredictAll(), _lastVal) { Minibatch = _minibatch, EpochSize = EpochSize });
-        if (schedule.Save != null) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, _lastVal));
+        hooks.Report?.Invoke(new EpochReport(epoch, ppl, 0, PredictAll(), ValHere) { Minibatch = _minibatch, EpochSize = EpochSize });
+        if (schedule.Save != null) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, ValHere));
         return TrainOutcome.EarlyStopped;
     }
 
@@ -257,7 +264,9 @@ public sealed class Trainer : IDisposable
     bool Evaluate(int epoch, ref double best, ref int sinceBest, int? patience)
     {
         _lastVal = Healthy(epoch, ValidationPerplexity(), "validation");
-        if (_lastVal < best) (best, sinceBest) = (_lastVal.Value, 0);
+        _valAt = TotalMinibatches;
+        _newBest = _lastVal < best;
+        if (_newBest) (best, sinceBest) = (_lastVal!.Value, 0);
         else sinceBest++;
         return patience is int p && sinceBest >= p;
     }
