@@ -188,7 +188,7 @@ internal static class TrainCommand
                 stderr.WriteLine($"charrnn: removed {folder.RemovedTemps} unfinished checkpoint file(s) that a killed run left in {folder.Path}");
             // One run per folder: a new run (or a resume from elsewhere) among another run's checkpoints would overwrite
             // some of them and leave latest.ckpt and best.ckpt pointing into different runs.
-            bool continues = resumeFile != null && folder != null && Path.GetFullPath(Path.GetDirectoryName(Path.GetFullPath(resumeFile))!) == Path.GetFullPath(folder.Path);
+            bool continues = resumeFile != null && folder != null && Path.GetDirectoryName(Path.GetFullPath(resumeFile)) == Path.GetFullPath(folder.Path);
             if (folder != null && !continues && folder.Checkpoints().ToList() is { Count: > 0 } others)
             {
                 if (!pr.GetValue(force))

@@ -40,6 +40,15 @@ public static class CliProcess
 
     static string Tail(Task<string> t) => t.IsCompleted ? t.Result : "(still reading)";
 
+    /// <summary>Waits up to <paramref name="seconds"/> for <paramref name="p"/> to end; kills it (and its children) if it
+    /// does not, so a hang fails the test instead of outliving it. Returns whether it ended by itself.</summary>
+    public static bool Ended(Process p, int seconds)
+    {
+        bool ended = p.WaitForExit(seconds * 1000);
+        if (!ended) p.Kill(entireProcessTree: true);
+        return ended;
+    }
+
     /// <summary>Sends a signal by number (kill(1)): .NET's Process.Kill only sends SIGKILL.</summary>
     public static void Signal(Process p, int signal)
     {

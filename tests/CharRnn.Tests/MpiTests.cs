@@ -140,8 +140,7 @@ public class MpiTests
             Thread.Sleep(2000);
             int victim = RankPid(1);
             using (var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {victim}") { UseShellExecute = false })!) kill.WaitForExit();
-            bool ended = p.WaitForExit(60_000);
-            if (!ended) p.Kill(entireProcessTree: true);
+            bool ended = CliProcess.Ended(p, 60);
             if (signal == 19) using (var cont = Process.Start(new ProcessStartInfo("kill", $"-9 {victim}") { UseShellExecute = false })!) cont.WaitForExit();
             Assert.That(ended, Is.True, $"signal {signal}: the job ended instead of hanging");
             Assert.That(p.ExitCode, Is.Not.EqualTo(0));
@@ -169,8 +168,7 @@ public class MpiTests
         Assert.That(line, Is.Not.Null, "the job reached epoch 2");
         CliProcess.Signal(p, 2);
         var rest = p.StandardOutput.ReadToEndAsync();
-        bool ended = p.WaitForExit(120_000);
-        if (!ended) p.Kill(entireProcessTree: true);
+        bool ended = CliProcess.Ended(p, 120);
         Assert.That(ended, Is.True, "the job stopped (it hung in a gather before)");
         Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
         Assert.That(err.Result, Does.Match(@"interrupted after epoch \d+; checkpoint \S+epoch-\d{5}\.ckpt"));

@@ -151,8 +151,7 @@ public class OutputPolicyTests
         Assert.That(read.Result, Is.GreaterThan(0), "generate streams its text");
         CliProcess.Signal(p, 2);
         var drain = p.StandardOutput.ReadToEndAsync();
-        bool ended = p.WaitForExit(20_000);
-        if (!ended) p.Kill(entireProcessTree: true);
+        bool ended = CliProcess.Ended(p, 20);
         Assert.That(ended, Is.True, "stopped within 20 s of SIGINT");
         Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
         Assert.That(err.Result, Does.Contain("interrupted"));
@@ -168,8 +167,7 @@ public class OutputPolicyTests
         Thread.Sleep(500);
         CliProcess.Signal(p, 2);
         var err = p.StandardError.ReadToEndAsync();
-        bool ended = p.WaitForExit(20_000);
-        if (!ended) p.Kill(entireProcessTree: true);
+        bool ended = CliProcess.Ended(p, 20);
         Assert.That(ended, Is.True, "stopped within 20 s of SIGINT");
         Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
     }
@@ -291,8 +289,7 @@ public class OutputPolicyTests
         CliProcess.Signal(p, 2);
         Thread.Sleep(200);
         CliProcess.Signal(p, 2);
-        bool ended = p.WaitForExit(20_000);
-        if (!ended) p.Kill(entireProcessTree: true);
+        bool ended = CliProcess.Ended(p, 20);
         Assert.That(ended, Is.True);
         Assert.That(err.Result, Does.Contain("stopped at once (a second Ctrl+C)"));
     }
@@ -310,8 +307,7 @@ public class OutputPolicyTests
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while ((!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 2) && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(50);
         CliProcess.Signal(p, 2);
-        bool ended = p.WaitForExit(60_000);
-        if (!ended) p.Kill(entireProcessTree: true);
+        bool ended = CliProcess.Ended(p, 60);
         Assert.That(ended, Is.True);
         Assert.That(p.ExitCode, Is.EqualTo(130), err.Result);
         // The interrupted boundary's save (or, when that epoch was a new best, the save that made it best) names its value.

@@ -212,7 +212,8 @@ public sealed class Checkpoint
         }
     }
 
-    static int FirstNonFinite(float[] data)
+    /// <summary>The index of the first NaN or ±∞, or −1 (checkpoints and safetensors refuse them on load).</summary>
+    internal static int FirstNonFinite(ReadOnlySpan<float> data)
     {
         for (int i = 0; i < data.Length; i++)
             if (!float.IsFinite(data[i])) return i;

@@ -135,9 +135,8 @@ public static class SafeTensors
                 for (int i = 0; i < data.Length; i += 1 << 20)
                     fs.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan(i, Math.Min(1 << 20, data.Length - i))));
                 if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts");
-                for (int i = 0; i < data.Length; i++)
-                    if (!float.IsFinite(data[i]))
-                        throw new CharRnnException(Bad($"'{e.Name}' holds a non-finite value ({data[i]}) at {i}: the model had diverged or the file is damaged."));
+                if (Checkpoint.FirstNonFinite(data) is int bad and >= 0)
+                    throw new CharRnnException(Bad($"'{e.Name}' holds a non-finite value ({data[bad]}) at {bad}: the model had diverged or the file is damaged."));
                 tensors[e.Name] = new SafeTensor(e.Shape, data);
             }
             return (tensors, metadata);

@@ -43,6 +43,9 @@ public sealed class Trainer : IDisposable
     /// weights (a report, a metric or a checkpoint name between evaluations carried the previous one).</summary>
     double? ValHere => _valAt == TotalMinibatches ? _lastVal : null;
 
+    /// <summary>The weights as they are now were just evaluated as the best so far.</summary>
+    bool BestHere => _newBest && _valAt == TotalMinibatches;
+
     /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
     /// <param name="resume">The state of this run to continue from (parameters, optimizer, RNG and position come from
     /// it); its shapes must match the options (<c>Checkpoint.Load</c> checks that).</param>
@@ -199,7 +202,7 @@ public sealed class Trainer : IDisposable
                 double ppl = ReadEpochPerplexity(epoch);
                 if (eval && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience)) return Stop(hooks, epoch, schedule);
                 if (print) hooks.Report?.Invoke(new EpochReport(epoch, ppl, sw.Elapsed.TotalSeconds, PredictAll(), ValHere) { Minibatch = i + 1, EpochSize = EpochSize });
-                if (save || (eval && _newBest && schedule.Save != null)) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, ValHere));
+                if (save || (BestHere && schedule.Save != null)) hooks.Save?.Invoke(new SavePoint(epoch, _minibatch, EpochSize, ValHere));
             }
             CompletedEpochs = epoch;
             _minibatch = 0;
@@ -216,8 +219,7 @@ public sealed class Trainer : IDisposable
                     { LearningRate = Optimizer.LearningRate, GradNorm = Step.ReadGradNorm() });
                 if (Due(schedule.Print, epoch, EpochSize) || last || stop)
                     hooks.Report?.Invoke(new EpochReport(epoch, ppl, secs, PredictAll(), ValHere) { EpochSize = EpochSize });
-                bool bestNow = _newBest && _valAt == TotalMinibatches && schedule.Save != null;
-                if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop || bestNow)
+                if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop || (BestHere && schedule.Save != null))
                     hooks.Save?.Invoke(new SavePoint(epoch, EpochSize, EpochSize, ValHere));
                 if (stop) return TrainOutcome.EarlyStopped;
             }
