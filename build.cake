@@ -181,6 +181,31 @@ Task("Packages").IsDependentOn("Pack").IsDependentOn("PublishNative").Does(() =>
     if (exit != 0) throw new Exception($"dotnet tool install failed ({exit})");
     Smoke(toolPath.CombineWithFilePath("charrnn").FullPath, "dotnet tool");
     Smoke(artifacts.Combine("charrnn-linux-x64").CombineWithFilePath("charrnn").FullPath, "NativeAOT binary");
+    NativeSpeed(toolPath.CombineWithFilePath("charrnn").FullPath, artifacts.Combine("charrnn-linux-x64").CombineWithFilePath("charrnn").FullPath);
 });
+
+// The NativeAOT binary must train as fast as the JIT (#24 bug 5: built for x86-64-v1 it ran 3.4× slower, its vector code
+// unaccelerated). Three alternating rounds of `bench --epochs 20` on the CPU, medians compared. The bar is 0.8, not the
+// 0.9 the README states as measured, so a noisy shared CI machine does not fail a sound build; a lost instruction set
+// (≈ 0.3) fails it.
+void NativeSpeed(string jit, string native)
+{
+    double Tokens(string exe)
+    {
+        var dir = artifacts.Combine("smoke-bench");
+        EnsureDirectoryExists(dir);
+        var exit = StartProcess(exe, new ProcessSettings { Arguments = "bench --epochs 20 --device cpu", WorkingDirectory = dir, RedirectStandardOutput = true }, out var lines);
+        if (exit != 0) throw new Exception($"{exe} bench exited with {exit}");
+        var m = lines.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"([0-9]+) tokens/s")).FirstOrDefault(x => x.Success)
+                ?? throw new Exception($"{exe} bench printed no tokens/s");
+        return double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+    var (j, n) = (new List<double>(), new List<double>());
+    for (int round = 0; round < 3; round++) { j.Add(Tokens(jit)); n.Add(Tokens(native)); }
+    double Median(List<double> v) => v.OrderBy(x => x).ElementAt(v.Count / 2);
+    var ratio = Median(n) / Median(j);
+    Console.WriteLine($"bench --epochs 20 on the CPU: NativeAOT {Median(n):F0} tokens/s, dotnet tool (JIT) {Median(j):F0} tokens/s (medians of 3 alternating rounds): ratio {ratio:F2}");
+    if (ratio < 0.8) throw new Exception($"the NativeAOT binary trains at {ratio:F2}× the JIT's speed (at least 0.8 expected): was it built for the wrong instruction set?");
+}
 
 RunTarget(target);
