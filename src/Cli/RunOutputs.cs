@@ -7,7 +7,8 @@ using CharRnn.Rnn.Training;
 namespace CharRnn.Cli;
 
 /// <summary>
-/// <c>--metrics FILE.jsonl</c>: one JSON object per epoch. The whole file is rewritten atomically each epoch (temp file,
+/// <c>--metrics FILE.jsonl</c>: one JSON object per epoch, and per report with --print-every Nit (those carry
+/// "minibatch", the minibatches done in their epoch; every point carries "step", the run's minibatches). The whole file is rewritten atomically each epoch (temp file,
 /// rename), so it is always complete: a crash leaves the epochs up to the last finished one.
 /// </summary>
 internal sealed class MetricsWriter
@@ -33,8 +34,12 @@ internal sealed class MetricsWriter
             }
             w.WriteStartObject();
             w.WriteNumber("epoch", s.Epoch);
+            if (s.Minibatch is int m) w.WriteNumber("minibatch", m);
+            if (s.Step is long step) w.WriteNumber("step", step);
             Number("perplexity", s.Perplexity);
             Number("val_perplexity", s.ValPerplexity);
+            Number("bits_per_char", EpochStats.Bits(s.Perplexity));
+            Number("val_bits_per_char", s.ValPerplexity is double v ? EpochStats.Bits(v) : null);
             Number("seconds", s.Seconds);
             Number("tokens_per_s", s.TokensPerSecond);
             w.WriteString("device", _device);
@@ -114,7 +119,7 @@ internal static class PlotWriter
         }
         var plt = new ScottPlot.Plot();
         if (s_fontAdded) plt.Font.Set(FontName);
-        var xs = stats.Select(s => (double)s.Epoch).ToArray();
+        var xs = stats.Select(s => s.EpochsDone()).ToArray();
         var train = plt.Add.Scatter(xs, stats.Select(s => Math.Log10(s.Perplexity)).ToArray());
         train.LegendText = "train";
         train.MarkerSize = 0;
@@ -122,7 +127,7 @@ internal static class PlotWriter
         var val = stats.Where(s => s.ValPerplexity is double).ToArray();
         if (val.Length > 0)
         {
-            var v = plt.Add.Scatter(val.Select(s => (double)s.Epoch).ToArray(), val.Select(s => Math.Log10(s.ValPerplexity!.Value)).ToArray());
+            var v = plt.Add.Scatter(val.Select(s => s.EpochsDone()).ToArray(), val.Select(s => Math.Log10(s.ValPerplexity!.Value)).ToArray());
             v.LegendText = "validation";
             v.MarkerSize = 6;
             v.LineWidth = 2;

@@ -18,16 +18,26 @@ internal sealed class TensorBoardWriter : IDisposable
 {
     readonly Stream _file;
     long _good; // the length up to the last whole record: a failed write is cut back to it
+    readonly bool _minibatchSteps;
 
-    public TensorBoardWriter(string dir)
+    /// <param name="minibatchSteps">Steps are the run's minibatches (--print-every Nit: a point per report), not epochs.</param>
+    public TensorBoardWriter(string dir, bool minibatchSteps = false)
     {
+        _minibatchSteps = minibatchSteps;
         if (string.IsNullOrWhiteSpace(dir)) throw new CharRnnException("--tensorboard is empty. Name a folder (it is created if missing).");
         try
         {
             Directory.CreateDirectory(dir);
-            Path = System.IO.Path.Combine(dir, $"events.out.tfevents.{DateTimeOffset.UtcNow.ToUnixTimeSeconds():D10}.{Environment.MachineName}.{Environment.ProcessId}.charrnn");
-            // Unbuffered: each record goes out in one write, so nothing is left pending for Dispose to fail on.
-            _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
+            // A second writer in the same second and process (a resume run in-process) takes the next free name.
+            var stem = System.IO.Path.Combine(dir, $"events.out.tfevents.{DateTimeOffset.UtcNow.ToUnixTimeSeconds():D10}.{Environment.MachineName}.{Environment.ProcessId}");
+            for (int k = 0; ; k++)
+            {
+                Path = k == 0 ? stem + ".charrnn" : $"{stem}.charrnn{k}"; // sorts after the first, as TensorBoard reads them
+                if (File.Exists(Path)) continue;
+                // Unbuffered: each record goes out in one write, so nothing is left pending for Dispose to fail on.
+                _file = new FileStream(Path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
+                break;
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
@@ -52,7 +62,7 @@ internal sealed class TensorBoardWriter : IDisposable
         Record(ev.ToArray());
     }
 
-    public string Path { get; } = "";
+    public string Path { get; private set; } = "";
 
     static double WallTime() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
 
@@ -69,12 +79,14 @@ internal sealed class TensorBoardWriter : IDisposable
         }
         Scalar("train/perplexity", s.Perplexity);
         Scalar("validation/perplexity", s.ValPerplexity);
+        Scalar("train/bits_per_char", EpochStats.Bits(s.Perplexity));
+        Scalar("validation/bits_per_char", s.ValPerplexity is double v ? EpochStats.Bits(v) : null);
         Scalar("train/tokens_per_s", s.TokensPerSecond);
         Scalar("train/learning_rate", s.LearningRate);
         Scalar("train/grad_norm", s.GradNorm);
         var ev = new ProtoWriter();
         ev.Double(1, WallTime());
-        ev.Int64(2, s.Epoch);
+        ev.Int64(2, _minibatchSteps && s.Step is long step ? step : s.Epoch);
         ev.Message(5, summary);
         Record(ev.ToArray());
     }

@@ -24,7 +24,9 @@ internal static class TrainCommand
                           "concise (6.5: nn.RNN + Linear, Adam lr 1e-3, consecutive sampling), gru-scratch / lstm-scratch " +
                           "(6.7/6.8: 160 epochs, SGD lr 100, clip 0.01), gru-concise / lstm-concise (nn.GRU/nn.LSTM, Adam lr 1e-2). " +
                           "The book's concise trainers never clip (their clipping loop consumes a generator), so these presets " +
-                          "do not clip either; pass --clip 0.01 to clip for real.",
+                          "do not clip either; pass --clip 0.01 to clip for real. char-rnn (the default with --corpus): char-rnn/torch-rnn's " +
+                          "recipe for your own text: LSTM 2 × 128, B 50, T 50, Adam 2e-3, clip 5, 5% validation, lr ×0.5 every 5 epochs, " +
+                          "50 epochs, 200 sampled characters per report.",
         };
         preset.AcceptOnlyFromAmong(TrainOptions.PresetNames);
         var epochs = new Option<int?>("--epochs") { Description = "Number of epochs (book: 250). With --resume: the new total." };
@@ -34,16 +36,18 @@ internal static class TrainCommand
         var lr = new Option<float?>("--lr") { Description = "Learning rate (book: 100 for SGD, 1e-3 for Adam)." };
         var lrDecay = new Option<float?>("--lr-decay") { Description = "Multiply the learning rate by this after each epoch past --lr-decay-after (char-rnn's schedule; default 1: constant)." };
         var lrDecayAfter = new Option<int?>("--lr-decay-after") { Description = "The epoch after which --lr-decay starts (default 0)." };
+        var lrDecayEvery = new Option<int?>("--lr-decay-every") { Description = "Apply --lr-decay once every N epochs (torch-rnn's lr_decay_every; default 1: every epoch, char-rnn's)." };
         var clip = new Option<string?>("--clip") { Description = "Global-norm clipping threshold θ, or 'none' (book: 0.01; concise preset: none, as the book)." };
         var sampling = new Option<string?>("--sampling") { Description = "random or consecutive minibatches." };
         sampling.AcceptOnlyFromAmong("random", "consecutive");
-        var optimizer = new Option<string?>("--optimizer") { Description = "sgd or adam." };
-        optimizer.AcceptOnlyFromAmong("sgd", "adam");
+        var optimizer = new Option<string?>("--optimizer") { Description = "sgd, adam, or rmsprop (char-rnn's: decay 0.95, eps 1e-8)." };
+        optimizer.AcceptOnlyFromAmong("sgd", "adam", "rmsprop");
         var dropout = new Option<float?>("--dropout") { Description = "Dropout between stacked layers (nn.RNN's dropout; needs --layers 2+; default 0). Off for validation and generation." };
         var predPeriod = new Option<int?>("--pred-period") { Description = "Print perplexity and predictions every N epochs (book: 50). Same as --print-every N." };
         var printEvery = new Option<string?>("--print-every") { Description = "Print perplexity and predictions every N epochs, or every N minibatches with 'Nit' (e.g. 500it). The last epoch always prints." };
         var evalEvery = new Option<string?>("--eval-every") { Description = "Validation perplexity (with --val-fraction) every N epochs or 'Nit' minibatches (default 1: every epoch)." };
-        var predLen = new Option<int?>("--pred-len") { Description = "Characters to predict after each prefix (book: 50)." };
+        var predLen = new Option<int?>("--pred-len") { Description = "Characters to predict after each prefix (book: 50; char-rnn preset: 200)." };
+        var predTemperature = new Option<double?>("--pred-temperature") { Description = "Sample the report's predictions at this temperature (char-rnn preset: 1); 0 is the book's greedy prediction (the book presets' default)." };
         var prefix = new Option<string[]>("--prefix") { Description = "Prefix to predict from; repeatable (book: 分开, 不分开; with --corpus: the text's own first characters)." };
         var chars = new Option<string?>("--chars") { Description = "Use the first N characters of the corpus, or 'all' (book: 10000; with --corpus: all)." };
         var newlines = new Option<string?>("--newlines") { Description = "space (the book: line breaks become spaces; default for the shipped corpus) or keep (default with --corpus)." };
@@ -72,12 +76,13 @@ internal static class TrainCommand
         var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N), or NCCL: seconds a rank waits for the others (an MPI collective, an NCCL all-reduce on the GPU) before it calls the run failed (default 600)." };
         var nccl = new Option<bool>("--nccl") { Description = "GPU: average gradients with NCCL even for a single rank (several GPU ranks always do)." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
+        var keepLast = new Option<int?>("--keep-last") { Description = "Keep only the N newest checkpoints in --checkpoint-dir (best.ckpt's target is always kept; default: keep all)." };
         var force = new Option<bool>("--force") { Description = "Start a new run in a --checkpoint-dir that holds another run's checkpoints, deleting them (without it, such a folder is refused: runs would mix)." };
 
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
-        foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, clip, sampling, optimizer, dropout,
-                     predPeriod, printEvery, evalEvery, predLen, prefix, chars, newlines, seed, corpus, device, precision, recurrence, graph, input, blas, activation,
-                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl, force })
+        foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, lrDecayEvery, clip, sampling, optimizer, dropout,
+                     predPeriod, printEvery, evalEvery, predLen, predTemperature, prefix, chars, newlines, seed, corpus, device, precision, recurrence, graph, input, blas, activation,
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl, keepLast, force })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>
@@ -97,9 +102,11 @@ internal static class TrainCommand
                 LearningRate = pr.GetValue(lr),
                 LrDecay = pr.GetValue(lrDecay),
                 LrDecayAfter = pr.GetValue(lrDecayAfter),
+                LrDecayEvery = pr.GetValue(lrDecayEvery),
+                PredTemperature = pr.GetValue(predTemperature),
                 Clip = clipSet ? new ClipSetting(clipValue) : null,
                 Sampling = pr.GetValue(sampling) switch { "random" => SamplingKind.Random, "consecutive" => SamplingKind.Consecutive, _ => null },
-                Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, _ => null },
+                Optimizer = pr.GetValue(optimizer) switch { "sgd" => OptimizerKind.Sgd, "adam" => OptimizerKind.Adam, "rmsprop" => OptimizerKind.RmsProp, _ => null },
                 Dropout = pr.GetValue(dropout),
                 Seed = pr.GetValue(seed),
                 Input = CommonOptions.InputMode(pr.GetValue(input)),
@@ -123,13 +130,17 @@ internal static class TrainCommand
             PortableModel? init = initFile != null ? PortableModel.Load(initFile) : null;
 
             // The corpus: a user's text trains whole and keeps its lines; the shipped one is the book's 10 000 characters.
-            var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? OptionValues.DefaultCorpus();
+            // --init-from without --corpus fine-tunes on the text its checkpoint trained on (the shipped corpus wherever
+            // this copy keeps it); an imported model knows no text and takes the shipped one.
+            var initText = pr.GetValue(corpus) == null && init?.CorpusPath is string ic ? InitCorpus(ic) : null;
+            var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? initText ?? OptionValues.DefaultCorpus();
             bool ownText = pr.GetValue(corpus) != null; // (a resume reloads whatever its checkpoint names)
-            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit : ownText ? null : Corpus.BookCharCount;
+            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit
+                : initText != null ? init!.CorpusLimit : ownText ? null : Corpus.BookCharCount;
             var newlineMode = pr.GetValue(newlines) switch
             {
                 "space" => NewlineMode.Space, "keep" => NewlineMode.Keep,
-                _ => from?.Header.Newlines ?? (ownText ? NewlineMode.Keep : NewlineMode.Space),
+                _ => from?.Header.Newlines ?? (initText != null ? init!.Newlines : ownText ? NewlineMode.Keep : NewlineMode.Space),
             };
             var vocabulary = init?.Vocabulary;
             var data = Corpus.Load(corpusPath, maxChars, newlineMode, vocabulary);
@@ -146,8 +157,10 @@ internal static class TrainCommand
             if (from != null) o = RunRules.Resume(from.Header.Options, given);
             else
             {
-                // A user's text: predictions start from its own first characters unless --prefix says otherwise.
+                // A user's text: predictions start from its own first characters unless --prefix says otherwise, and a
+                // fresh run takes char-rnn's recipe unless a preset is named (a fine-tune keeps its model's run).
                 if (ownText && given.Prefixes is not { Count: > 0 }) given = given with { Prefixes = [OptionValues.FirstCharacters(data)] };
+                if (ownText && init == null && given.Preset == null) given = given with { Preset = TrainOptions.CharRnnPreset };
                 o = init != null ? RunRules.FineTune(init.StartingOptions, given) : RunRules.Fresh(given);
             }
             o.Validate();
@@ -164,11 +177,19 @@ internal static class TrainCommand
             if (schedule.Patience != null && o.ValFraction == null)
                 throw new CharRnnException("--patience stops on the validation perplexity: give --val-fraction too (e.g. --val-fraction 0.1).");
 
-            // Every output is checked (and the checkpoint folder locked) before anything is trained.
-            var metricsPath = pr.GetValue(metrics);
+            // Every output is checked (and the checkpoint folder locked) before anything is trained. A resume continues
+            // the outputs its run kept (the checkpoint remembers them) unless told otherwise.
+            var kept = from?.Header.Outputs;
+            var metricsPath = pr.GetValue(metrics) ?? kept?.Metrics;
+            var plotPath = pr.GetValue(plot) ?? kept?.Plot;
+            var boardPath = pr.GetValue(tensorboard) ?? kept?.TensorBoard;
+            var keepN = pr.GetValue(keepLast) ?? kept?.KeepLast;
+            var continued = new[] { (pr.GetValue(metrics), kept?.Metrics, "--metrics"), (pr.GetValue(plot), kept?.Plot, "--plot"), (pr.GetValue(tensorboard), kept?.TensorBoard, "--tensorboard") }
+                .Where(x => x.Item1 == null && x.Item2 != null).Select(x => $"{x.Item3} {x.Item2}").ToList();
+            if (continued.Count > 0) stderr.WriteLine($"charrnn: continuing the run's {string.Join(", ", continued)}");
+            if (keepN is int kn && kn < 1) throw new CharRnnException($"--keep-last must be a positive whole number of checkpoints (got {kn}).");
             (string?, string)[] inputs = [(corpusPath, "--corpus"), (resumeFile, "--resume"), (initFile, "--init-from")];
             if (metricsPath != null) AtomicFile.CheckWritable(metricsPath, "--metrics", inputs);
-            var plotPath = pr.GetValue(plot);
             if (plotPath != null) PlotWriter.CheckPath(plotPath, inputs);
             if (metricsPath != null && plotPath != null && AtomicFile.Stat(metricsPath) is { } ms && AtomicFile.Stat(plotPath) is { } ps && ms.SameFileAs(ps))
                 throw new CharRnnException($"--metrics and --plot name the same file ({metricsPath}); name two files.");
@@ -200,6 +221,7 @@ internal static class TrainCommand
             var save = pr.GetValue(saveEvery) is string se ? Interval.Parse(se, "--save-every") : (Interval?)null;
             if (dir != null) schedule = schedule with { Save = save ?? schedule.Print };
             else if (save != null) throw new CharRnnException("--save-every needs a folder to save in: give --checkpoint-dir too.");
+            if (dir == null && pr.GetValue(keepLast) != null) throw new CharRnnException("--keep-last prunes a checkpoint folder: give --checkpoint-dir too.");
             // Several ranks on GPUs: one GPU each, by the rank's place on its machine.
             var dev = pr.GetValue(device)!;
             if (ranks.Size > 1 && dev is "cuda" or "auto" && Cuda.GpuProbe.Run(0) is { Usable: true, Info: { } gpu })
@@ -209,14 +231,21 @@ internal static class TrainCommand
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;
             if (team.Size > 1 || gpuRanks != null) stderr.WriteLine($"charrnn: {team.Size} rank(s), {team.Description}; --batch {o.Batch} is the global batch, {o.Batch / team.Size} rows per rank");
-            using var board = pr.GetValue(tensorboard) is string tb ? new TensorBoardWriter(tb) : null;
-            var outs = new Outputs(folder, metricsPath, plotPath, board);
+            bool points = schedule.Print.Minibatches; // --print-every Nit: a metrics/TensorBoard/plot point per report
+            using var board = boardPath is string tb ? new TensorBoardWriter(tb, points) : null;
+            var paths = new RunOutputPaths(Full(metricsPath), Full(boardPath), Full(plotPath), keepN);
+            // TensorBoard shows one run: a folder this run did not write before gets the history first (no gap).
+            bool backfill = board != null && from != null && kept?.TensorBoard != paths.TensorBoard;
+            var outs = new Outputs(folder, metricsPath, plotPath, board, paths, points, backfill);
             return Train(o, schedule, data, backend, from, init, outs, stdout, stderr, cancel, team);
         }));
         return cmd;
     }
 
-    sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot, TensorBoardWriter? Board);
+    sealed record Outputs(CheckpointFolder? Checkpoints, string? Metrics, string? Plot, TensorBoardWriter? Board, RunOutputPaths Paths,
+        bool ReportPoints, bool BackfillBoard);
+
+    static string? Full(string? path) => path != null ? Path.GetFullPath(path) : null;
 
     static int Train(TrainOptions o, TrainSchedule schedule, Corpus data, IBackend backend, Checkpoint? from, PortableModel? init, Outputs outs,
         TextWriter stdout, TextWriter stderr, CancellationToken cancel, ICollective ranks)
@@ -224,7 +253,7 @@ internal static class TrainCommand
         using var trainer = new Trainer(backend, data, o, initial: init?.Parameters, resume: from?.ToState(), ranks: ranks);
         var inv = CultureInfo.InvariantCulture;
         stderr.WriteLine(string.Create(inv,
-            $"charrnn: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
+            $"charrnn: {(o.PresetName == TrainOptions.CharRnnPreset ? "char-rnn recipe (--preset char-rnn): " : "")}{o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}{(o.Layers > 1 ? $" ×{o.Layers} layers" : "")}, {o.Sampling.ToString().ToLowerInvariant()} sampling, " +
             $"{o.Optimizer.ToString().ToLowerInvariant()} lr {o.LearningRate}, clip {(o.Clip is float c ? c.ToString(inv) : "none")}, " +
             $"H {o.Hidden}, B {o.Batch}, T {o.Steps}, {o.Epochs} epochs; corpus {data.Length} chars, vocab {data.Vocab.Count}, " +
             $"{trainer.EpochSize} minibatches/epoch{(o.ValFraction is double f ? string.Create(inv, $", {f:P0} held out for validation") : "")}; " +
@@ -236,7 +265,8 @@ internal static class TrainCommand
             stderr.WriteLine($"charrnn: resuming after {Position(from.Header.Epoch, from.Header.Minibatch, trainer.EpochSize)} (checkpoint written on {from.Header.Backend})");
         if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Spec.Kind.ToString().ToLowerInvariant()} {init.Spec.Cell.ToString().ToUpperInvariant()} (H {init.Spec.Hidden} ×{init.Spec.Layers})");
         // One history across resumes: what the checkpoint remembers up to where it stands, then this run's epochs.
-        var stats = (from?.Header.History ?? []).Where(s => s.Epoch <= trainer.CompletedEpochs).ToList();
+        var stats = (from?.Header.History ?? []).Where(s => s.Step is long st ? st <= trainer.TotalMinibatches : s.Epoch <= trainer.CompletedEpochs).ToList();
+        if (outs.BackfillBoard) foreach (var s in stats) outs.Board!.Add(s);
         var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached, Progress.HeartbeatFromEnvironment());
         var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name, stats) : null;
         double? lastVal = from?.Header.ValPerplexity;
@@ -245,7 +275,7 @@ internal static class TrainCommand
         long savedAt = -1; // the run minibatch of the last save, on every rank (lastSaved is rank 0's alone)
         void Save(SavePoint p)
         {
-            var ck = Checkpoint.Capture(trainer, stats, outs.Checkpoints?.Path, p.ValPerplexity); // every rank: the state is gathered
+            var ck = Checkpoint.Capture(trainer, stats, outs.Checkpoints?.Path, p.ValPerplexity, outs.Paths); // every rank: the state is gathered
             savedAt = trainer.TotalMinibatches;
             if (outs.Checkpoints == null) return; // not rank 0
             var path = outs.Checkpoints.FileFor(p);
@@ -254,6 +284,8 @@ internal static class TrainCommand
             bool best = outs.Checkpoints.Published(path, p.ValPerplexity);
             progress.Clear();
             stderr.WriteLine(string.Create(inv, $"charrnn: saved {path}{(p.ValPerplexity is double v ? $" (validation perplexity {v:F6}{(best ? ", the best so far" : "")})" : "")}"));
+            if (outs.Paths.KeepLast is int n)
+                foreach (var gone in outs.Checkpoints.KeepLast(n)) stderr.WriteLine($"charrnn: --keep-last {n}: deleted {gone}");
         }
         void Plot()
         {
@@ -261,6 +293,27 @@ internal static class TrainCommand
                 PlotWriter.Write(outs.Plot, stats, $"char-RNN: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}" +
                                                    $"{(o.Layers > 1 ? $" ×{o.Layers}" : "")}, H {o.Hidden}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
         }
+        // Throughput between reports, for the report lines of runs that are not the book's (whose lines stay exact).
+        var sinceReport = Stopwatch.StartNew();
+        long reportedAt = trainer.TotalMinibatches;
+        double TokensPerSecond()
+        {
+            double tps = (trainer.TotalMinibatches - reportedAt) * (double)o.Batch * o.Steps / Math.Max(sinceReport.Elapsed.TotalSeconds, 1e-9);
+            reportedAt = trainer.TotalMinibatches;
+            sinceReport.Restart();
+            return tps;
+        }
+        // Every evaluation's line goes to stdout: after its report's line when the point reports, else on its own.
+        string? pendingVal = null;
+        void FlushVal()
+        {
+            if (pendingVal == null) return;
+            progress.Clear();
+            stdout.WriteLine(pendingVal);
+            stdout.Flush();
+            pendingVal = null;
+        }
+        string ValLine(string where, double vp) => string.Create(inv, $"{where}, validation perplexity {vp:F6} ({EpochStats.Bits(vp):F3} bits/char)");
         TrainOutcome outcome;
         try
         {
@@ -270,17 +323,31 @@ internal static class TrainCommand
                 {
                     progress.Clear();
                     var where = r.Minibatch is int m ? $"epoch {r.Epoch}, minibatch {m}/{r.EpochSize}" : $"epoch {r.Epoch}";
-                    stdout.WriteLine(string.Create(inv, $"{where}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec"));
-                    if (r.ValPerplexity is double vp) stderr.WriteLine(string.Create(inv, $"{where}, validation perplexity {vp:F6}"));
+                    double tps = TokensPerSecond();
+                    stdout.WriteLine(o.BookLines
+                        ? string.Create(inv, $"{where}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec")
+                        : string.Create(inv, $"{where}, perplexity {r.Perplexity:F6} ({EpochStats.Bits(r.Perplexity):F3} bits/char), time {r.Seconds:F2} sec, {tps:F0} tokens/s, elapsed {total.Elapsed:h\\:mm\\:ss}"));
+                    pendingVal = null;
+                    if (r.ValPerplexity is double vp) stdout.WriteLine(ValLine(where, vp));
                     lastVal = r.ValPerplexity;
+                    if (outs.ReportPoints && r.Minibatch is int mb) // a point per report (the epoch's end adds its own below)
+                    {
+                        var s = new EpochStats(r.Epoch, r.Perplexity, r.ValPerplexity, r.Seconds, tps)
+                            { LearningRate = trainer.Optimizer.LearningRate, Minibatch = mb, EpochSize = r.EpochSize, Step = trainer.TotalMinibatches };
+                        stats.Add(s);
+                        metrics?.Add(s);
+                        outs.Board?.Add(s);
+                    }
                     foreach (var p in r.Predictions) stdout.WriteLine($" - {p.Replace("\n", "⏎")}"); // a kept line break, shown on the report's one line
                     stdout.Flush();
                 },
                 // Per-epoch numbers cost a device sync each epoch: only when something keeps them.
-                Epoch = metrics != null || outs.Plot != null || outs.Board != null || outs.Checkpoints != null || Progress.TerminalAttached
+                Epoch = metrics != null || outs.Plot != null || outs.Board != null || outs.Checkpoints != null || Progress.TerminalAttached || o.ValFraction != null
                     ? s =>
                     {
                         lastVal = s.ValPerplexity; // measured on these very weights, or null: a Ctrl+C save names it (#24 bug 3)
+                        s = s with { Step = trainer.TotalMinibatches };
+                        if (s.ValPerplexity is double v) pendingVal = ValLine($"epoch {s.Epoch}", v); // printed by the report if one follows
                         stats.Add(s);
                         metrics?.Add(s);
                         outs.Board?.Add(s);
@@ -288,11 +355,16 @@ internal static class TrainCommand
                     }
                     : null,
                 Save = schedule.Save != null ? Save : null,
-                Minibatch = (epoch, done, count) => progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps),
+                Minibatch = (epoch, done, count) =>
+                {
+                    FlushVal();
+                    progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps);
+                },
             }, cancel);
         }
         catch (OperationCanceledException)
         {
+            FlushVal();
             progress.Clear();
             string saved = "";
             if (schedule.Save != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
@@ -317,6 +389,7 @@ internal static class TrainCommand
                 : outs.Checkpoints != null ? "No checkpoint was written before this." : null);
         }
         backend.Synchronize();
+        FlushVal();
         progress.Clear();
         if (outcome == TrainOutcome.EarlyStopped)
             stderr.WriteLine(
@@ -329,6 +402,14 @@ internal static class TrainCommand
                 $"({100 * trainer.Step.ReductionSeconds / total.Elapsed.TotalSeconds:F1}% of the run)"));
         Plot();
         return 0;
+    }
+
+    /// <summary>The corpus an --init-from checkpoint names: the shipped one by its name, a user's text where it was.</summary>
+    static string InitCorpus(string recorded)
+    {
+        if (Path.GetFileName(recorded) == "jaychou_lyrics.txt.zip") return OptionValues.DefaultCorpus();
+        if (File.Exists(recorded)) return recorded;
+        throw new CharRnnException($"--init-from: the checkpoint was trained on {recorded}, which is gone. Give the text to fine-tune on with --corpus FILE.");
     }
 
     static string Position(int epochs, int minibatch, int epochSize) =>

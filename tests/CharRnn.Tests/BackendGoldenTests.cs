@@ -103,6 +103,44 @@ public class BackendGoldenTests(string backendName)
         }
     }
 
+    /// <summary>RMSprop (char-rnn's: α 0.95, ε 1e-8) runs on Adam's ops with β1 = 0 and no bias corrections: two steps
+    /// against torch.optim.RMSprop's equations in double, v = α·v + (1 − α)·g², p −= lr·g / (√v + ε), from the
+    /// gradient each step computed (its first moment: with β1 = 0 it is g itself).</summary>
+    [Test]
+    public void TwoRmsPropStepsAreTorchsRmsProp([Values("rnn_scratch.json", "lstm_torch.json")] string file)
+    {
+        var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);
+        using (model) using (driver) using (x) using (y)
+        {
+            const float lr = 2e-3f;
+            const double alpha = 0.95, eps = 1e-8;
+            using var rms = new RmsProp(lr);
+            using var step = new TrainingStep(driver, rms, 0f);
+            var p = model.ToHost().Values.Select(a => a.Select(v => (double)v).ToArray()).ToArray();
+            var sq = p.Select(a => new double[a.Length]).ToArray();
+            for (int k = 1; k <= 2; k++)
+            {
+                SetState(driver, c.H0, c.C0);
+                step.Run(x.All, y.All);
+                var moments = rms.SaveMoments(model)!;
+                var after = model.ToHost();
+                Assert.That(moments.Steps, Is.EqualTo(k));
+                for (int i = 0; i < p.Length; i++)
+                {
+                    Assert.That(moments.First[i].Any(g => g != 0), $"step {k}: parameter {i} has a gradient");
+                    for (int j = 0; j < p[i].Length; j++)
+                    {
+                        double g = moments.First[i][j];
+                        sq[i][j] = alpha * sq[i][j] + (1 - alpha) * g * g;
+                        p[i][j] -= lr * g / (Math.Sqrt(sq[i][j]) + eps);
+                    }
+                    Check.Close(sq[i], moments.Second[i], 1e-12, 1e-5, $"step {k}: square average {i}");
+                    Check.Close(p[i], after.Values[i], 1e-6, 1e-5, $"step {k}: parameter {i}");
+                }
+            }
+        }
+    }
+
     [Test]
     public void TwoAdamSteps([Values("rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json")] string file,
         [Values("adam_unclipped", "adam_clipped")] string variant)

@@ -40,7 +40,7 @@ public class TensorBoardTests
     }
 
     /// <summary>The fields of one protobuf message: (field, wire type, value: ulong for varint/fixed, bytes for length-delimited).</summary>
-    static List<(int Field, int Wire, ulong Number, byte[] Bytes)> Fields(byte[] m)
+    internal static List<(int Field, int Wire, ulong Number, byte[] Bytes)> Fields(byte[] m)
     {
         var list = new List<(int, int, ulong, byte[])>();
         int i = 0;
@@ -70,7 +70,16 @@ public class TensorBoardTests
         return list;
     }
 
-    static List<byte[]> Records(string path)
+    /// <summary>Every scalar event in a --tensorboard folder (all its files, in name order): step and scalars.</summary>
+    internal static List<(ulong Step, Dictionary<string, float> Scalars)> Events(string dir) =>
+        Directory.GetFiles(dir).Order(StringComparer.Ordinal).SelectMany(Records).Select(Fields)
+            .Where(ev => ev.Any(f => f.Field == 5))
+            .Select(ev => (ev.Single(f => f.Field == 2).Number,
+                Fields(ev.Single(f => f.Field == 5).Bytes).Where(f => f.Field == 1).Select(v => Fields(v.Bytes))
+                    .ToDictionary(v => Encoding.UTF8.GetString(v.Single(f => f.Field == 1).Bytes), v => BitConverter.Int32BitsToSingle((int)v.Single(f => f.Field == 2).Number))))
+            .ToList();
+
+    internal static List<byte[]> Records(string path)
     {
         var b = File.ReadAllBytes(path);
         var records = new List<byte[]>();

@@ -15,12 +15,12 @@ public class UserTextTests
     static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
     /// <summary>A 12 000-character text of short lines (more than the book's 10 000-character cut).</summary>
-    static string Poems(TempDir dir, string name = "poems.txt", string title = "Ode to rivers")
+    static string Poems(TempDir dir, string name = "poems.txt", string title = "Ode to rivers", int length = 12_000)
     {
         var rng = new Rnn.Rng(7);
         var words = "the quick brown fox jumps over a lazy dog while rain falls on quiet hills and rivers run to the sea".Split(' ');
         var sb = new StringBuilder(title + "\n");
-        while (sb.Length < 12_000)
+        while (sb.Length < length)
             sb.Append(string.Join(' ', Enumerable.Range(0, 3 + rng.NextInt(6)).Select(_ => words[rng.NextInt(words.Length)]))).Append('\n');
         var path = dir.File(name);
         File.WriteAllText(path, sb.ToString());
@@ -55,26 +55,29 @@ public class UserTextTests
         Assert.That(CliProcess.OneErrorLine(e), Does.Contain("'分'").And.Not.Contain("--chars all"));
     }
 
-    /// <summary>The walk-through of the README, as written there: train on your text, Ctrl+C, follow the hint
-    /// (--resume with the folder alone), generate.</summary>
+    /// <summary>The walk-through of the README, as written there (with --epochs 4 and the CPU, to be short): train on
+    /// your text with the defaults (char-rnn's recipe), Ctrl+C, follow the hint (--resume with the folder alone),
+    /// generate.</summary>
     [Test]
     public void ReadmeWalkThroughWorksAsWritten()
     {
         using var dir = new TempDir();
-        var text = Poems(dir, "my.txt");
-        var ck = dir.File("runs");
+        var text = Poems(dir, "my.txt", length: 60_000); // char-rnn's 5 % of it holds one 50 × 50 minibatch
+        var ck = dir.File("runs/my");
         using var cts = new CancellationTokenSource();
-        var stdout = new StringWriter();
-        var stderr = new CliOutputTests.CancelOn("epoch 2, validation perplexity", cts);
-        int code = Cli.Program.Run(["train", "--corpus", text, "--checkpoint-dir", ck, "--val-fraction", "0.1", "--epochs", "6",
-            "--pred-period", "1", .. Small], stdout, stderr, cts.Token);
+        var stdout = new CliOutputTests.CancelOn("epoch 2, validation perplexity", cts); // validation lines are on stdout
+        var stderr = new StringWriter();
+        int code = Cli.Program.Run(["train", "--corpus", text, "--checkpoint-dir", ck, "--epochs", "4", "--device", "cpu"], stdout, stderr, cts.Token);
         Assert.That(code, Is.EqualTo(130), stderr.ToString());
+        Assert.That(stderr.ToString(), Does.Contain("char-rnn recipe (--preset char-rnn): concise LSTM ×2 layers, consecutive sampling, adam lr 0.002, clip 5, H 128, B 50, T 50"));
+        Assert.That(stderr.ToString(), Does.Contain("5 % held out for validation"));
+        Assert.That(stdout.ToString(), Does.Match(@"epoch 1, perplexity \d+\.\d{6} \(\d+\.\d{3} bits/char\), time \d+\.\d\d sec, \d+ tokens/s, elapsed 0:00:\d\d\n"));
         var hint = Regex.Match(stderr.ToString(), @"continue with: (charrnn train --resume \S+)\)").Groups[1].Value;
         Assert.That(hint, Is.EqualTo($"charrnn train --resume {ck}"));
         var (rc, resumed, re) = Run("train", "--resume", ck, "--device", "cpu"); // the hint, as printed (plus the device)
         Assert.That(rc, Is.EqualTo(0), re);
         Assert.That(resumed, Does.StartWith("epoch 3, perplexity"));
-        Assert.That(resumed, Does.Contain("epoch 6, perplexity"));
+        Assert.That(resumed, Does.Contain("epoch 4, perplexity").And.Contain("epoch 4, validation perplexity"));
         var (gc, gen, ge) = Run("generate", "--checkpoint", ck, "--device", "cpu", "--length", "80");
         Assert.That(gc, Is.EqualTo(0), ge);
         Assert.That(gen, Does.StartWith("Ode to r"), "generate starts from the run's own prefix");
@@ -104,7 +107,7 @@ public class UserTextTests
         using var dir = new TempDir();
         var text = Poems(dir);
         string[] outs = ["--metrics", dir.File("m.jsonl"), "--plot", dir.File("p.svg"), "--checkpoint-dir", dir.File("ck")];
-        var (code, _, e) = Run(["train", "--corpus", text, "--val-fraction", "0.1", "--epochs", "2", "--pred-period", "5", .. outs, .. Small]);
+        var (code, _, e) = Run(["train", "--preset", "scratch-random", "--corpus", text, "--val-fraction", "0.1", "--epochs", "2", "--pred-period", "5", .. outs, .. Small]);
         Assert.That(code, Is.EqualTo(0), e);
         (code, _, e) = Run(["train", "--resume", dir.File("ck"), "--epochs", "4", .. outs, "--device", "cpu"]);
         Assert.That(code, Is.EqualTo(0), e);
@@ -182,7 +185,7 @@ public class UserTextTests
     public void PatienceStopsWhenValidationStopsImprovingAndKeepsTheBest()
     {
         using var dir = new TempDir();
-        var (code, o, e) = Run(["train", "--corpus", Poems(dir), "--epochs", "40", "--hidden", "64", "--batch", "8", "--steps", "16",
+        var (code, o, e) = Run(["train", "--preset", "scratch-random", "--corpus", Poems(dir), "--epochs", "40", "--hidden", "64", "--batch", "8", "--steps", "16",
             "--val-fraction", "0.2", "--patience", "2", "--lr", "300", "--pred-period", "100", "--checkpoint-dir", dir.File("ck"), "--device", "cpu"]);
         Assert.That(code, Is.EqualTo(0), e);
         var m = Regex.Match(e, @"stopped early after epoch (\d+): the validation perplexity has not improved for 2 evaluations; the best model is (\S+)");
@@ -191,9 +194,9 @@ public class UserTextTests
         Assert.That(stopped, Is.LessThan(40));
         Assert.That(o, Does.Contain($"epoch {stopped}, perplexity"), "the last epoch reports");
         var best = Checkpoint.Load(m.Groups[2].Value);
-        var vals = Regex.Matches(e, @"validation perplexity (\d+\.\d+)").Select(x => double.Parse(x.Groups[1].Value)).ToList();
+        var vals = Regex.Matches(o, @"validation perplexity (\d+\.\d+)").Select(x => double.Parse(x.Groups[1].Value)).ToList();
         Assert.That(best.Header.ValPerplexity!.Value, Is.EqualTo(vals.Min()).Within(1e-6));
-        Assert.That(Run(["train", "--corpus", Poems(dir), "--patience", "2", .. Small]).Err, Does.Contain("give --val-fraction too"));
+        Assert.That(Run(["train", "--preset", "scratch-random", "--corpus", Poems(dir), "--patience", "2", .. Small]).Err, Does.Contain("give --val-fraction too"));
     }
 
     [Test]

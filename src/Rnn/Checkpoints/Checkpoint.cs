@@ -51,7 +51,8 @@ public sealed class Checkpoint
     /// --chars cut, newline rule), and what the caller adds — the run's history so far (for metrics and plots that
     /// continue across resumes), its checkpoint folder, and the latest validation perplexity.
     /// </summary>
-    public static Checkpoint Capture(Trainer trainer, IReadOnlyList<EpochStats>? history = null, string? checkpointDir = null, double? valPerplexity = null)
+    public static Checkpoint Capture(Trainer trainer, IReadOnlyList<EpochStats>? history = null, string? checkpointDir = null, double? valPerplexity = null,
+        RunOutputPaths? outputs = null)
     {
         var state = trainer.CaptureState();
         var spec = trainer.Model.Spec;
@@ -80,7 +81,7 @@ public sealed class Checkpoint
                 CorpusSha1 = corpus.Fingerprint, CorpusChars = corpus.Length, CorpusLimit = corpus.Limit,
                 CorpusPath = Path.GetFullPath(corpus.Source), Newlines = corpus.Newlines,
                 CheckpointDir = checkpointDir != null ? Path.GetFullPath(checkpointDir) : null,
-                ValPerplexity = valPerplexity, History = history?.ToList(), Ranks = state.Ranks,
+                ValPerplexity = valPerplexity, History = history?.ToList(), Ranks = state.Ranks, Outputs = outputs,
                 WrittenBy = "charrnn " + (typeof(Checkpoint).Assembly.GetName().Version?.ToString() ?? "?"),
                 Backend = trainer.Model.Backend.Description, Created = DateTime.UtcNow,
             },
@@ -282,6 +283,8 @@ public sealed record CheckpointHeader
     public IReadOnlyList<EpochStats>? History { get; init; }
     /// <summary>How many data-parallel ranks trained it; a bit-exact resume needs as many.</summary>
     public int Ranks { get; init; } = 1;
+    /// <summary>Where the run wrote its metrics, TensorBoard events and plot (full paths): a plain --resume continues them.</summary>
+    public RunOutputPaths? Outputs { get; init; }
     public required string WrittenBy { get; init; }
     public required string Backend { get; init; }
     public required DateTime Created { get; init; }
@@ -289,5 +292,8 @@ public sealed record CheckpointHeader
 }
 
 [JsonSourceGenerationOptions(WriteIndented = false, UseStringEnumConverter = true)]
+/// <summary>The files a run keeps beside its checkpoints (full paths; null: not kept), and its --keep-last.</summary>
+public sealed record RunOutputPaths(string? Metrics, string? TensorBoard, string? Plot, int? KeepLast = null);
+
 [JsonSerializable(typeof(CheckpointHeader))]
 internal sealed partial class CheckpointJson : JsonSerializerContext;

@@ -60,6 +60,33 @@ public sealed class CheckpointFolder : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// --keep-last N: deletes all but the <paramref name="n"/> newest checkpoint files (by epoch, then minibatch), never
+    /// the targets of <c>latest.ckpt</c> and <c>best.ckpt</c> (the best stays however old it is). Returns what it deleted.
+    /// </summary>
+    public IReadOnlyList<string> KeepLast(int n)
+    {
+        var kept = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var link in new[] { Latest, Best })
+            if (File.ResolveLinkTarget(System.IO.Path.Combine(Path, link), false)?.Name is string target) kept.Add(target);
+        var files = Directory.EnumerateFiles(Path, "epoch-*.ckpt")
+            .Select(f => (File: f, M: Name.Match(System.IO.Path.GetFileName(f))))
+            .Where(x => x.M.Success)
+            .OrderByDescending(x => long.Parse(x.M.Groups[1].Value, CultureInfo.InvariantCulture))
+            .ThenByDescending(x => x.M.Groups[2].Success ? long.Parse(x.M.Groups[2].Value, CultureInfo.InvariantCulture) : long.MaxValue)
+            .Select(x => x.File).ToList();
+        var deleted = new List<string>();
+        foreach (var f in files.Skip(n).Where(f => !kept.Contains(System.IO.Path.GetFileName(f))))
+        {
+            try { File.Delete(f); deleted.Add(f); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CharRnnException($"--keep-last: cannot delete the old checkpoint {f}: {e.Message}", e);
+            }
+        }
+        return deleted;
+    }
+
     void Link(string name, string target)
     {
         var link = System.IO.Path.Combine(Path, name);

@@ -48,7 +48,7 @@ internal static class CheckpointValidation
         if (h.ValPerplexity is double vp && !(double.IsFinite(vp) && vp >= 1)) Fail($"has an impossible validation perplexity ({vp}); the file is damaged.");
         if (h.History != null && h.History.Any(e => e is null || e.Epoch < 1 || !double.IsFinite(e.Perplexity)))
             Fail("has a damaged run history; the file is damaged.");
-        if (h.AdamSteps < 0 || (h.AdamSteps > 0 && o.Optimizer != OptimizerKind.Adam))
+        if (h.AdamSteps < 0 || (h.AdamSteps > 0 && o.Optimizer == OptimizerKind.Sgd))
             Fail($"has Adam steps ({h.AdamSteps}) that do not fit its optimizer ({o.Optimizer}); the file is damaged.");
         if (h.DataRngState is not { Length: 4 } rng || rng.All(w => w == 0))
             Fail("has no valid data generator state (4 words, not all zero); the file is damaged.");

@@ -13,6 +13,10 @@ public sealed record PortableModel(ModelSpec Spec, RnnParameters Parameters, str
     /// <summary>The options of the run that trained it, when it comes from a checkpoint (null for an imported file).</summary>
     public Training.TrainOptions? RunOptions { get; init; }
 
+    /// <summary>The text its run trained on (full path) and how much of it, when it comes from a checkpoint.</summary>
+    public string? CorpusPath { get; init; }
+    public int? CorpusLimit { get; init; }
+
     /// <summary>The options a new run starts from on this model: its run's, or the preset of its kind with its shape.</summary>
     public Training.TrainOptions StartingOptions => RunOptions ?? Training.TrainOptions.Preset(Spec.Kind == ModelKind.Concise ? "concise" : "scratch-random") with
     {
@@ -20,7 +24,10 @@ public sealed record PortableModel(ModelSpec Spec, RnnParameters Parameters, str
     };
 
     public static PortableModel Of(Checkpoint ck) =>
-        new(ck.Spec, ck.Parameters(), ck.Header.VocabChars, ck.Header.Options.Prefixes.FirstOrDefault(), ck.Header.Newlines) { RunOptions = ck.Header.Options };
+        new(ck.Spec, ck.Parameters(), ck.Header.VocabChars, ck.Header.Options.Prefixes.FirstOrDefault(), ck.Header.Newlines)
+        {
+            RunOptions = ck.Header.Options, CorpusPath = ck.Header.CorpusPath, CorpusLimit = ck.Header.CorpusLimit,
+        };
 
     /// <summary>A checkpoint, or a safetensors model (by its extension or its first bytes), with the fix for each.</summary>
     public static PortableModel Load(string path)
@@ -145,8 +152,39 @@ public static class TorchFormat
                 _ => t["dense.bias"].Data,
             };
         }
+        vocabChars = ToCodePointOrder(vocabChars, spec, p);
         var newlines = meta.GetValueOrDefault(Newlines) == "keep" ? NewlineMode.Keep : NewlineMode.Space;
         return new PortableModel(spec, p, vocabChars, meta.GetValueOrDefault(Prefix), newlines);
+    }
+
+    /// <summary>
+    /// CharRnn numbers a vocabulary in code-point order; a file may list its characters in any order (PyTorch code
+    /// often orders by frequency or first appearance). The rows and columns that belong to characters — layer 0's input
+    /// weight columns (its one-hot inputs), the output weight's rows and bias — are moved to CharRnn's order, so the
+    /// model computes exactly what it computed before. Returns the vocabulary in that order.
+    /// </summary>
+    static string ToCodePointOrder(string fileChars, ModelSpec spec, RnnParameters p)
+    {
+        var ours = new Vocabulary(fileChars.EnumerateRunes());
+        if (ours.ToString() == fileChars) return fileChars;
+        var to = fileChars.EnumerateRunes().Select(r => ours.TryGetIndex(r, out int i) ? i : throw new InvalidOperationException()).ToArray();
+        int v = to.Length;
+        for (int k = 0; k < spec.Parameters.Count; k++)
+        {
+            var info = spec.Parameters[k];
+            var a = p.Values[k];
+            var b = new float[a.Length];
+            if (info.Role == ParameterRole.InputWeight && info.Layer == 0) // ours: V rows (the one-hot input) × G·H
+                for (int f = 0; f < v; f++) Array.Copy(a, f * info.Cols, b, to[f] * info.Cols, info.Cols);
+            else if (info.Role == ParameterRole.OutputWeight) // ours: H rows × V columns
+                for (int r = 0; r < info.Rows; r++)
+                    for (int f = 0; f < v; f++) b[r * info.Cols + to[f]] = a[r * info.Cols + f];
+            else if (info.Role == ParameterRole.OutputBias)
+                for (int f = 0; f < v; f++) b[to[f]] = a[f];
+            else continue;
+            p.Values[k] = b;
+        }
+        return ours.ToString();
     }
 
     sealed record Layout(string VocabChars, int Vocab, int Hidden, CellKind Cell, int Layers, Activation Activation);
@@ -159,8 +197,8 @@ public static class TorchFormat
         if (!meta.TryGetValue(Vocab, out var vocabChars) || vocabChars.Length == 0)
             throw new CharRnnException(Bad($"its __metadata__ has no '{Vocab}' (the model's characters, in index order)."));
         int vocab = vocabChars.EnumerateRunes().Count();
-        if (new Vocabulary(vocabChars.EnumerateRunes()).ToString() != vocabChars)
-            throw new CharRnnException(Bad($"'{Vocab}' must list distinct characters in code-point order."));
+        if (vocabChars.EnumerateRunes().Distinct().Count() != vocab)
+            throw new CharRnnException(Bad($"'{Vocab}' lists a character twice; it must list the model's distinct characters in index order."));
         long[] Need(string name, params long[] shape)
         {
             if (!t.TryGetValue(name, out var x)) throw new CharRnnException(Bad($"it lacks the tensor {name}."));

@@ -17,7 +17,7 @@ public static class MemoryBudget
     {
         var spec = o.Spec(vocab);
         Int128 h = o.Hidden, gh = (Int128)spec.Gates * o.Hidden, v = vocab, tb = (Int128)o.Steps * o.Batch, layers = o.Layers;
-        Int128 copies = o.Optimizer == OptimizerKind.Adam ? 4 : 2; // value, gradient (+ Adam's m, v)
+        Int128 copies = o.Optimizer != OptimizerKind.Sgd ? 4 : 2; // value, gradient (+ Adam's or RMSprop's m, v)
         yield return ("W_xh", v, gh, copies);
         yield return ("W_hh", h, gh, copies * layers);
         if (o.Layers > 1) yield return ("W_xh of the layers above", h, gh, copies * (layers - 1));

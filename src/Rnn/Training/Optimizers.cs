@@ -3,7 +3,7 @@ using CharRnn.Rnn.Model;
 
 namespace CharRnn.Rnn.Training;
 
-public enum OptimizerKind { Sgd, Adam }
+public enum OptimizerKind { Sgd, Adam, RmsProp }
 
 /// <summary>
 /// Applies one update to every parameter, scaled by the clip scale in <c>clip</c>[0] (see <see cref="IBackend.ComputeClipScale"/>).
@@ -80,7 +80,7 @@ public sealed class Sgd(float lr) : OptimizerBase(lr)
 }
 
 /// <summary>torch.optim.Adam with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay, no amsgrad).</summary>
-public sealed class Adam : OptimizerBase
+public class Adam : OptimizerBase
 {
     readonly float _beta1, _beta2, _eps;
     Tensor[]? _m, _v;
@@ -110,9 +110,13 @@ public sealed class Adam : OptimizerBase
     public override void Enqueue(RnnModel model, Tensor clip, IdxView stepsTaken)
     {
         var be = model.Backend;
-        be.AdamCorrections(stepsTaken, _beta1, _beta2, Scalars);
+        var (c1, c2) = CorrectionBetas;
+        be.AdamCorrections(stepsTaken, c1, c2, Scalars);
         be.AdamUpdate(model.Params, model.Grads, _m!, _v!, _beta1, _beta2, _eps, Scalars, clip);
     }
+
+    /// <summary>The betas of the bias corrections (Adam's own; RMSprop has none: zeros make both factors 1).</summary>
+    protected virtual (float Beta1, float Beta2) CorrectionBetas => (_beta1, _beta2);
 
     /// <summary>Restores moments and step count saved from an earlier run (checkpoint resume).</summary>
     public void Restore(RnnModel model, float[][] m, float[][] v, int steps)
@@ -136,4 +140,15 @@ public sealed class Adam : OptimizerBase
         DisposeMoments();
         base.Dispose();
     }
+}
+
+/// <summary>
+/// char-rnn's optimizer (optim.rmsprop: decay 0.95, epsilon 1e-8), which is torch.optim.RMSprop(alpha=0.95, eps=1e-8):
+/// v = α·v + (1 − α)·g², p −= lr·g / (√v + ε). It is Adam's update with β1 = 0 (m is the gradient itself), β2 = α and no
+/// bias corrections (their betas 0 make both factors exactly 1), so it runs on Adam's ops on every backend and keeps
+/// Adam's moments in checkpoints (the first moment is the last clipped gradient; a resume stays bit-exact).
+/// </summary>
+public sealed class RmsProp(float lr, float alpha = 0.95f, float eps = 1e-8f) : Adam(lr, 0f, alpha, eps)
+{
+    protected override (float Beta1, float Beta2) CorrectionBetas => (0f, 0f);
 }

@@ -20,6 +20,8 @@ public sealed record TrainOverrides
     public float? LearningRate { get; init; }
     public float? LrDecay { get; init; }
     public int? LrDecayAfter { get; init; }
+    public int? LrDecayEvery { get; init; }
+    public double? PredTemperature { get; init; }
     public float? Dropout { get; init; }
     /// <summary>Set when --clip was given; its Theta is null for 'none'.</summary>
     public ClipSetting? Clip { get; init; }
@@ -87,6 +89,7 @@ public static class RunRules
             LearningRate = given.LearningRate ?? o.LearningRate,
             LrDecay = given.LrDecay ?? o.LrDecay,
             LrDecayAfter = given.LrDecayAfter ?? o.LrDecayAfter,
+            LrDecayEvery = given.LrDecayEvery ?? o.LrDecayEvery,
             Clip = given.Clip is { } c ? c.Theta : o.Clip,
             Sampling = given.Sampling ?? o.Sampling,
             Optimizer = given.Optimizer ?? o.Optimizer,
@@ -106,6 +109,7 @@ public static class RunRules
         Epochs = given.Epochs ?? o.Epochs,
         PredPeriod = given.PredPeriod ?? o.PredPeriod,
         PredLen = given.PredLen ?? o.PredLen,
+        PredTemperature = given.PredTemperature ?? o.PredTemperature,
         Prefixes = given.Prefixes is { Count: > 0 } p ? p : o.Prefixes,
         Input = given.Input ?? o.Input,
     };
@@ -125,6 +129,7 @@ public static class RunRules
         yield return ("--lr", g.LearningRate != null, s.LearningRate, g.LearningRate);
         yield return ("--lr-decay", g.LrDecay != null, s.LrDecay, g.LrDecay);
         yield return ("--lr-decay-after", g.LrDecayAfter != null, s.LrDecayAfter, g.LrDecayAfter);
+        yield return ("--lr-decay-every", g.LrDecayEvery != null, s.LrDecayEvery, g.LrDecayEvery);
         yield return ("--dropout", g.Dropout != null, s.Dropout, g.Dropout);
         yield return ("--clip", g.Clip != null, s.Clip, g.Clip?.Theta);
         yield return ("--sampling", g.Sampling != null, s.Sampling, g.Sampling);

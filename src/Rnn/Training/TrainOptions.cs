@@ -33,27 +33,42 @@ public sealed record TrainOptions
     /// epoch (1 = constant).</summary>
     public float LrDecay { get; init; } = 1f;
     public int LrDecayAfter { get; init; }
+    /// <summary>torch-rnn's schedule: the decay applies once every this many epochs (1: every epoch, char-rnn's).</summary>
+    public int LrDecayEvery { get; init; } = 1;
+    /// <summary>The report's predictions: 0 is the book's greedy choice; above 0, characters drawn from
+    /// softmax(logits / temperature) with a generator seeded from the run's seed and position (reproducible).</summary>
+    public double PredTemperature { get; init; }
+    /// <summary>The preset the run started from (null: scratch-random, or a checkpoint written before presets were kept).</summary>
+    public string? PresetName { get; init; }
     /// <summary>Hold out this fraction of the corpus's tail for validation (null: none).</summary>
     public double? ValFraction { get; init; }
     public InputMode? Input { get; init; }
 
-    /// <summary>The learning rate of epoch <paramref name="epoch"/> (1-based): char-rnn's decay, applied at the end of each
-    /// epoch from <see cref="LrDecayAfter"/> on.</summary>
+    /// <summary>The learning rate of epoch <paramref name="epoch"/> (1-based): the decay applies at the end of epoch
+    /// <see cref="LrDecayAfter"/> and then every <see cref="LrDecayEvery"/> epochs (char-rnn: every epoch; torch-rnn:
+    /// ×0.5 every 5).</summary>
     public float LearningRateAt(int epoch) =>
-        LrDecay == 1f || epoch <= LrDecayAfter ? LearningRate : LearningRate * MathF.Pow(LrDecay, epoch - LrDecayAfter);
+        LrDecay == 1f || epoch <= LrDecayAfter ? LearningRate
+            : LearningRate * MathF.Pow(LrDecay, (epoch - 1 - LrDecayAfter) / LrDecayEvery + 1);
+
+    /// <summary>The book's presets print the book's exact report lines; char-rnn's adds throughput and elapsed time.</summary>
+    public bool BookLines => PresetName != CharRnnPreset;
+
+    /// <summary>What --corpus trains by default: char-rnn/torch-rnn's recipe for one's own text.</summary>
+    public const string CharRnnPreset = "char-rnn";
 
     /// <summary>The model these options train on a vocabulary of <paramref name="vocab"/> characters.</summary>
     public ModelSpec Spec(int vocab) => new(Model, vocab, Hidden, Activation, Cell, Layers);
 
     public static readonly string[] PresetNames =
-        ["scratch-random", "scratch-consecutive", "concise", "gru-scratch", "lstm-scratch", "gru-concise", "lstm-concise"];
+        ["scratch-random", "scratch-consecutive", "concise", "gru-scratch", "lstm-scratch", "gru-concise", "lstm-concise", CharRnnPreset];
 
     /// <summary>
     /// The book's runs. concise: Adam lr 1e-3, consecutive sampling, and — like the book — no clipping.
     /// gru-/lstm-scratch (6.7/6.8): consecutive sampling, 160 epochs, SGD lr 100, clip 0.01, report every 40;
     /// gru-/lstm-concise: the same with nn.GRU/nn.LSTM, Adam lr 1e-2 and (as the book) no clipping.
     /// </summary>
-    public static TrainOptions Preset(string name) => name switch
+    public static TrainOptions Preset(string name) => (name switch
     {
         "scratch-random" => new TrainOptions(),
         "scratch-consecutive" => new TrainOptions { Sampling = SamplingKind.Consecutive },
@@ -66,8 +81,18 @@ public sealed record TrainOptions
         "lstm-scratch" => Gated(CellKind.Lstm, ModelKind.Scratch),
         "gru-concise" => Gated(CellKind.Gru, ModelKind.Concise),
         "lstm-concise" => Gated(CellKind.Lstm, ModelKind.Concise),
+        // char-rnn / torch-rnn on one's own text: a 2-layer LSTM of 128, batches of 50 × 50, Adam 2e-3 (torch-rnn's),
+        // gradient norm clipped at 5, 5 % held out (char-rnn's val_frac), ×0.5 every 5 epochs (torch-rnn's
+        // lr_decay_every/lr_decay_factor), 50 epochs; reports every epoch with 200 sampled characters at temperature 1.
+        CharRnnPreset => new TrainOptions
+        {
+            Model = ModelKind.Concise, Cell = CellKind.Lstm, Layers = 2, Hidden = 128, Batch = 50, Steps = 50,
+            Optimizer = OptimizerKind.Adam, LearningRate = 2e-3f, Clip = 5f, Sampling = SamplingKind.Consecutive,
+            ValFraction = 0.05, LrDecay = 0.5f, LrDecayAfter = 5, LrDecayEvery = 5, Epochs = 50, PredPeriod = 1,
+            PredLen = 200, PredTemperature = 1,
+        },
         _ => throw new CharRnnException($"Unknown preset '{name}'. Choose one of: {string.Join(", ", PresetNames)}."),
-    };
+    }) with { PresetName = name == "scratch-random" ? null : name };
 
     static TrainOptions Gated(CellKind cell, ModelKind kind) => new()
     {
@@ -107,6 +132,9 @@ public sealed record TrainOptions
         if (Dropout > 0 && Layers < 2)
             throw new CharRnnException("--dropout applies between stacked layers (as nn.RNN's dropout): use it with --layers 2 or more.");
         if (!(LrDecay > 0 && LrDecay <= 1)) throw new CharRnnException($"--lr-decay must be above 0 and at most 1 (got {LrDecay}).");
+        if (LrDecayEvery < 1) throw new CharRnnException($"--lr-decay-every must be a positive whole number (got {LrDecayEvery}).");
+        if (!(PredTemperature >= 0 && double.IsFinite(PredTemperature)))
+            throw new CharRnnException($"--pred-temperature must be 0 (greedy) or more (got {PredTemperature}).");
         if (LrDecayAfter < 0) throw new CharRnnException($"--lr-decay-after must be zero or more (got {LrDecayAfter}).");
         if (ValFraction is double f && !(f > 0 && f < 1))
             throw new CharRnnException($"--val-fraction must be between 0 and 1, exclusive (got {f}).");
@@ -131,4 +159,15 @@ public sealed record EpochStats(int Epoch, double Perplexity, double? ValPerplex
     public double? LearningRate { get; init; }
     /// <summary>The global gradient norm before clipping, of the epoch's last minibatch.</summary>
     public double? GradNorm { get; init; }
+    /// <summary>A point inside the epoch (a --print-every Nit report): minibatches done in it, of how many; null at its end.</summary>
+    public int? Minibatch { get; init; }
+    public int? EpochSize { get; init; }
+    /// <summary>The run's minibatches up to this point (resumes included).</summary>
+    public long? Step { get; init; }
+
+    /// <summary>Where the point falls in epochs (2.5: half-way through epoch 3).</summary>
+    public double EpochsDone() => Minibatch is int m && EpochSize is int n and > 0 ? Epoch - 1 + (double)m / n : Epoch;
+
+    /// <summary>Bits per character of a perplexity: log2 of it (the metric character-level papers report).</summary>
+    public static double Bits(double perplexity) => Math.Log2(perplexity);
 }

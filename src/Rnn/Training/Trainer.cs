@@ -66,7 +66,7 @@ public sealed class Trainer : IDisposable
         if (_val != null && Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, options.Batch, options.Steps) < 1)
             throw new CharRnnException(
                 $"The validation split ({_val.Length} characters) is too short for one minibatch of batch {options.Batch} × steps {options.Steps}. " +
-                "Use a larger --val-fraction or a longer corpus.");
+                $"Use a larger --val-fraction, a smaller --batch or --steps, or a longer corpus (at {options.ValFraction:P0}, batch {options.Batch} × steps {options.Steps} needs about {(long)Math.Ceiling((options.Batch * options.Steps + 1) / options.ValFraction!.Value):N0} characters).");
         // The advice names --chars all only where the corpus was cut (a whole text has no more characters to offer).
         var fix = corpus.Limit == null ? $"Use a --prefix made of characters that occur in the training text (vocabulary of {corpus.Vocab.Count})." : null;
         _prefixes = options.Prefixes.Select(p => corpus.Vocab.Encode(p, "The prefix", fix)).ToArray();
@@ -80,7 +80,12 @@ public sealed class Trainer : IDisposable
         Model = new RnnModel(backend, init);
         // Each rank draws its own dropout masks (its rows are other rows).
         Driver = new BpttDriver(Model, _localBatch, options.Steps, options.Input, options.Dropout, options.Seed ^ ((ulong)_ranks.Rank * 0x9E3779B97F4A7C15UL));
-        Optimizer = options.Optimizer == OptimizerKind.Sgd ? new Sgd(options.LearningRate) : new Adam(options.LearningRate);
+        Optimizer = options.Optimizer switch
+        {
+            OptimizerKind.Sgd => new Sgd(options.LearningRate),
+            OptimizerKind.RmsProp => new RmsProp(options.LearningRate),
+            _ => new Adam(options.LearningRate),
+        };
         Step = new TrainingStep(Driver, Optimizer, options.Clip ?? 0f, _ranks);
         EpochSize = Samplers.EpochSize(options.Sampling, _train.Length, options.Batch, options.Steps);
         if (resume != null)
@@ -388,10 +393,19 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// <summary>Greedy predictions for every prefix, as the book prints them (rank 0's job: the others print nothing).</summary>
+    /// <summary>Predictions for every prefix (rank 0's job: the others print nothing): greedy, as the book prints them,
+    /// or sampled at <see cref="TrainOptions.PredTemperature"/> from a generator seeded by the run's seed and the
+    /// minibatch it stands at, so a report reads the same on a rerun and on a resume, and training's own random
+    /// streams are untouched.</summary>
     public IReadOnlyList<string> PredictAll()
     {
         if (_ranks.Rank != 0) return [];
+        if (_o.PredTemperature > 0)
+        {
+            using var s = new TextSampler(Model);
+            var rng = new Rng(_o.Seed ^ 0x5DEECE66DUL ^ ((ulong)TotalMinibatches * 0x9E3779B97F4A7C15UL));
+            return _prefixes.Select(pre => _corpus.Vocab.Decode(s.Sample(pre, _o.PredLen, _o.PredTemperature, null, rng))).ToList();
+        }
         using var p = new Predictor(Model);
         return _prefixes.Select(pre => _corpus.Vocab.Decode(p.Predict(pre, _o.PredLen))).ToList();
     }
