@@ -47,8 +47,11 @@ public static class Program
         var (stdout, stderr) = ranks.Rank == 0 ? (Console.Out, Console.Error)
             : (TextWriter.Null, (TextWriter)new RankErrors(Console.Error, ranks.Rank));
         int code = Run(args, stdout, stderr, cts.Token, ranks);
+        (stderr as RankErrors)?.Release(s_alike);
         if (code == 130 && s_terminated) code = 143;
-        if (code != 0 && code != 130 && code != 143 && ranks is MpiRanks mpi) mpi.Abort(code); // the others must not wait on a rank that left
+        // The others must not wait on a rank that left; an error every rank found alike before any collective ends each
+        // of them already (MPI_Finalize, without the launcher's abort line).
+        if (code != 0 && code != 130 && code != 143 && ranks is MpiRanks mpi && !s_alike) mpi.Abort(code);
         // An interrupted job: every rank stopped at the same boundary and the save gathered from all of them, so rank 0
         // ends the job with the signal's code. Hydra's own exit code after it forwarded a signal is not that: with every
         // rank exiting 130 it still exited 0 in most runs.
@@ -61,10 +64,12 @@ public static class Program
         return code;
     }
 
-    /// <summary>A non-zero rank's stderr: only "error:" lines, prefixed with the rank.</summary>
+    /// <summary>A non-zero rank's stderr: only "error:" lines, prefixed with the rank, written when the run returns
+    /// (an error line is a run's last word) unless every rank found the error alike: rank 0 says it once.</summary>
     sealed class RankErrors(TextWriter inner, int rank) : TextWriter
     {
         readonly StringBuilder _line = new();
+        readonly List<string> _errors = [];
         public override Encoding Encoding => inner.Encoding;
 
         public override void Write(char value)
@@ -72,13 +77,20 @@ public static class Program
             if (value != '\n') { _line.Append(value); return; }
             var line = _line.ToString();
             _line.Clear();
-            if (line.StartsWith("error:", StringComparison.Ordinal)) inner.WriteLine($"rank {rank}: {line}");
+            if (line.StartsWith("error:", StringComparison.Ordinal)) _errors.Add($"rank {rank}: {line}");
+        }
+
+        public void Release(bool alike)
+        {
+            if (!alike) foreach (var e in _errors) inner.WriteLine(e);
+            _errors.Clear();
         }
     }
 
     /// <summary>Runs the CLI with the given writers (the tests call this in-process).</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancel = default, ICollective? ranks = null)
     {
+        s_alike = false;
         var root = new RootCommand("charrnn — character-level RNN language models (d2l ch. 6.4/6.5) on NVIDIA GPUs and CPUs.");
         root.Subcommands.Add(TrainCommand.Create(stdout, stderr, cancel, ranks ?? SingleRank.Instance));
         root.Subcommands.Add(InfoCommand.Create(stdout));
@@ -93,6 +105,7 @@ public static class Program
             if (parse.Errors.Count > 0 && !help)
             {
                 stderr.WriteLine(CliErrors.DescribeParseError(parse));
+                s_alike = true; // the same command line on every rank
                 return CliErrors.Usage;
             }
             return parse.Invoke(config);
@@ -125,11 +138,15 @@ public static class Program
         }
         catch (Exception e)
         {
+            s_alike = e is AlikeOnEveryRankException;
             var (line, exit) = CliErrors.Describe(e);
             stderr.WriteLine(line);
             return exit;
         }
     }
+
+    /// <summary>The last run's error was found alike by every rank before any collective (no MPI_Abort needed).</summary>
+    [ThreadStatic] static bool s_alike;
 }
 
 /// <summary>A run that stopped on an error after it started: the error, and what the user should know about the run

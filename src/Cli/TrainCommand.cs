@@ -163,7 +163,8 @@ internal static class TrainCommand
                 if (ownText && init == null && given.Preset == null) given = given with { Preset = TrainOptions.CharRnnPreset };
                 o = init != null ? RunRules.FineTune(init.StartingOptions, given) : RunRules.Fresh(given);
             }
-            o.Validate();
+            try { o.Validate(); }
+            catch (CharRnnException e) { throw new AlikeOnEveryRankException(e.Message); } // from the command line alone
             if (from != null && o.Epochs <= from.Header.Epoch)
                 throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs{(from.Header.Epoch == from.Header.Options.Epochs ? ", all its run asked for" : "")}; pass --epochs with a larger total to continue.");
             var schedule = new TrainSchedule
@@ -230,6 +231,8 @@ internal static class TrainCommand
             using var gpuRanks = backend is Rnn.Backends.Cuda.CudaBackend cuda && (ranks.Size > 1 || pr.GetValue(nccl)) ? NcclRanks.Create(ranks, cuda) : null;
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;
+            if (o.Batch % team.Size != 0) // before the line that names the rows per rank; every rank finds it alike
+                throw new AlikeOnEveryRankException($"--batch {o.Batch} does not split evenly over {team.Size} ranks (--batch is the global batch). Use a multiple of {team.Size}.");
             if (team.Size > 1 || gpuRanks != null) stderr.WriteLine($"charrnn: {team.Size} rank(s), {team.Description}; --batch {o.Batch} is the global batch, {o.Batch / team.Size} rows per rank");
             bool points = schedule.Print.Minibatches; // --print-every Nit: a metrics/TensorBoard/plot point per report
             using var board = boardPath is string tb ? new TensorBoardWriter(tb, points) : null;

@@ -100,9 +100,13 @@ public class MpiTests
     {
         RequireMpi();
         var (c, o, e) = Run(3, [.. Small, "--epochs", "1"]);
-        Assert.That(c, Is.Not.EqualTo(0));
-        Assert.That(e, Does.Contain("error: --batch 8 does not split evenly over 3 ranks"));
-        Assert.That(e, Does.Not.Contain("   at "));
+        Assert.That(c, Is.EqualTo(2));
+        // #24 bug 7: it printed "… rows per rank" first, then the error from every rank, then MPICH's MPI_Abort line.
+        // Every rank finds it alike from the command line: one line, from rank 0, and the job ends without MPI_Abort.
+        Assert.That(e.TrimEnd('\n'), Is.EqualTo("error: --batch 8 does not split evenly over 3 ranks (--batch is the global batch). Use a multiple of 3."));
+        var (c2, _, e2) = Run(2, [.. Small, "--epochs", "0"]);
+        Assert.That(c2, Is.EqualTo(2));
+        Assert.That(e2.TrimEnd('\n'), Is.EqualTo("error: --epochs must be a positive whole number (got 0)."), "an option error, once");
     }
 
     /// <summary>The PIDs of rank <paramref name="rank"/>'s process among mpiexec's children (by the PMI_RANK Hydra gives it).</summary>
