@@ -36,7 +36,7 @@ public static class Program
         });
         // mpiexec -n N charrnn train …: this process is one rank (MPI from the launcher's environment); alone, the only one.
         ICollective ranks;
-        try { ranks = Launch.Detect(); }
+        try { ranks = Launch.Detect(MpiChoice(args)); }
         catch (CharRnnException e)
         {
             Console.Error.WriteLine($"error: {CliErrors.Sentence(CliErrors.OneLine(e.Message))}");
@@ -62,6 +62,17 @@ public static class Program
             job.Abort(code);
         }
         return code;
+    }
+
+    /// <summary>train's --mpi, read before the command line is parsed: MPI starts before anything else.</summary>
+    static string? MpiChoice(string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--mpi" && i + 1 < args.Length) return args[i + 1];
+            if (args[i].StartsWith("--mpi=", StringComparison.Ordinal)) return args[i]["--mpi=".Length..];
+        }
+        return null;
     }
 
     /// <summary>A non-zero rank's stderr: only "error:" lines, prefixed with the rank, written when the run returns

@@ -173,7 +173,9 @@ internal sealed class Progress(TextWriter err, int firstEpoch, int lastEpoch, bo
     bool _shown;
     double _lastPerplexity = double.NaN;
 
-    public static bool TerminalAttached => !Console.IsErrorRedirected;
+    /// <remarks>Not under an MPI launcher: Open MPI's mpirun gives each rank a pseudo-terminal whose output it forwards
+    /// (to a log, often), where a redrawn line would be noise.</remarks>
+    public static bool TerminalAttached => !Console.IsErrorRedirected && Rnn.Distributed.Launch.LaunchedRanks() <= 1;
 
     /// <summary>The heartbeat interval: CHARRNN_HEARTBEAT_SECONDS when set (0 = after every minibatch), else 60 s.</summary>
     public static TimeSpan HeartbeatFromEnvironment() =>

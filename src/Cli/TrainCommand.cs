@@ -74,6 +74,8 @@ internal static class TrainCommand
         var metrics = new Option<string?>("--metrics") { Description = "Write one JSON object per epoch (epoch, perplexity, val_perplexity, seconds, tokens_per_s, device, learning_rate, grad_norm) to this .jsonl file; a resume continues its history." };
         var tensorboard = new Option<string?>("--tensorboard") { Description = "Write TensorBoard event files to this folder (train/validation perplexity, tokens/s, learning rate, gradient norm per epoch): tensorboard --logdir DIR." };
         var rankTimeout = new Option<double?>("--rank-timeout") { Description = "Several processes (mpiexec -n N), or NCCL: seconds a rank waits for the others (an MPI collective, an NCCL all-reduce on the GPU) before it calls the run failed (default 600)." };
+        var mpi = new Option<string?>("--mpi") { Description = "Under mpiexec/mpirun: the MPI library, auto (the launcher's own: Open MPI's under its mpirun, MPICH's under Hydra's mpiexec), mpich or openmpi (also CHARRNN_MPI)." };
+        mpi.AcceptOnlyFromAmong("auto", "mpich", "openmpi");
         var nccl = new Option<bool>("--nccl") { Description = "GPU: average gradients with NCCL even for a single rank (several GPU ranks always do)." };
         var plot = new Option<string?>("--plot") { Description = "Draw perplexity per epoch (log scale; train and validation) to this .png or .svg file (also on Ctrl+C)." };
         var keepLast = new Option<int?>("--keep-last") { Description = "Keep only the N newest checkpoints in --checkpoint-dir (best.ckpt's target is always kept; default: keep all)." };
@@ -82,7 +84,7 @@ internal static class TrainCommand
         var cmd = new Command("train", "Train a char-RNN on the Jay Chou lyrics (or your own text) and print the book's log.");
         foreach (var o in new Option[] { preset, cell, layers, epochs, steps, batch, hidden, lr, lrDecay, lrDecayAfter, lrDecayEvery, clip, sampling, optimizer, dropout,
                      predPeriod, printEvery, evalEvery, predLen, predTemperature, prefix, chars, newlines, seed, corpus, device, precision, recurrence, graph, input, blas, activation,
-                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, nccl, keepLast, force })
+                     valFraction, patience, checkpointDir, saveEvery, resume, initFrom, metrics, plot, tensorboard, rankTimeout, mpi, nccl, keepLast, force })
             cmd.Options.Add(o);
 
         cmd.SetAction(pr => Program.Guard(stderr, () =>

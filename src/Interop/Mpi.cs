@@ -4,9 +4,9 @@ namespace CharRnn.Interop;
 
 /// <summary>
 /// MPI through MPICH's ABI (<c>libmpich.so.12</c>, Debian's mpich; also Intel MPI and others of the MPICH ABI
-/// initiative). Chosen over Open MPI because its handles are integer constants (MPI_COMM_WORLD = 0x44000000, …), bound
-/// here as plain ints, where Open MPI's are addresses of exported objects a binding must look up. Only the calls CharRnn
-/// makes: the nonblocking collectives, so a wait can time out instead of hanging on a dead rank.
+/// initiative): handles are integer constants (MPI_COMM_WORLD = 0x44000000, …), bound here as plain ints. Open MPI's
+/// ABI is <see cref="OpenMpi"/>. Only the calls CharRnn makes: the nonblocking collectives, so a wait can time out
+/// instead of hanging on a dead rank.
 /// </summary>
 public static unsafe partial class Mpi
 {

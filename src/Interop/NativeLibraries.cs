@@ -16,10 +16,14 @@ public static class NativeLibraries
     public const string Nvrtc = "charrnn-nvrtc";
     public const string OpenBlas = "charrnn-openblas";
     public const string Mpi = "charrnn-mpi";
+    public const string OpenMpi = "charrnn-openmpi";
     public const string Nccl = "charrnn-nccl";
 
     /// <summary>Override for the MPI library (a full path), e.g. another MPICH-ABI implementation.</summary>
     public const string MpiLibraryVariable = "CHARRNN_MPI_LIBRARY";
+
+    /// <summary>Override for Open MPI's library (a full path to its libmpi.so.40).</summary>
+    public const string OpenMpiLibraryVariable = "CHARRNN_OPENMPI_LIBRARY";
 
     /// <summary>Override folder(s), colon-separated, searched first for the CUDA libraries.</summary>
     public const string LibDirVariable = "CHARRNN_CUDA_LIB_DIR";
@@ -66,6 +70,8 @@ public static class NativeLibraries
                 Mpi => LoadFirst(name, Environment.GetEnvironmentVariable(MpiLibraryVariable) is { Length: > 0 } mpi ? [mpi] : ["libmpich.so.12", "libmpi.so.12"],
                     ["", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"], preload: null),
                 Nccl => LoadFirst(name, ["libnccl.so.2", "libnccl.so"], CudaFolders(), preload: null),
+                OpenMpi => LoadFirst(name, Environment.GetEnvironmentVariable(OpenMpiLibraryVariable) is { Length: > 0 } ompi ? [ompi] : ["libmpi.so.40"],
+                    ["", "/usr/lib/x86_64-linux-gnu", "/usr/lib64/openmpi/lib", "/usr/lib64", "/usr/lib"], preload: null),
                 _ => new LoadResult(name, IntPtr.Zero, null, ["(unknown logical library)"]),
             };
             Results[name] = result;

@@ -19,6 +19,35 @@ public static class Launch
         return 0;
     }
 
-    /// <summary>The collective for this process: MPI when mpiexec started several, else one rank.</summary>
-    public static ICollective Detect() => LaunchedRanks() > 1 ? MpiRanks.Init() : SingleRank.Instance;
+    /// <summary>The collective for this process: MPI when a launcher started several, else one rank.</summary>
+    /// <param name="choice">--mpi: auto (the launcher's own library), mpich or openmpi; null: CHARRNN_MPI, else auto.</param>
+    public static ICollective Detect(string? choice = null)
+    {
+        int n = LaunchedRanks();
+        if (n <= 1) return SingleRank.Instance;
+        var (abi, launcher) = Choose(choice ?? Environment.GetEnvironmentVariable(ChoiceVariable));
+        return MpiRanks.Init(abi, n, launcher);
+    }
+
+    public const string ChoiceVariable = "CHARRNN_MPI";
+
+    /// <summary>The library for this launch, and the launcher in words (with the variable that told).</summary>
+    public static (MpiAbi Abi, string Launcher) Choose(string? choice)
+    {
+        static string? Env(string v) => Environment.GetEnvironmentVariable(v) is { Length: > 0 } s ? s : null;
+        // Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE (4.x and 5.x); MPICH's Hydra sets PMI_SIZE; PMIx launchers
+        // (Open MPI 5's prterun, Slurm's srun --mpi=pmix) set PMIX_SIZE.
+        var (fromOmpi, fromPmi, fromPmix) = (Env("OMPI_COMM_WORLD_SIZE"), Env("PMI_SIZE"), Env("PMIX_SIZE"));
+        string launcher = fromOmpi != null ? $"Open MPI's mpirun (OMPI_COMM_WORLD_SIZE={fromOmpi})"
+            : fromPmi != null ? $"an MPICH launcher (PMI_SIZE={fromPmi})"
+            : $"a PMIx launcher (PMIX_SIZE={fromPmix})";
+        var abi = (choice ?? "auto").Trim().ToLowerInvariant() switch
+        {
+            "mpich" => MpiAbi.Mpich,
+            "openmpi" or "open-mpi" or "ompi" => MpiAbi.OpenMpi,
+            "auto" or "" => fromOmpi != null || (fromPmi == null && fromPmix != null) ? MpiAbi.OpenMpi : MpiAbi.Mpich,
+            _ => throw new AlikeOnEveryRankException($"--mpi (or {ChoiceVariable}) must be auto, mpich or openmpi (got '{choice}')."),
+        };
+        return (abi, launcher);
+    }
 }

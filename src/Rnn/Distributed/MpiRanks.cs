@@ -7,7 +7,7 @@ using CharRnn.Rnn.Backends;
 namespace CharRnn.Rnn.Distributed;
 
 /// <summary>
-/// Ranks over MPI (MPICH's ABI): host collectives for CPU ranks, and the bootstrap and scalars of NCCL's GPU ranks.
+/// Ranks over MPI (MPICH's or Open MPI's ABI, <see cref="MpiAbi"/>): host collectives for CPU ranks, and the bootstrap and scalars of NCCL's GPU ranks.
 /// Every collective is nonblocking and polled against <see cref="Timeout"/>: a dead peer becomes an error on the
 /// others (then MPI_Abort ends the job), never a hang. MPI is initialised for serialized calls from any thread (the
 /// output layer's gradients start reducing from the thread that computed them).
@@ -17,8 +17,9 @@ public sealed unsafe class MpiRanks : ICollective
     readonly Lock _gate = new();
     bool _finalized;
 
-    MpiRanks(int rank, int size, string version)
+    MpiRanks(MpiAbi abi, int rank, int size, string version)
     {
+        _mpi = abi;
         Rank = rank;
         Size = size;
         Description = $"MPI ({version}), {size} ranks";
@@ -29,54 +30,65 @@ public sealed unsafe class MpiRanks : ICollective
     public string Description { get; }
     public TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(10);
 
-    /// <summary>The MPI library's version line, or why there is none.</summary>
-    public static string LibraryVersion()
-    {
-        var lib = NativeLibraries.Load(NativeLibraries.Mpi);
-        if (!lib.Ok) return "not found (" + lib.Describe() + "); apt-get install mpich for several processes";
-        var buf = new byte[Mpi.MPI_MAX_LIBRARY_VERSION_STRING];
-        int len;
-        fixed (byte* p = buf) Mpi.MPI_Get_library_version(p, &len);
-        var first = Encoding.ASCII.GetString(buf, 0, Math.Max(0, len)).Split('\n')[0];
-        var name = System.Text.RegularExpressions.Regex.Replace(first.Replace("Version:", ""), @"\s+", " ").Trim(); // "MPICH 4.0.2"
-        return $"{name} ({lib.LoadedFrom})";
-    }
+    readonly MpiAbi _mpi;
 
-    /// <summary>Initialises MPI in a process that mpiexec started.</summary>
-    public static MpiRanks Init()
+    /// <summary>Both MPI libraries' version lines, or why one is missing (charrnn info).</summary>
+    public static string LibraryVersion() =>
+        $"{MpiAbi.Mpich.Version()}; {MpiAbi.OpenMpi.Version()} — mpiexec/mpirun runs use the launcher's own (--mpi or CHARRNN_MPI to choose)";
+
+    /// <summary>
+    /// Initialises MPI in a process a launcher started as one of <paramref name="launched"/> ranks, through
+    /// <paramref name="abi"/>. The library must see the job the launcher started: MPICH's library under Open MPI's
+    /// mpirun (or the reverse) initialises alone, and N processes would silently train N copies — refused instead, with
+    /// one line on every rank, before anything is trained.
+    /// </summary>
+    public static MpiRanks Init(MpiAbi abi, int launched, string launcher)
     {
-        var lib = NativeLibraries.Load(NativeLibraries.Mpi);
+        var lib = abi.Library();
         if (!lib.Ok)
-            throw new CharRnnException($"This process was started by mpiexec, but the MPI library cannot be loaded ({lib.Describe()}). Install MPICH (apt-get install mpich) or set {NativeLibraries.MpiLibraryVariable}.");
+            throw new CharRnnException($"This process was started as one of {launched} ranks by {launcher}, but {abi.Family}'s library cannot be loaded ({lib.Describe()}). " +
+                                       $"Install it (Debian: apt-get install {(abi == MpiAbi.Mpich ? "mpich" : "openmpi-bin")}), set {(abi == MpiAbi.Mpich ? NativeLibraries.MpiLibraryVariable : NativeLibraries.OpenMpiLibraryVariable)}, " +
+                                       "or launch with the other MPI's launcher.");
         // MPICH over UCX: its cross-memory-attach copy turns a dead peer into a fatal error with a native backtrace in the
         // survivors, racing the launcher's clean shutdown. Without it (unless the user chose UCX_TLS), a dead peer ends
         // the job through mpiexec's own report, and a hung one through this class's timeout.
         fixed (byte* name = "UCX_TLS\0"u8, value = "^cma\0"u8) Libc.setenv(name, value, 0);
         int provided;
-        Check(Mpi.MPI_Init_thread(null, null, Mpi.MPI_THREAD_SERIALIZED, &provided), "MPI_Init_thread");
-        if (provided < Mpi.MPI_THREAD_SERIALIZED)
+        Check(abi.InitThread(MpiAbi.ThreadSerialized, &provided), "MPI_Init_thread");
+        if (provided < MpiAbi.ThreadSerialized)
+        {
+            abi.Finalize();
             throw new CharRnnException("The MPI library offers no MPI_THREAD_SERIALIZED support, which CharRnn needs (the output layer's gradients reduce from a worker thread).");
+        }
         int rank, size;
-        Check(Mpi.MPI_Comm_rank(Mpi.MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
-        Check(Mpi.MPI_Comm_size(Mpi.MPI_COMM_WORLD, &size), "MPI_Comm_size");
-        var version = LibraryVersion().Split(" (")[0];
-        return new MpiRanks(rank, size, version);
+        Check(abi.CommRank(&rank), "MPI_Comm_rank");
+        Check(abi.CommSize(&size), "MPI_Comm_size");
+        var version = abi.Version().Split(" (")[0];
+        if (size != launched)
+        {
+            abi.Finalize();
+            throw new AlikeOnEveryRankException(
+                $"This process was started as one of {launched} ranks by {launcher}, but {abi.Family}'s library ({version}) sees a job of {size}: " +
+                $"the launcher and the library are different MPIs, and the {launched} processes would train {launched} separate copies. " +
+                $"Launch with {abi.Launcher}, or choose the library that matches the launcher with --mpi {(abi == MpiAbi.Mpich ? "openmpi" : "mpich")} (or CHARRNN_MPI).");
+        }
+        return new MpiRanks(abi, rank, size, version);
     }
 
     static void Check(int status, string call)
     {
-        if (status != Mpi.MPI_SUCCESS) throw new CharRnnException($"{call} failed (MPI error {status}).");
+        if (status != 0) throw new CharRnnException($"{call} failed (MPI error {status}).");
     }
 
     /// <summary>Polls a request until it completes or the timeout passes.</summary>
-    void Wait(int request, string what)
+    void Wait(nint request, string what)
     {
         var sw = Stopwatch.StartNew();
         var spin = new SpinWait();
         while (true)
         {
             int flag;
-            lock (_gate) Check(Mpi.MPI_Test(&request, &flag, Mpi.MPI_STATUS_IGNORE), "MPI_Test");
+            lock (_gate) Check(_mpi.Test(&request, &flag), "MPI_Test");
             if (flag != 0) return;
             if (sw.Elapsed > Timeout)
                 throw new RankTimeoutException(
@@ -88,29 +100,29 @@ public sealed unsafe class MpiRanks : ICollective
         }
     }
 
-    void AllReduce(void* data, int count, int type, int op, string what)
+    void AllReduce(void* data, int count, MpiType type, MpiOp op, string what)
     {
-        int request;
-        lock (_gate) Check(Mpi.MPI_Iallreduce(Mpi.MPI_IN_PLACE, data, count, type, op, Mpi.MPI_COMM_WORLD, &request), "MPI_Iallreduce");
+        nint request;
+        lock (_gate) Check(_mpi.AllReduceInPlace(data, count, type, op, &request), "MPI_Iallreduce");
         Wait(request, what);
     }
 
     public void Sum(double[] values)
     {
-        fixed (double* p = values) AllReduce(p, values.Length, Mpi.MPI_DOUBLE, Mpi.MPI_SUM, "a loss sum");
+        fixed (double* p = values) AllReduce(p, values.Length, MpiType.Double, MpiOp.Sum, "a loss sum");
     }
 
     public void Sum(float[] values)
     {
-        fixed (float* p = values) AllReduce(p, values.Length, Mpi.MPI_FLOAT, Mpi.MPI_SUM, "a state gather");
+        fixed (float* p = values) AllReduce(p, values.Length, MpiType.Float, MpiOp.Sum, "a state gather");
     }
 
     public void Broadcast(byte[] data, int root)
     {
-        int request;
+        nint request;
         fixed (byte* p = data)
         {
-            lock (_gate) Check(Mpi.MPI_Ibcast(p, data.Length, Mpi.MPI_BYTE, root, Mpi.MPI_COMM_WORLD, &request), "MPI_Ibcast");
+            lock (_gate) Check(_mpi.BroadcastBytes(p, data.Length, root, &request), "MPI_Ibcast");
             Wait(request, "a broadcast");
         }
     }
@@ -124,9 +136,8 @@ public sealed unsafe class MpiRanks : ICollective
         foreach (var t in tensors)
         {
             var handle = GCHandle.Alloc(t.HostArray!, GCHandleType.Pinned);
-            int request;
-            lock (_gate)
-                Check(Mpi.MPI_Iallreduce(Mpi.MPI_IN_PLACE, (void*)handle.AddrOfPinnedObject(), t.Length, Mpi.MPI_FLOAT, Mpi.MPI_SUM, Mpi.MPI_COMM_WORLD, &request), "MPI_Iallreduce");
+            nint request;
+            lock (_gate) Check(_mpi.AllReduceInPlace((void*)handle.AddrOfPinnedObject(), t.Length, MpiType.Float, MpiOp.Sum, &request), "MPI_Iallreduce");
             pending.Add(request, handle, t);
         }
         return pending;
@@ -134,9 +145,9 @@ public sealed unsafe class MpiRanks : ICollective
 
     sealed class Pending(MpiRanks owner) : IPendingReduction
     {
-        readonly List<(int Request, GCHandle Handle, Tensor Tensor)> _items = [];
+        readonly List<(nint Request, GCHandle Handle, Tensor Tensor)> _items = [];
 
-        public void Add(int request, GCHandle handle, Tensor t) => _items.Add((request, handle, t));
+        public void Add(nint request, GCHandle handle, Tensor t) => _items.Add((request, handle, t));
 
         public void Wait()
         {
@@ -161,14 +172,14 @@ public sealed unsafe class MpiRanks : ICollective
     /// <summary>Ends the job on every rank at once (a rank that failed must not leave the others waiting).</summary>
     public void Abort(int code)
     {
-        lock (_gate) Mpi.MPI_Abort(Mpi.MPI_COMM_WORLD, code);
+        lock (_gate) _mpi.Abort(code);
     }
 
     public void Dispose()
     {
         if (_finalized) return;
         _finalized = true;
-        lock (_gate) Mpi.MPI_Finalize();
+        lock (_gate) _mpi.Finalize();
     }
 }
 
