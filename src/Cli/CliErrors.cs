@@ -27,6 +27,8 @@ public static class CliErrors
         string tail = hint is { Length: > 0 } ? " " + hint : "";
         switch (e)
         {
+            case GpuFailedException:
+                return ($"error: {Sentence(OneLine(e.Message))}{tail}", Gpu);
             case CharRnnException:
                 return ($"error: {Sentence(OneLine(e.Message))}{tail}", Usage);
             case CudaException c when c.DriverStatus == Interop.CUresult.CUDA_ERROR_OUT_OF_MEMORY:

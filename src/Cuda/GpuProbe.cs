@@ -20,8 +20,12 @@ public sealed record GpuInfo(int Ordinal, int DeviceCount, int DriverVersion, st
     }
 }
 
-/// <summary>The probe's answer: usable or not, and why.</summary>
-public sealed record GpuProbeResult(bool Usable, string Reason, GpuInfo? Info);
+/// <summary>The probe's answer: usable or not, and why. <see cref="DeviceFailed"/>: a device was there and failed
+/// (out of memory, a driver error) — a GPU failure, not an absent GPU.</summary>
+public sealed record GpuProbeResult(bool Usable, string Reason, GpuInfo? Info)
+{
+    public bool DeviceFailed { get; init; }
+}
 
 /// <summary>
 /// Answers once per device, with a reason, whether CharRnn can use the GPU: the driver library loads, cuInit succeeds,
@@ -77,7 +81,7 @@ public static class GpuProbe
         }
         catch (CudaException e)
         {
-            return No(e.Message);
+            return No(e.Message) with { DeviceFailed = e.DriverStatus != null || e.Message.Contains("ALLOC_FAILED", StringComparison.Ordinal) };
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {

@@ -12,3 +12,7 @@ public class CharRnnException(string message, Exception? inner = null) : Excepti
 /// line only repeated the error).
 /// </summary>
 public sealed class AlikeOnEveryRankException(string message) : CharRnnException(message);
+
+/// <summary>A GPU that is there but failed (out of memory, a driver error) where the user asked for it: its own exit
+/// code (3), as every GPU failure.</summary>
+public sealed class GpuFailedException(string message, Exception? inner = null) : CharRnnException(message, inner);

@@ -215,6 +215,33 @@ public class BackendOpTests(string backendName)
         }
     }
 
+    /// <summary>#26: clipping that compared the squared norm with θ survived every clipping test, whose θ put norm and
+    /// norm² on the same side. θ = norm^1.5 lies strictly between them: above the norm when it is over 1 (no clipping),
+    /// below it when under 1 (clipping) — a squared comparison gets both wrong.</summary>
+    [Test]
+    public void ClipComparesTheNormNotItsSquare([Values(0.1, 0.004)] double gradScale)
+    {
+        var shapes = new[] { (17, 9), (1, 9), (9, 300) };
+        var gs = shapes.Select(s => Rand(s.Item1 * s.Item2, gradScale)).ToArray();
+        var tg = shapes.Select((s, i) => Up(s.Item1, s.Item2, gs[i])).ToArray();
+        using var clip = Poisoned(1, 2);
+        try
+        {
+            double norm = Math.Sqrt(gs.Sum(a => a.Sum(x => (double)x * x)));
+            Assert.That(Math.Abs(norm - 1), Is.GreaterThan(0.2), "norm and norm² must differ enough");
+            float theta = (float)Math.Pow(norm, 1.5);
+            _be.ComputeClipScale(tg, theta, clip);
+            var got = _be.ToArray(clip);
+            if (norm > 1) Assert.That(got[0], Is.EqualTo(1f), $"norm {norm} ≤ θ {theta}: no clipping (norm² {norm * norm} is above θ)");
+            else Check.Close(theta / norm, got[0], 1e-6, 1e-6, $"norm {norm} > θ {theta}: clipped (norm² {norm * norm} is below θ)");
+            Assert.That(got[0], norm > 1 ? Is.EqualTo(1f) : Is.LessThan(1f));
+        }
+        finally
+        {
+            foreach (var t in tg) t.Dispose();
+        }
+    }
+
     [Test]
     public void ClipScaleSgdAndAdamMatchTheReference([Values(0f, 0.5f, 1e6f)] float theta)
     {

@@ -79,7 +79,7 @@ public class CliTests
     public void BadInputGetsOneClearMessage(string[] extra, string expected)
     {
         var (code, o, e) = Run(With(extra));
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain(expected));
         Assert.That(e, Does.Not.Contain("   at "), "no stack trace");
         Assert.That(e.Trim().Split('\n').Count(l => l.StartsWith("error:")), Is.EqualTo(1));
@@ -93,13 +93,13 @@ public class CliTests
         var zip = dir.File("bad.zip");
         File.WriteAllBytes(zip, [(byte)'P', (byte)'K', 3, 4, 1, 2, 3, 4, 5, 6]);
         var (code, _, e) = Run(With(["--corpus", zip]));
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("not a readable zip"));
 
         var gbk = dir.File("gbk.txt");
         File.WriteAllBytes(gbk, [0xB7, 0xD6, 0xBF, 0xAA, 0x0A]); // 分开 in GBK
         (code, _, e) = Run(With(["--corpus", gbk]));
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("not valid UTF-8").And.Contain("iconv"));
     }
 
@@ -116,7 +116,7 @@ public class CliTests
     public void UnknownOptionIsRejected()
     {
         var (code, _, e) = Run("train", "--epoch", "3");
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("--epoch"));
     }
 
@@ -210,11 +210,11 @@ public class CliOutputTests
             "--prefix", "分开", "--length", "12", "--temperature", "0.7", "--seed", "3", "--count", "2").Out, Is.EqualTo(gen));
 
         var bad = Run("generate", "--checkpoint", Path.Combine(ck, saved[^1]), "--device", "cpu", "--prefix", "分Ω");
-        Assert.That(bad.Code, Is.Not.EqualTo(0));
+        Assert.That(bad.Code, Is.EqualTo(2));
         Assert.That(bad.Err, Does.Contain("'Ω'"));
 
         var change = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved.First(n => n.StartsWith("epoch-00002"))), "--epochs", "4", "--lr", "3");
-        Assert.That(change.Code, Is.Not.EqualTo(0));
+        Assert.That(change.Code, Is.EqualTo(2));
         Assert.That(change.Err, Does.Contain("--lr (checkpoint 100, given 3): this cannot change when resuming"));
 
         var done = Run("train", "--device", "cpu", "--resume", Path.Combine(ck, saved[^1]), "--epochs", "4");
@@ -254,10 +254,10 @@ public class CliOutputTests
     public void BadPlotAndCheckpointPaths()
     {
         var (code, _, e) = Run([.. Tiny, "--plot", "/tmp/x.jpg"]);
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("--plot must name a .png or .svg"));
         (code, _, e) = Run("generate", "--checkpoint", "/nonexistent.ckpt");
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("Checkpoint not found"));
     }
 
@@ -338,7 +338,7 @@ public class CliOutputTests
         Assert.That(code, Is.EqualTo(2));
         Assert.That(e.Trim(), Does.StartWith("error: --epochs must be at least 2").And.Not.Contain("\n"));
         (code, _, e) = Run("bench", "--device", "cpu", "--config", "huge");
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2));
         Assert.That(e, Does.Contain("huge"));
     }
 }

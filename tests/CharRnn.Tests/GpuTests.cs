@@ -161,7 +161,7 @@ public class GpuTests
             losses.Add(perStep.ToArray());
         }
         Check.Close(losses[0], losses[1], 1e-4, 1e-3, "per-step loss");
-        Assert.That(losses[1][^1], Is.LessThan(losses[1][0]));
+        Assert.That(losses[1][^1], Is.LessThan(losses[1][0] - 0.05), "ten SGD steps at lr 100 lower the loss by a clear margin");
     }
 
     [Test]

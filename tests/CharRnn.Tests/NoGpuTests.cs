@@ -44,7 +44,7 @@ public class NoGpuTests
         var o = new StringWriter();
         var e = new StringWriter();
         int code = CharRnn.Cli.Program.Run(["train", "--device", "cuda", "--epochs", "1"], o, e);
-        Assert.That(code, Is.Not.EqualTo(0));
+        Assert.That(code, Is.EqualTo(2), "no GPU is an input the user can fix, not a GPU failure");
         Assert.That(e.ToString(), Does.StartWith("error: --device cuda: no usable GPU: " + reason).And.Contain("--device cpu"));
         Assert.That(e.ToString(), Does.Not.Contain("   at "));
 

@@ -40,6 +40,32 @@ public class ReliabilityTests
                 Assert.That(t.All(float.IsFinite), $"{ck} {name}");
     }
 
+    /// <summary>#26: the cases above all diverge in epoch 1, so their file checks never had a file to check. Adam at lr
+    /// 30 (each step moves every weight by up to 30: the logits grow until the loss overflows) trains one or two finite
+    /// epochs first (2 with OpenBLAS, 1 with the managed engine); what they wrote must stay whole and finite: the
+    /// metrics' epochs, the epoch-1 checkpoint, and the plot, which is drawn on the way out.</summary>
+    [Test]
+    public void ADivergenceAfterHealthyEpochsKeepsTheirMetricsCheckpointsAndPlot()
+    {
+        using var dir = new TempDir();
+        var (code, o, e) = Run([.. Small, "--preset", "scratch-random", "--optimizer", "adam", "--lr", "30", "--clip", "none", "--epochs", "10",
+            "--pred-period", "1", "--metrics", dir.File("m.jsonl"), "--checkpoint-dir", dir.File("ck"), "--save-every", "1", "--plot", dir.File("p.svg")]);
+        Assert.That(code, Is.EqualTo(2), e);
+        var m = System.Text.RegularExpressions.Regex.Match(CliProcess.OneErrorLine(e), @"diverged in epoch (\d+)");
+        Assert.That(m.Success, e);
+        int diverged = int.Parse(m.Groups[1].Value);
+        Assert.That(diverged, Is.InRange(2, 9), "at least one healthy epoch first: the premise of this test");
+        var metrics = File.ReadAllLines(dir.File("m.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.That(metrics.Select(l => l.GetProperty("epoch").GetInt32()), Is.EqualTo(Enumerable.Range(1, diverged - 1)), "every healthy epoch, nothing after");
+        Assert.That(metrics.All(l => double.IsFinite(l.GetProperty("perplexity").GetDouble())));
+        var first = Directory.GetFiles(dir.File("ck"), "epoch-00001*.ckpt").Single();
+        Assert.That(Checkpoint.Load(first).Tensors.Values.All(t => t.All(float.IsFinite)), "the epoch-1 checkpoint loads, finite");
+        Assert.That(Directory.GetFiles(dir.File("ck"), "epoch-*.ckpt"), Has.Length.EqualTo(diverged - 1), "no checkpoint of the diverged epoch");
+        Assert.That(File.ReadAllText(dir.File("p.svg")), Does.Contain("<svg"), "the plot is drawn on the way out");
+        Assert.That(CliProcess.OneErrorLine(e), Does.Contain($"The last checkpoint, {Path.Combine(dir.File("ck"), $"epoch-{diverged - 1:D5}")}"));
+        Assert.That(o, Does.Contain($"epoch {diverged - 1}, perplexity"));
+    }
+
     [TestCase("--hidden", "46341", "more than one tensor can hold")]
     [TestCase("--hidden", "100000", "more than one tensor can hold")]
     [TestCase("--layers", "2147483647", "--layers must be at most")]

@@ -45,8 +45,10 @@ public class TrainingTests(string backendName)
         if (preset == "concise") o = o with { LearningRate = 1e-2f };
         var first = Run(o);
         var second = Run(o);
-        Assert.That(first[1].Perplexity, Is.LessThan(first[0].Perplexity));
+        Assert.That(first[1].Perplexity, Is.LessThan(first[0].Perplexity * 0.8));
         Assert.That(first[0].Perplexity, Is.LessThan(Small.Vocab.Count * 1.05));
+        // #26: "falls" alone passed with a wrong gradient; 6 epochs of any preset end well below the uniform model's V.
+        Assert.That(first[1].Perplexity, Is.LessThan(Small.Vocab.Count / 2.5), $"epoch 6 of {Small.Vocab.Count} characters");
         Assert.That(second.Select(r => r.Perplexity), Is.EqualTo(first.Select(r => r.Perplexity)), "bit-identical perplexities");
         Assert.That(second.SelectMany(r => r.Predictions), Is.EqualTo(first.SelectMany(r => r.Predictions)));
         Assert.That(first[0].Predictions[0], Does.StartWith("分开"));

@@ -43,7 +43,10 @@ public static class BackendFactory
                 throw new CharRnnException($"--device {device}: the GPU number must be a whole number, e.g. cuda:0.");
             var probe = GpuProbe.Run(ordinal);
             if (!probe.Usable)
-                throw new CharRnnException($"--device {device}: no usable GPU: {probe.Reason.TrimEnd('.')}. Use --device cpu (or auto, which falls back to the CPU).");
+            {
+                var message = $"--device {device}: no usable GPU: {probe.Reason.TrimEnd('.')}. Use --device cpu (or auto, which falls back to the CPU).";
+                throw probe.DeviceFailed ? new GpuFailedException(message) : new CharRnnException(message);
+            }
             return CreateCuda(ordinal, gpu);
         }
         throw new CharRnnException($"--device must be auto, cpu, cuda or cuda:N (got '{device}').");
@@ -57,9 +60,15 @@ public static class BackendFactory
         }
         catch (CudaException e)
         {
-            throw new CharRnnException($"The GPU could not be set up: {e.Message.TrimEnd('.')}. --device cpu trains without it.", e);
+            var message = $"The GPU could not be set up: {e.Message.TrimEnd('.')}. --device cpu trains without it.";
+            // The device failing (the driver's or cuBLAS's error) is a GPU failure (exit 3); a kernel NVRTC cannot
+            // compile stays an error of the setup (2).
+            throw DeviceFailure(e) ? new GpuFailedException(message, e) : new CharRnnException(message, e);
         }
     }
+
+    /// <summary>A CUDA error of the device itself (a driver status, a cuBLAS allocation), not of NVRTC.</summary>
+    internal static bool DeviceFailure(CudaException e) => e.DriverStatus != null || e.Message.Contains("ALLOC_FAILED", StringComparison.Ordinal);
 
     /// <summary>Lines for <c>charrnn info</c> about the devices (the CLI adds MPI and NCCL).</summary>
     public static IEnumerable<string> Info()
