@@ -139,12 +139,12 @@ public class GpuPathTests
         Assert.That(gpu.ToArray(t), Is.EqualTo(new[] { 1f, 2f, 3f }));
     }
 
-    static (List<EpochReport> Reports, float[][] Weights, string Graph) TrainRun(CudaBackend gpu, Corpus corpus, TrainOptions o)
+    static (List<EpochReport> Reports, float[][] Weights, string Graph, long Replays, long Steps) TrainRun(CudaBackend gpu, Corpus corpus, TrainOptions o)
     {
         using var t = new Trainer(gpu, corpus, o);
         var reports = new List<EpochReport>();
         t.Train(reports.Add);
-        return (reports, t.Model.ToHost().Values, t.Step.GraphStatus);
+        return (reports, t.Model.ToHost().Values, t.Step.GraphStatus, t.Step.Replays, t.TotalMinibatches);
     }
 
     static IEnumerable<TestCaseData> GraphCases()
@@ -171,6 +171,10 @@ public class GpuPathTests
         var graph = TrainRun(graphGpu, corpus, o);
         Assert.That(eager.Graph, Is.EqualTo("off (turned off by --graph off)"));
         Assert.That(graph.Graph, Is.EqualTo("on"));
+        // #26: the status comes from configuration; an always-eager bug would compare eager with eager. All but the
+        // first step of each kind (random sampling: one kind; consecutive: reset and carry) replay.
+        Assert.That(eager.Replays, Is.Zero);
+        Assert.That(graph.Replays, Is.InRange(graph.Steps - 2, graph.Steps - 1), $"{graph.Steps} steps");
         Assert.That(graph.Reports.Select(r => r.Perplexity), Is.EqualTo(eager.Reports.Select(r => r.Perplexity)));
         Assert.That(graph.Reports.SelectMany(r => r.Predictions), Is.EqualTo(eager.Reports.SelectMany(r => r.Predictions)));
         for (int i = 0; i < eager.Weights.Length; i++) Assert.That(graph.Weights[i], Is.EqualTo(eager.Weights[i]), $"weight {i}");

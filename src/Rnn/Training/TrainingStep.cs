@@ -70,6 +70,9 @@ public sealed class TrainingStep : IDisposable
     public double ReductionSeconds { get; private set; }
     public long Reductions { get; private set; }
 
+    /// <summary>Steps run by replaying a recording (a test proves a replay happened where it claims replay = eager).</summary>
+    public long Replays { get; private set; }
+
     /// <summary>Told once when recording a step failed and steps run op by op from then on (the reason).</summary>
     public Action<string>? Notice { get; set; }
 
@@ -108,11 +111,16 @@ public sealed class TrainingStep : IDisposable
             _be.SelectMinibatch(_counters.All, epochX, epochY, _x, _y);
             StepOps(_x.All, _y.All);
         }
-        if (_recordings.TryGetValue(kind, out var recording)) recording.Replay();
+        if (_recordings.TryGetValue(kind, out var recording))
+        {
+            recording.Replay();
+            Replays++;
+        }
         else if (_issued.Contains(kind) && !_recordingFailed && WhyNotRecorded() == null && Record(Ops) is IRecording r)
         {
             _recordings[kind] = r;
             r.Replay();
+            Replays++;
         }
         else
         {
