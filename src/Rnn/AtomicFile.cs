@@ -27,7 +27,7 @@ public static class AtomicFile
         {
             using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                write(fs);
+                write(KillWhileWriting.Wrap(fs, full));
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
@@ -189,4 +189,49 @@ public readonly record struct FileStat(FileKind Kind, ulong Device, ulong Inode,
     public bool SameFileAs(FileStat other) =>
         FullPath != null || other.FullPath != null ? string.Equals(FullPath, other.FullPath, StringComparison.Ordinal)
                                                    : Device == other.Device && Inode == other.Inode;
+}
+
+/// <summary>
+/// A fault for tests, like the CUDA emulator's: <c>CHARRNN_TEST_KILL_WRITING=NAME:BYTES</c> kills this process
+/// (SIGKILL, as <c>kill -9</c>) once BYTES bytes of the file NAME have reached its temp file — a kill inside a save,
+/// exactly there, instead of a timer's luck. Unset (always, outside tests), writes go straight to the file.
+/// </summary>
+internal static class KillWhileWriting
+{
+    public const string Variable = "CHARRNN_TEST_KILL_WRITING";
+
+    public static Stream Wrap(Stream file, string fullPath)
+    {
+        if (Environment.GetEnvironmentVariable(Variable) is not { Length: > 0 } spec) return file;
+        int colon = spec.LastIndexOf(':');
+        if (colon < 1 || !long.TryParse(spec[(colon + 1)..], out long bytes) || spec[..colon] != Path.GetFileName(fullPath)) return file;
+        return new Killer(file, bytes);
+    }
+
+    sealed class Killer(Stream inner, long limit) : Stream
+    {
+        long _written;
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => _written;
+        public override long Position { get => _written; set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            int take = (int)Math.Min(buffer.Length, limit - _written);
+            inner.Write(buffer[..take]);
+            _written += take;
+            if (_written < limit) return;
+            inner.Flush(); // the temp file holds exactly the bytes written so far, as a kill -9 would leave them
+            System.Diagnostics.Process.GetCurrentProcess().Kill();
+            Thread.Sleep(Timeout.Infinite);
+        }
+    }
 }
