@@ -54,7 +54,7 @@ public class BackendGoldenTests(string backendName)
 
     [Test]
     public void ForwardAndGradients(
-        [Values("rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json")] string file,
+        [ValueSource(typeof(ReferenceTests), nameof(ReferenceTests.Files))] string file,
         [Values(InputMode.Gather, InputMode.OneHotGemm)] InputMode mode)
     {
         var (model, driver, x, y) = Setup(file, mode, out var c);
@@ -83,10 +83,7 @@ public class BackendGoldenTests(string backendName)
         }
     }
 
-    [TestCase("rnn_scratch.json")]
-    [TestCase("rnn_torch.json")]
-    [TestCase("gru_torch.json")]
-    [TestCase("lstm_torch.json")]
+    [TestCaseSource(typeof(ReferenceTests), nameof(ReferenceTests.Files))]
     public void ClippedSgdStep(string file)
     {
         var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);
@@ -107,7 +104,7 @@ public class BackendGoldenTests(string backendName)
     /// against torch.optim.RMSprop's equations in double, v = α·v + (1 − α)·g², p −= lr·g / (√v + ε), from the
     /// gradient each step computed (its first moment: with β1 = 0 it is g itself).</summary>
     [Test]
-    public void TwoRmsPropStepsAreTorchsRmsProp([Values("rnn_scratch.json", "lstm_torch.json")] string file)
+    public void TwoRmsPropStepsAreTorchsRmsProp([Values("rnn_scratch.json", "lstm_torch.json", "lstm_torch_wide.json")] string file)
     {
         var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);
         using (model) using (driver) using (x) using (y)
@@ -142,7 +139,7 @@ public class BackendGoldenTests(string backendName)
     }
 
     [Test]
-    public void TwoAdamSteps([Values("rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json")] string file,
+    public void TwoAdamSteps([ValueSource(typeof(ReferenceTests), nameof(ReferenceTests.Files))] string file,
         [Values("adam_unclipped", "adam_clipped")] string variant)
     {
         var (model, driver, x, y) = Setup(file, _be.DefaultInputMode, out var c);

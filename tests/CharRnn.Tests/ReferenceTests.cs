@@ -13,7 +13,10 @@ public class ReferenceTests
 {
     const double Tol = 1e-10;
 
-    public static readonly string[] Files = ["rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json"];
+    /// <summary>The original four (H 5, below the 8-lane vector width) and their *_wide twins (V 11, H 13, B 5, T 6:
+    /// make_wide.py), where every vectorised kernel and its tail run against PyTorch (#26).</summary>
+    public static readonly string[] Files = ["rnn_scratch.json", "rnn_torch.json", "gru_torch.json", "lstm_torch.json",
+        "rnn_scratch_wide.json", "rnn_torch_wide.json", "gru_torch_wide.json", "lstm_torch_wide.json"];
 
     /// <summary>A golden case in the reference's layout (weights transposed from PyTorch's, gate blocks as columns).</summary>
     public sealed record Case(ReferenceRnn.Parameters P, int[] X, int[] Y, double[][] H0, double[][]? C0, int B, int T, Golden G, ModelSpec Spec);
@@ -22,8 +25,8 @@ public class ReferenceTests
     {
         var g = Golden.Load(file);
         int v = g.I("config/vocab"), h = g.I("config/hidden"), b = g.I("config/batch"), t = g.I("config/steps");
-        bool scratch = file == "rnn_scratch.json";
-        var cell = file switch { "gru_torch.json" => CellKind.Gru, "lstm_torch.json" => CellKind.Lstm, _ => CellKind.Rnn };
+        bool scratch = file.StartsWith("rnn_scratch", StringComparison.Ordinal);
+        var cell = file.StartsWith("gru", StringComparison.Ordinal) ? CellKind.Gru : file.StartsWith("lstm", StringComparison.Ordinal) ? CellKind.Lstm : CellKind.Rnn;
         int gates = cell switch { CellKind.Gru => 3, CellKind.Lstm => 4, _ => 1 };
         var layer = scratch
             ? new ReferenceRnn.Layer { Wx = g.T("params/W_xh"), Wh = g.T("params/W_hh"), Bx = g.T("params/b_h"), In = v }
@@ -45,7 +48,7 @@ public class ReferenceTests
     }
 
     /// <summary>Golden names of the parameters in <see cref="ModelSpec.Parameters"/> order, and whether PyTorch stores them transposed.</summary>
-    public static (string Name, bool Transposed)[] Names(string file) => file == "rnn_scratch.json"
+    public static (string Name, bool Transposed)[] Names(string file) => file.StartsWith("rnn_scratch", StringComparison.Ordinal)
         ? [("W_xh", false), ("W_hh", false), ("b_h", false), ("W_hq", false), ("b_q", false)]
         : [("rnn.weight_ih_l0", true), ("rnn.weight_hh_l0", true), ("rnn.bias_ih_l0", false), ("rnn.bias_hh_l0", false), ("dense.weight", true), ("dense.bias", false)];
 
