@@ -24,6 +24,7 @@ CUresult cuMemcpyDtoH_v2(void*, unsigned long long, size_t);
 CUresult cuMemcpyHtoDAsync_v2(unsigned long long, const void*, size_t, void*);
 CUresult cuModuleLoadData(void**, const void*);
 CUresult cuModuleGetFunction(void**, void*, const char*);
+CUresult cuModuleUnload(void*);
 CUresult cuLaunchKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**, void**);
 CUresult cuLaunchCooperativeKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**);
 CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int*, void*, int, size_t);
@@ -109,15 +110,16 @@ CUresult one_hot(unsigned long long tokens, int n, int V, unsigned long long out
     return cuLaunchKernel(fn("one_hot_scatter"), 4, 1, 1, threads, 1, 1, 0, g_stream, args, nullptr);
 }
 
-/// Runs one case in a child process; `env` ("NAME=VALUE") is set there before the emulator initialises.
-void expect(const char* name, std::function<void()> body, int want_exit = 0, const char* env = nullptr)
+/// Runs one case in a child process; `env` ("NAME=VALUE") is set there before the emulator initialises; `set_up`
+/// false runs the body before cuInit.
+void expect(const char* name, std::function<void()> body, int want_exit = 0, const char* env = nullptr, bool set_up = true)
 {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0)
     {
         if (env) putenv(strdup(env));
-        setup();
+        if (set_up) setup();
         body();
         _exit(0);
     }
@@ -227,6 +229,33 @@ int main()
         float s = 1;
         void* args[] = {&a, &a, &a, &n, &n, &s, &a, &a};
         REQUIRE(cuLaunchKernel(fn("softmax_xent"), 1, 1, 1, 512, 1, 1, 0, g_stream, args, nullptr) == 701);
+    });
+    // #26: checks the emulator had but no case proved.
+    expect("calls before cuInit fail (NOT_INITIALIZED)", [] {
+        unsigned long long p;
+        REQUIRE(cuMemAlloc_v2(&p, 16) == 3);
+        void* ctx;
+        REQUIRE(cuDevicePrimaryCtxRetain(&ctx, 0) == 3);
+    }, 0, nullptr, false);
+    expect("a kernel name the module lacks is NOT_FOUND", [] {
+        void* f;
+        REQUIRE(cuModuleGetFunction(&f, g_mod, "no_such_kernel") == 500);
+    });
+    expect("invalid handles: an unloaded module, a function that is none", [] {
+        void* f = fn("one_hot_scatter");
+        int x = 0;
+        REQUIRE(cuModuleUnload(g_mod) == 0);
+        REQUIRE(cuModuleUnload(g_mod) == 400);
+        void* args[] = {&x};
+        REQUIRE(cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, g_stream, args, nullptr) == 400); // its module is gone
+        REQUIRE(cuLaunchKernel(&x, 1, 1, 1, 32, 1, 1, 0, g_stream, args, nullptr) == 400);
+    });
+    expect("a memset beyond an allocation is refused", [] {
+        auto d = dalloc(16);
+        REQUIRE(cuMemsetD32Async(d, 0, 4, g_stream) == 0);
+        REQUIRE(cuMemsetD32Async(d, 0, 5, g_stream) != 0);
+        REQUIRE(cuMemsetD32Async(d + 8, 0, 3, g_stream) != 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
     });
     expect("calls without a current context fail", [] {
         REQUIRE(cuCtxSetCurrent(nullptr) == 0);
