@@ -16,17 +16,7 @@ public class RunOutputsTests
 {
     static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
-    static string Text(TempDir dir, int length = 12_000, string name = "text.txt", int seed = 3)
-    {
-        var rng = new Rnn.Rng((ulong)seed);
-        var words = "a stream of words about rain and hills and the long roads home under a pale sky".Split(' ');
-        var sb = new StringBuilder("Songs\n");
-        while (sb.Length < length)
-            sb.Append(string.Join(' ', Enumerable.Range(0, 3 + rng.NextInt(6)).Select(_ => words[rng.NextInt(words.Length)]))).Append('\n');
-        var path = dir.File(name);
-        File.WriteAllText(path, sb.ToString());
-        return path;
-    }
+    static string Text(TempDir dir, int length = 12_000) => UserTextTests.Poems(dir, "text.txt", "Songs", length);
 
     static readonly string[] Small = ["--device", "cpu", "--preset", "scratch-random", "--hidden", "24", "--batch", "8", "--steps", "16", "--pred-len", "8"];
 

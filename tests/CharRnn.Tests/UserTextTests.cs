@@ -15,7 +15,7 @@ public class UserTextTests
     static (int Code, string Out, string Err) Run(params string[] args) => CliTests.Run(args);
 
     /// <summary>A 12 000-character text of short lines (more than the book's 10 000-character cut).</summary>
-    static string Poems(TempDir dir, string name = "poems.txt", string title = "Ode to rivers", int length = 12_000)
+    internal static string Poems(TempDir dir, string name = "poems.txt", string title = "Ode to rivers", int length = 12_000)
     {
         var rng = new Rnn.Rng(7);
         var words = "the quick brown fox jumps over a lazy dog while rain falls on quiet hills and rivers run to the sea".Split(' ');

@@ -69,12 +69,7 @@ public sealed class CheckpointFolder : IDisposable
         var kept = new HashSet<string>(StringComparer.Ordinal);
         foreach (var link in new[] { Latest, Best })
             if (File.ResolveLinkTarget(System.IO.Path.Combine(Path, link), false)?.Name is string target) kept.Add(target);
-        var files = Directory.EnumerateFiles(Path, "epoch-*.ckpt")
-            .Select(f => (File: f, M: Name.Match(System.IO.Path.GetFileName(f))))
-            .Where(x => x.M.Success)
-            .OrderByDescending(x => long.Parse(x.M.Groups[1].Value, CultureInfo.InvariantCulture))
-            .ThenByDescending(x => x.M.Groups[2].Success ? long.Parse(x.M.Groups[2].Value, CultureInfo.InvariantCulture) : long.MaxValue)
-            .Select(x => x.File).ToList();
+        var files = ByPosition(Path).Reverse().ToList();
         var deleted = new List<string>();
         foreach (var f in files.Skip(n).Where(f => !kept.Contains(System.IO.Path.GetFileName(f))))
         {
@@ -122,17 +117,20 @@ public sealed class CheckpointFolder : IDisposable
     /// A checkpoint named on the command line: a file as it is, or a folder's latest checkpoint (its
     /// <c>latest.ckpt</c> link, else the furthest epoch and minibatch among its <c>epoch-*.ckpt</c> files).
     /// </summary>
+    /// <summary>A folder's epoch-*.ckpt files by the run position they hold: epoch, then minibatch (an epoch's end last).</summary>
+    static IEnumerable<string> ByPosition(string folder) => Directory.EnumerateFiles(folder, "epoch-*.ckpt")
+        .Select(f => (File: f, M: Name.Match(System.IO.Path.GetFileName(f))))
+        .Where(x => x.M.Success)
+        .OrderBy(x => long.Parse(x.M.Groups[1].Value, CultureInfo.InvariantCulture))
+        .ThenBy(x => x.M.Groups[2].Success ? long.Parse(x.M.Groups[2].Value, CultureInfo.InvariantCulture) : long.MaxValue)
+        .Select(x => x.File);
+
     public static string Resolve(string pathOrFolder, string flag)
     {
         if (!Directory.Exists(pathOrFolder)) return pathOrFolder;
         var latest = System.IO.Path.Combine(pathOrFolder, Latest);
         if (File.Exists(latest)) return latest;
-        var newest = Directory.EnumerateFiles(pathOrFolder, "epoch-*.ckpt")
-            .Select(f => (File: f, M: Name.Match(System.IO.Path.GetFileName(f))))
-            .Where(x => x.M.Success)
-            .OrderBy(x => long.Parse(x.M.Groups[1].Value, CultureInfo.InvariantCulture))
-            .ThenBy(x => x.M.Groups[2].Success ? long.Parse(x.M.Groups[2].Value, CultureInfo.InvariantCulture) : long.MaxValue)
-            .Select(x => x.File).LastOrDefault();
+        var newest = ByPosition(pathOrFolder).LastOrDefault();
         return newest ?? throw new CharRnnException($"{flag} {pathOrFolder}: the folder holds no checkpoint (epoch-*.ckpt). Name a checkpoint file or a run's --checkpoint-dir.");
     }
 
