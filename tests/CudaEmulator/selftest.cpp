@@ -39,6 +39,8 @@ CUresult cuEventRecord(void*, void*);
 CUresult cuStreamWaitEvent(void*, void*, unsigned);
 int cublasCreate_v2(void**);
 int cublasSetStream_v2(void*, void*);
+int cublasSetPointerMode_v2(void*, int);
+int cublasSetMathMode(void*, int);
 int cublasSgemm_v2(void*, int, int, int, int, int, const float*, unsigned long long, int, unsigned long long, int,
                    const float*, unsigned long long, int);
 }
@@ -276,6 +278,51 @@ int main()
         REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 2, b, 2, &zero, c, 3) == 7); // lda < m
         REQUIRE(cublasSgemm_v2(h, 1, 0, 3, 3, 2, &one, a, 1, b, 2, &zero, c, 3) == 7); // op T: lda < k
         REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 2, &one, a, 3, b, 2, &zero, c, 2) == 7); // ldc < m
+    });
+    expect("cuBLAS: an output overlapping an input is INVALID_VALUE", [] {
+        void* h = blas_handle();
+        auto a = dalloc(4 * 9), b = dalloc(4 * 12);
+        float one = 1, zero = 0;
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 3, &one, a, 3, b, 3, &zero, a, 3) == 7);     // C is A
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 3, 3, 3, &one, a, 3, b, 3, &zero, b + 12, 3) == 7); // C starts inside B
+    });
+    expect("cuBLAS: host pointer mode reads alpha at the call, device mode when the product runs", [] {
+        void* h = blas_handle();
+        float A[1] = {2}, B[1] = {3}, C[1];
+        auto a = dalloc(4), b = dalloc(4), c = dalloc(4), alpha_d = dalloc(4), beta_d = dalloc(4);
+        REQUIRE(upload(a, A, 4) == 0);
+        REQUIRE(upload(b, B, 4) == 0);
+        float alpha = 1, beta = 0;
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 1, 1, 1, &alpha, a, 1, b, 1, &beta, c, 1) == 0);
+        alpha = 5; // changed before the queued product runs: host mode already read 1
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 4) == 0);
+        REQUIRE(C[0] == 6);
+        float two = 2, zero = 0;
+        REQUIRE(upload(alpha_d, &two, 4) == 0);
+        REQUIRE(upload(beta_d, &zero, 4) == 0);
+        REQUIRE(cublasSetPointerMode_v2(h, 1) == 0);
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 1, 1, 1, (const float*)alpha_d, a, 1, b, 1, (const float*)beta_d, c, 1) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 4) == 0);
+        REQUIRE(C[0] == 12); // alpha 2 read from device memory
+    });
+    expect("cuBLAS: TF32 math rounds the operands to 10-bit mantissas", [] {
+        void* h = blas_handle();
+        float A[1] = {1.0f + 1.0f / 4096}, B[1] = {1}, C[1];
+        auto a = dalloc(4), b = dalloc(4), c = dalloc(4);
+        REQUIRE(upload(a, A, 4) == 0);
+        REQUIRE(upload(b, B, 4) == 0);
+        float one = 1, zero = 0;
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 1, 1, 1, &one, a, 1, b, 1, &zero, c, 1) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 4) == 0);
+        REQUIRE(C[0] == A[0]); // FP32: exact
+        REQUIRE(cublasSetMathMode(h, 3) == 0); // CUBLAS_TF32_TENSOR_OP_MATH
+        REQUIRE(cublasSgemm_v2(h, 0, 0, 1, 1, 1, &one, a, 1, b, 1, &zero, c, 1) == 0);
+        REQUIRE(cuStreamSynchronize(g_stream) == 0);
+        REQUIRE(cuMemcpyDtoH_v2(C, c, 4) == 0);
+        REQUIRE(C[0] == 1.0f); // 2^-12 is below TF32's 10-bit mantissa
     });
     expect("cuBLAS: column-major semantics (a 2×3 by 3×2 product, both transposes)", [] {
         void* h = blas_handle();
