@@ -269,56 +269,26 @@ internal static class TrainCommand
         if (from != null)
             stderr.WriteLine($"charrnn: resuming after {Position(from.Header.Epoch, from.Header.Minibatch, trainer.EpochSize)} (checkpoint written on {from.Header.Backend})");
         if (init != null) stderr.WriteLine($"charrnn: starting from the weights of a {init.Spec.Kind.ToString().ToLowerInvariant()} {init.Spec.Cell.ToString().ToUpperInvariant()} (H {init.Spec.Hidden} ×{init.Spec.Layers})");
-        // One history across resumes: what the checkpoint remembers up to where it stands, then this run's epochs.
-        var stats = (from?.Header.History ?? []).Where(s => s.Step is long st ? st <= trainer.TotalMinibatches : s.Epoch <= trainer.CompletedEpochs).ToList();
-        if (outs.BackfillBoard) foreach (var s in stats) outs.Board!.Add(s);
-        var progress = new Progress(stderr, trainer.CompletedEpochs + 1, o.Epochs, Progress.TerminalAttached, Progress.HeartbeatFromEnvironment());
-        var metrics = outs.Metrics != null ? new MetricsWriter(outs.Metrics, backend.Name, stats) : null;
+        // One history across resumes: what the checkpoint remembers up to where it stands, then this run's points.
+        var history = (from?.Header.History ?? []).Where(s => s.Step is long st ? st <= trainer.TotalMinibatches : s.Epoch <= trainer.CompletedEpochs);
+        var log = new RunLog(stdout, stderr, o, trainer, history, backend.Name, outs.Metrics, outs.Board, outs.BackfillBoard, outs.Plot, outs.ReportPoints);
         double? lastVal = from?.Header.ValPerplexity;
-        var total = Stopwatch.StartNew();
         string? lastSaved = null;
         long savedAt = -1; // the run minibatch of the last save, on every rank (lastSaved is rank 0's alone)
         void Save(SavePoint p)
         {
-            var ck = Checkpoint.Capture(trainer, stats, outs.Checkpoints?.Path, p.ValPerplexity, outs.Paths); // every rank: the state is gathered
+            var ck = Checkpoint.Capture(trainer, log.Stats, outs.Checkpoints?.Path, p.ValPerplexity, outs.Paths); // every rank: the state is gathered
             savedAt = trainer.TotalMinibatches;
             if (outs.Checkpoints == null) return; // not rank 0
             var path = outs.Checkpoints.FileFor(p);
             ck.Save(path);
             lastSaved = path;
             bool best = outs.Checkpoints.Published(path, p.ValPerplexity);
-            progress.Clear();
+            log.Progress.Clear();
             stderr.WriteLine(string.Create(inv, $"charrnn: saved {path}{(p.ValPerplexity is double v ? $" (validation perplexity {v:F6}{(best ? ", the best so far" : "")})" : "")}"));
             if (outs.Paths.KeepLast is int n)
                 foreach (var gone in outs.Checkpoints.KeepLast(n)) stderr.WriteLine($"charrnn: --keep-last {n}: deleted {gone}");
         }
-        void Plot()
-        {
-            if (outs.Plot != null && stats.Count > 0)
-                PlotWriter.Write(outs.Plot, stats, $"char-RNN: {o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}" +
-                                                   $"{(o.Layers > 1 ? $" ×{o.Layers}" : "")}, H {o.Hidden}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {backend.Name}");
-        }
-        // Throughput between reports, for the report lines of runs that are not the book's (whose lines stay exact).
-        var sinceReport = Stopwatch.StartNew();
-        long reportedAt = trainer.TotalMinibatches;
-        double TokensPerSecond()
-        {
-            double tps = (trainer.TotalMinibatches - reportedAt) * (double)o.Batch * o.Steps / Math.Max(sinceReport.Elapsed.TotalSeconds, 1e-9);
-            reportedAt = trainer.TotalMinibatches;
-            sinceReport.Restart();
-            return tps;
-        }
-        // Every evaluation's line goes to stdout: after its report's line when the point reports, else on its own.
-        string? pendingVal = null;
-        void FlushVal()
-        {
-            if (pendingVal == null) return;
-            progress.Clear();
-            stdout.WriteLine(pendingVal);
-            stdout.Flush();
-            pendingVal = null;
-        }
-        string ValLine(string where, double vp) => string.Create(inv, $"{where}, validation perplexity {vp:F6} ({EpochStats.Bits(vp):F3} bits/char)");
         TrainOutcome outcome;
         try
         {
@@ -326,51 +296,25 @@ internal static class TrainCommand
             {
                 Report = r =>
                 {
-                    progress.Clear();
-                    var where = r.Minibatch is int m ? $"epoch {r.Epoch}, minibatch {m}/{r.EpochSize}" : $"epoch {r.Epoch}";
-                    double tps = TokensPerSecond();
-                    stdout.WriteLine(o.BookLines
-                        ? string.Create(inv, $"{where}, perplexity {r.Perplexity:F6}, time {r.Seconds:F2} sec")
-                        : string.Create(inv, $"{where}, perplexity {r.Perplexity:F6} ({EpochStats.Bits(r.Perplexity):F3} bits/char), time {r.Seconds:F2} sec, {tps:F0} tokens/s, elapsed {total.Elapsed:h\\:mm\\:ss}"));
-                    pendingVal = null;
-                    if (r.ValPerplexity is double vp) stdout.WriteLine(ValLine(where, vp));
+                    log.Report(r);
                     lastVal = r.ValPerplexity;
-                    if (outs.ReportPoints && r.Minibatch is int mb) // a point per report (the epoch's end adds its own below)
-                    {
-                        var s = new EpochStats(r.Epoch, r.Perplexity, r.ValPerplexity, r.Seconds, tps)
-                            { LearningRate = trainer.Optimizer.LearningRate, Minibatch = mb, EpochSize = r.EpochSize, Step = trainer.TotalMinibatches };
-                        stats.Add(s);
-                        metrics?.Add(s);
-                        outs.Board?.Add(s);
-                    }
-                    foreach (var p in r.Predictions) stdout.WriteLine($" - {p.Replace("\n", "⏎")}"); // a kept line break, shown on the report's one line
-                    stdout.Flush();
                 },
                 // Per-epoch numbers cost a device sync each epoch: only when something keeps them.
-                Epoch = metrics != null || outs.Plot != null || outs.Board != null || outs.Checkpoints != null || Progress.TerminalAttached || o.ValFraction != null
+                Epoch = log.WantsEpochs(outs.Checkpoints != null)
                     ? s =>
                     {
                         lastVal = s.ValPerplexity; // measured on these very weights, or null: a Ctrl+C save names it (#24 bug 3)
-                        s = s with { Step = trainer.TotalMinibatches };
-                        if (s.ValPerplexity is double v) pendingVal = ValLine($"epoch {s.Epoch}", v); // printed by the report if one follows
-                        stats.Add(s);
-                        metrics?.Add(s);
-                        outs.Board?.Add(s);
-                        progress.Update(s);
+                        log.Epoch(s);
                     }
                     : null,
                 Save = schedule.Save != null ? Save : null,
-                Minibatch = (epoch, done, count) =>
-                {
-                    FlushVal();
-                    progress.Minibatch(epoch, done, count, (long)o.Batch * o.Steps);
-                },
+                Minibatch = log.Minibatch,
             }, cancel);
         }
         catch (OperationCanceledException)
         {
-            FlushVal();
-            progress.Clear();
+            log.FlushVal();
+            log.Progress.Clear();
             string saved = "";
             if (schedule.Save != null && trainer.TotalMinibatches > (from == null ? 0 : (long)from.Header.Epoch * trainer.EpochSize + from.Header.Minibatch))
             {
@@ -381,31 +325,31 @@ internal static class TrainCommand
                 if (savedAt != trainer.TotalMinibatches) Save(p);
                 if (outs.Checkpoints != null) saved = $"; checkpoint {lastSaved} (continue with: charrnn train --resume {outs.Checkpoints.Path})";
             }
-            Plot();
+            log.Plot();
             stderr.WriteLine($"charrnn: interrupted after epoch {trainer.CompletedEpochs}{saved}.");
             return 130;
         }
         catch (Exception e)
         {
-            progress.Clear();
-            try { Plot(); } catch (CharRnnException) { } // the run's own error is the one to report
+            log.Progress.Clear();
+            try { log.Plot(); } catch (CharRnnException) { } // the run's own error is the one to report
             throw new RunFailedException(e, lastSaved != null
                 ? $"The last checkpoint, {lastSaved}, is intact: continue from it with --resume {lastSaved}."
                 : outs.Checkpoints != null ? "No checkpoint was written before this." : null);
         }
         backend.Synchronize();
-        FlushVal();
-        progress.Clear();
+        log.FlushVal();
+        log.Progress.Clear();
         if (outcome == TrainOutcome.EarlyStopped)
             stderr.WriteLine(
                 $"charrnn: stopped early after epoch {trainer.CompletedEpochs}: the validation perplexity has not improved for {schedule.Patience} evaluations" +
                 (outs.Checkpoints != null ? $"; the best model is {Path.Combine(outs.Checkpoints.Path, CheckpointFolder.Best)}" : ""));
-        stdout.WriteLine(string.Create(inv, $"total training time {total.Elapsed.TotalSeconds:F2} sec"));
+        log.Total();
         if (ranks.Size > 1 && trainer.Step.Reductions > 0)
             stderr.WriteLine(string.Create(inv,
                 $"charrnn: gradient average over {ranks.Size} ranks: {1e3 * trainer.Step.ReductionSeconds / trainer.Step.Reductions:F3} ms per step waited after the backward pass " +
-                $"({100 * trainer.Step.ReductionSeconds / total.Elapsed.TotalSeconds:F1}% of the run)"));
-        Plot();
+                $"({100 * trainer.Step.ReductionSeconds / log.Elapsed.TotalSeconds:F1}% of the run)"));
+        log.Plot();
         return 0;
     }
 
