@@ -14,7 +14,7 @@ namespace CharRnn.Rnn.Training;
 /// evaluations and saves follow a <see cref="TrainSchedule"/>, in epochs or minibatches; a run can be captured at
 /// any minibatch boundary (<see cref="CaptureState"/>) and continued from there bit for bit.
 /// </summary>
-public sealed class Trainer : IDisposable
+public sealed partial class Trainer : IDisposable
 {
     readonly IBackend _be;
     readonly Corpus _corpus;
@@ -24,9 +24,7 @@ public sealed class Trainer : IDisposable
     readonly Rng _dataRng;
     readonly int[][] _prefixes;
     readonly int[] _train;
-    readonly int[]? _val;
-    IndexBuffer? _epochX, _epochY, _valX, _valY;
-    Tensor[]? _keepH, _keepC;  // the carried training state, kept across a validation inside an epoch
+    IndexBuffer? _epochX, _epochY;
 
     /// <summary>Where the run is: the data generator's state at the start of the current epoch, minibatches done in
     /// it, and the loss of those minibatches already read from the backend (so a mid-epoch read or resume keeps the
@@ -35,16 +33,6 @@ public sealed class Trainer : IDisposable
     int _minibatch;
     double _lossSum;
     long _lossRows;
-    double? _lastVal;
-    long _valAt = -1;   // the run minibatch _lastVal was measured at
-    bool _newBest;      // the last evaluation was the lowest so far: a checkpoint folder saves it (Keras' save_best_only)
-
-    /// <summary>The validation perplexity of the weights as they are now, or null: never a value measured on other
-    /// weights (a report, a metric or a checkpoint name between evaluations carried the previous one).</summary>
-    double? ValHere => _valAt == TotalMinibatches ? _lastVal : null;
-
-    /// <summary>The weights as they are now were just evaluated as the best so far.</summary>
-    bool BestHere => _newBest && _valAt == TotalMinibatches;
 
     /// <param name="initial">Parameters to start from (a fresh run otherwise draws the book's initialisation).</param>
     /// <param name="resume">The state of this run to continue from (parameters, optimizer, RNG and position come from
@@ -267,17 +255,6 @@ public sealed class Trainer : IDisposable
         return Healthy(epoch, Math.Exp(_lossSum / _lossRows), "training");
     }
 
-    /// <summary>Validation perplexity into <see cref="_lastVal"/>; true when patience has run out.</summary>
-    bool Evaluate(int epoch, ref double best, ref int sinceBest, int? patience)
-    {
-        _lastVal = Healthy(epoch, ValidationPerplexity(), "validation");
-        _valAt = TotalMinibatches;
-        _newBest = _lastVal < best;
-        if (_newBest) (best, sinceBest) = (_lastVal!.Value, 0);
-        else sinceBest++;
-        return patience is int p && sinceBest >= p;
-    }
-
     /// <summary>A perplexity, or <see cref="DivergedException"/> when it is NaN or infinite (a loss sum that stays
     /// finite can still overflow exp: a mean loss above ~709 nats, where ln V is under 8, is divergence too).</summary>
     static double Healthy(int epoch, double perplexity, string which) => double.IsFinite(perplexity) ? perplexity
@@ -345,52 +322,6 @@ public sealed class Trainer : IDisposable
             n++;
         }
         return (xs, ys, n);
-    }
-
-    /// <summary>
-    /// Perplexity on the held-out tail: consecutive minibatches, state carried as in training, forward only, no
-    /// dropout. The training's carried state and loss are kept aside and put back, so an evaluation inside an epoch
-    /// changes nothing that training depends on.
-    /// </summary>
-    public double ValidationPerplexity()
-    {
-        if (_val == null) throw new InvalidOperationException("no validation split");
-        int count = Samplers.EpochSize(SamplingKind.Consecutive, _val.Length, _o.Batch, _o.Steps);
-        if (_valX == null)
-        {
-            var (xs, ys, _) = Flatten(Samplers.Consecutive(_val, _o.Batch, _o.Steps), count, _o.Batch * _o.Steps);
-            _valX = _be.FromArray(MyShare(xs));
-            _valY = _be.FromArray(MyShare(ys));
-        }
-        var (sum0, rows0) = ReadLoss(); // the training loss not yet read (nothing at an epoch's end)
-        _lossSum += sum0;
-        _lossRows += rows0;
-        KeepCarriedState(true);
-        _be.ResetLoss();
-        Driver.ResetState();
-        for (int i = 0; i < count; i++)
-        {
-            if (i > 0) Driver.CarryState();
-            Driver.Forward(_valX.Range(i * Tb, Tb), _valY!.Range(i * Tb, Tb), training: false);
-        }
-        var (sum, rows) = ReadLoss();
-        _be.ResetLoss();
-        KeepCarriedState(false);
-        return Math.Exp(sum / rows);
-    }
-
-    void KeepCarriedState(bool keep)
-    {
-        _keepH ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
-        if (Driver.CT(0) != null) _keepC ??= Enumerable.Range(0, _o.Layers).Select(_ => _be.Zeros(_localBatch, _o.Hidden)).ToArray();
-        for (int l = 0; l < _o.Layers; l++)
-        {
-            if (keep) _be.Copy(Driver.HT(l), _keepH[l].All); else _be.Copy(_keepH[l].All, Driver.HT(l));
-            if (_keepC != null)
-            {
-                if (keep) _be.Copy(Driver.CT(l)!.Value, _keepC[l].All); else _be.Copy(_keepC[l].All, Driver.CT(l)!.Value);
-            }
-        }
     }
 
     /// <summary>Predictions for every prefix (rank 0's job: the others print nothing): greedy, as the book prints them,
