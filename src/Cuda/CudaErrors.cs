@@ -8,6 +8,9 @@ namespace CharRnn.Cuda;
 public class CudaException(string message) : Exception(message)
 {
     public CUresult? DriverStatus { get; init; }
+
+    /// <summary>The device itself failed (a driver status, a cuBLAS allocation), not NVRTC: a GPU failure.</summary>
+    public bool IsDeviceFailure => DriverStatus != null || Message.Contains("ALLOC_FAILED", StringComparison.Ordinal);
 }
 
 /// <summary><c>ThrowIfFailed</c> per library, naming the failing expression (ILGPU style).</summary>

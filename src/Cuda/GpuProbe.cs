@@ -81,7 +81,7 @@ public static class GpuProbe
         }
         catch (CudaException e)
         {
-            return No(e.Message) with { DeviceFailed = e.DriverStatus != null || e.Message.Contains("ALLOC_FAILED", StringComparison.Ordinal) };
+            return No(e.Message) with { DeviceFailed = e.IsDeviceFailure };
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {

@@ -63,12 +63,9 @@ public static class BackendFactory
             var message = $"The GPU could not be set up: {e.Message.TrimEnd('.')}. --device cpu trains without it.";
             // The device failing (the driver's or cuBLAS's error) is a GPU failure (exit 3); a kernel NVRTC cannot
             // compile stays an error of the setup (2).
-            throw DeviceFailure(e) ? new GpuFailedException(message, e) : new CharRnnException(message, e);
+            throw e.IsDeviceFailure ? new GpuFailedException(message, e) : new CharRnnException(message, e);
         }
     }
-
-    /// <summary>A CUDA error of the device itself (a driver status, a cuBLAS allocation), not of NVRTC.</summary>
-    internal static bool DeviceFailure(CudaException e) => e.DriverStatus != null || e.Message.Contains("ALLOC_FAILED", StringComparison.Ordinal);
 
     /// <summary>Lines for <c>charrnn info</c> about the devices (the CLI adds MPI and NCCL).</summary>
     public static IEnumerable<string> Info()
