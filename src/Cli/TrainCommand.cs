@@ -233,8 +233,7 @@ internal static class TrainCommand
             using var gpuRanks = backend is Rnn.Backends.Cuda.CudaBackend cuda && (ranks.Size > 1 || pr.GetValue(nccl)) ? NcclRanks.Create(ranks, cuda) : null;
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;
-            if (o.Batch % team.Size != 0) // before the line that names the rows per rank; every rank finds it alike
-                throw new AlikeOnEveryRankException($"--batch {o.Batch} does not split evenly over {team.Size} ranks (--batch is the global batch). Use a multiple of {team.Size}.");
+            RunRules.CheckBatchSplits(o.Batch, team.Size); // before the line that names the rows per rank
             if (team.Size > 1 || gpuRanks != null) stderr.WriteLine($"charrnn: {team.Size} rank(s), {team.Description}; --batch {o.Batch} is the global batch, {o.Batch / team.Size} rows per rank");
             bool points = schedule.Print.Minibatches; // --print-every Nit: a metrics/TensorBoard/plot point per report
             using var board = boardPath is string tb ? new TensorBoardWriter(tb, points) : null;

@@ -158,6 +158,14 @@ public static class RunRules
         return Presentation(saved, given);
     }
 
+    /// <summary>--batch is the global batch: it must split evenly over the ranks. Found from the command line alone,
+    /// so every rank finds it alike (no MPI_Abort needed).</summary>
+    public static void CheckBatchSplits(int batch, int ranks)
+    {
+        if (batch % ranks != 0)
+            throw new AlikeOnEveryRankException($"--batch {batch} does not split evenly over {ranks} ranks (--batch is the global batch). Use a multiple of {ranks}.");
+    }
+
     static string Describe(TrainOptions o) =>
         $"{o.Model.ToString().ToLowerInvariant()} {o.Cell.ToString().ToUpperInvariant()}, {o.Sampling.ToString().ToLowerInvariant()} sampling, {o.Optimizer.ToString().ToLowerInvariant()}";
 

@@ -45,8 +45,7 @@ public sealed partial class Trainer : IDisposable
     {
         options.Validate();
         _ranks = ranks ?? SingleRank.Instance;
-        if (options.Batch % _ranks.Size != 0)
-            throw new CharRnnException($"--batch {options.Batch} does not split evenly over {_ranks.Size} ranks (--batch is the global batch). Use a multiple of {_ranks.Size}.");
+        RunRules.CheckBatchSplits(options.Batch, _ranks.Size);
         _localBatch = options.Batch / _ranks.Size;
         MemoryBudget.Check(options with { Batch = _localBatch }, corpus.Vocab.Count, backend, corpus.Length); // before anything is allocated
         (_train, _val) = Split(corpus.Indices, options.ValFraction);
