@@ -3,10 +3,8 @@ using CharRnn.Interop;
 
 namespace CharRnn.Rnn.Distributed;
 
-/// <summary>The predefined datatypes and operations CharRnn uses.</summary>
+/// <summary>The predefined datatypes CharRnn uses.</summary>
 public enum MpiType { Byte, Float, Double }
-
-public enum MpiOp { Sum, Max }
 
 /// <summary>
 /// The two MPI ABIs a launcher may bring: MPICH's (<c>libmpich.so.12</c>: MPICH, Intel MPI, MVAPICH; integer handles)
@@ -22,13 +20,18 @@ public abstract unsafe class MpiAbi
     /// <summary>The launcher that goes with this library, for messages.</summary>
     public abstract string Launcher { get; }
 
+    /// <summary>Its --mpi value, its Debian package and the variable that names its library file.</summary>
+    public abstract string Choice { get; }
+    public abstract string Package { get; }
+    public abstract string LibraryVariable { get; }
+
     public abstract NativeLibraries.LoadResult Library();
     public abstract int InitThread(int required, int* provided);
     public abstract int Finalize();
     public abstract int CommRank(int* rank);
     public abstract int CommSize(int* size);
-    /// <summary>MPI_Iallreduce(MPI_IN_PLACE, data, …, MPI_COMM_WORLD).</summary>
-    public abstract int AllReduceInPlace(void* data, int count, MpiType type, MpiOp op, nint* request);
+    /// <summary>MPI_Iallreduce(MPI_IN_PLACE, data, count, type, MPI_SUM, MPI_COMM_WORLD).</summary>
+    public abstract int SumInPlace(void* data, int count, MpiType type, nint* request);
     public abstract int BroadcastBytes(void* data, int count, int root, nint* request);
     public abstract int Test(nint* request, int* flag);
     public abstract int Abort(int code);
@@ -52,21 +55,26 @@ public abstract unsafe class MpiAbi
     public static readonly MpiAbi Mpich = new MpichAbi();
     public static readonly MpiAbi OpenMpi = new OpenMpiAbi();
 
+    /// <summary>The other family (what a mismatched launch should ask for).</summary>
+    public MpiAbi Other => ReferenceEquals(this, Mpich) ? OpenMpi : Mpich;
+
     sealed class MpichAbi : MpiAbi
     {
         public override string Family => "MPICH";
         public override string Launcher => "MPICH's mpiexec (mpiexec.mpich on Debian)";
+        public override string Choice => "mpich";
+        public override string Package => "mpich";
+        public override string LibraryVariable => NativeLibraries.MpiLibraryVariable;
         public override NativeLibraries.LoadResult Library() => NativeLibraries.Load(NativeLibraries.Mpi);
         public override int InitThread(int required, int* provided) => Interop.Mpi.MPI_Init_thread(null, null, required, provided);
         public override int Finalize() => Interop.Mpi.MPI_Finalize();
         public override int CommRank(int* rank) => Interop.Mpi.MPI_Comm_rank(Interop.Mpi.MPI_COMM_WORLD, rank);
         public override int CommSize(int* size) => Interop.Mpi.MPI_Comm_size(Interop.Mpi.MPI_COMM_WORLD, size);
 
-        public override int AllReduceInPlace(void* data, int count, MpiType type, MpiOp op, nint* request)
+        public override int SumInPlace(void* data, int count, MpiType type, nint* request)
         {
             int r;
-            int status = Interop.Mpi.MPI_Iallreduce(Interop.Mpi.MPI_IN_PLACE, data, count, Type(type), op == MpiOp.Sum ? Interop.Mpi.MPI_SUM : Interop.Mpi.MPI_MAX,
-                Interop.Mpi.MPI_COMM_WORLD, &r);
+            int status = Interop.Mpi.MPI_Iallreduce(Interop.Mpi.MPI_IN_PLACE, data, count, Type(type), Interop.Mpi.MPI_SUM, Interop.Mpi.MPI_COMM_WORLD, &r);
             *request = r;
             return status;
         }
@@ -95,10 +103,13 @@ public abstract unsafe class MpiAbi
 
     sealed class OpenMpiAbi : MpiAbi
     {
-        nint _world, _byte, _float, _double, _sum, _max;
+        nint _world, _byte, _float, _double, _sum;
 
         public override string Family => "Open MPI";
         public override string Launcher => "Open MPI's mpirun (mpirun.openmpi on Debian)";
+        public override string Choice => "openmpi";
+        public override string Package => "openmpi-bin";
+        public override string LibraryVariable => NativeLibraries.OpenMpiLibraryVariable;
         public override NativeLibraries.LoadResult Library() => NativeLibraries.Load(NativeLibraries.OpenMpi);
 
         /// <summary>The predefined handles: addresses of the library's exported objects, looked up once.</summary>
@@ -111,16 +122,14 @@ public abstract unsafe class MpiAbi
             _ => _double != 0 ? _double : _double = Interop.OpenMpi.Predefined("ompi_mpi_double"),
         };
 
-        nint Op(MpiOp o) => o == MpiOp.Sum
-            ? _sum != 0 ? _sum : _sum = Interop.OpenMpi.Predefined("ompi_mpi_op_sum")
-            : _max != 0 ? _max : _max = Interop.OpenMpi.Predefined("ompi_mpi_op_max");
+        nint Sum => _sum != 0 ? _sum : _sum = Interop.OpenMpi.Predefined("ompi_mpi_op_sum");
 
         public override int InitThread(int required, int* provided) => Interop.OpenMpi.MPI_Init_thread(null, null, required, provided);
         public override int Finalize() => Interop.OpenMpi.MPI_Finalize();
         public override int CommRank(int* rank) => Interop.OpenMpi.MPI_Comm_rank(World, rank);
         public override int CommSize(int* size) => Interop.OpenMpi.MPI_Comm_size(World, size);
-        public override int AllReduceInPlace(void* data, int count, MpiType type, MpiOp op, nint* request) =>
-            Interop.OpenMpi.MPI_Iallreduce(Interop.OpenMpi.MPI_IN_PLACE, data, count, Type(type), Op(op), World, request);
+        public override int SumInPlace(void* data, int count, MpiType type, nint* request) =>
+            Interop.OpenMpi.MPI_Iallreduce(Interop.OpenMpi.MPI_IN_PLACE, data, count, Type(type), Sum, World, request);
         public override int BroadcastBytes(void* data, int count, int root, nint* request) =>
             Interop.OpenMpi.MPI_Ibcast(data, count, Type(MpiType.Byte), root, World, request);
         public override int Test(nint* request, int* flag) => Interop.OpenMpi.MPI_Test(request, flag, Interop.OpenMpi.MPI_STATUS_IGNORE);

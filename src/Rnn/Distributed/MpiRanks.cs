@@ -47,7 +47,7 @@ public sealed unsafe class MpiRanks : ICollective
         var lib = abi.Library();
         if (!lib.Ok)
             throw new CharRnnException($"This process was started as one of {launched} ranks by {launcher}, but {abi.Family}'s library cannot be loaded ({lib.Describe()}). " +
-                                       $"Install it (Debian: apt-get install {(abi == MpiAbi.Mpich ? "mpich" : "openmpi-bin")}), set {(abi == MpiAbi.Mpich ? NativeLibraries.MpiLibraryVariable : NativeLibraries.OpenMpiLibraryVariable)}, " +
+                                       $"Install it (Debian: apt-get install {abi.Package}), set {abi.LibraryVariable}, " +
                                        "or launch with the other MPI's launcher.");
         // MPICH over UCX: its cross-memory-attach copy turns a dead peer into a fatal error with a native backtrace in the
         // survivors, racing the launcher's clean shutdown. Without it (unless the user chose UCX_TLS), a dead peer ends
@@ -70,7 +70,7 @@ public sealed unsafe class MpiRanks : ICollective
             throw new AlikeOnEveryRankException(
                 $"This process was started as one of {launched} ranks by {launcher}, but {abi.Family}'s library ({version}) sees a job of {size}: " +
                 $"the launcher and the library are different MPIs, and the {launched} processes would train {launched} separate copies. " +
-                $"Launch with {abi.Launcher}, or choose the library that matches the launcher with --mpi {(abi == MpiAbi.Mpich ? "openmpi" : "mpich")} (or CHARRNN_MPI).");
+                $"Launch with {abi.Launcher}, or choose the library that matches the launcher with --mpi {abi.Other.Choice} (or CHARRNN_MPI).");
         }
         return new MpiRanks(abi, rank, size, version);
     }
@@ -100,21 +100,21 @@ public sealed unsafe class MpiRanks : ICollective
         }
     }
 
-    void AllReduce(void* data, int count, MpiType type, MpiOp op, string what)
+    void SumInPlace(void* data, int count, MpiType type, string what)
     {
         nint request;
-        lock (_gate) Check(_mpi.AllReduceInPlace(data, count, type, op, &request), "MPI_Iallreduce");
+        lock (_gate) Check(_mpi.SumInPlace(data, count, type, &request), "MPI_Iallreduce");
         Wait(request, what);
     }
 
     public void Sum(double[] values)
     {
-        fixed (double* p = values) AllReduce(p, values.Length, MpiType.Double, MpiOp.Sum, "a loss sum");
+        fixed (double* p = values) SumInPlace(p, values.Length, MpiType.Double, "a loss sum");
     }
 
     public void Sum(float[] values)
     {
-        fixed (float* p = values) AllReduce(p, values.Length, MpiType.Float, MpiOp.Sum, "a state gather");
+        fixed (float* p = values) SumInPlace(p, values.Length, MpiType.Float, "a state gather");
     }
 
     public void Broadcast(byte[] data, int root)
@@ -137,7 +137,7 @@ public sealed unsafe class MpiRanks : ICollective
         {
             var handle = GCHandle.Alloc(t.HostArray!, GCHandleType.Pinned);
             nint request;
-            lock (_gate) Check(_mpi.AllReduceInPlace((void*)handle.AddrOfPinnedObject(), t.Length, MpiType.Float, MpiOp.Sum, &request), "MPI_Iallreduce");
+            lock (_gate) Check(_mpi.SumInPlace((void*)handle.AddrOfPinnedObject(), t.Length, MpiType.Float, &request), "MPI_Iallreduce");
             pending.Add(request, handle, t);
         }
         return pending;
