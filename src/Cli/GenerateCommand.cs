@@ -50,10 +50,11 @@ internal static class GenerateCommand
             using var sampler = new TextSampler(model);
             var rng = new Rng(pr.GetValue(seed));
             var sep = pr.GetValue(separator) is string s ? Unescape(s) : "\n";
-            if (pr.GetValue(json) && pr.GetValue(separator) != null) throw new CharRnnException("--json writes one object per line; --separator applies to plain text. Give one of them.");
+            bool asJson = pr.GetValue(json);
+            if (asJson && pr.GetValue(separator) != null) throw new CharRnnException("--json writes one object per line; --separator applies to plain text. Give one of them.");
             for (int i = 0; i < n; i++)
             {
-                if (pr.GetValue(json))
+                if (asJson)
                 {
                     // A whole sample per line: its text cannot be split wrongly, whatever characters it holds.
                     var sb = new System.Text.StringBuilder(text);
@@ -76,7 +77,7 @@ internal static class GenerateCommand
                     stdout.Flush();
                 });
             }
-            if (!pr.GetValue(json)) stdout.WriteLine();
+            if (!asJson) stdout.WriteLine();
             stdout.Flush();
             return 0;
         }));
