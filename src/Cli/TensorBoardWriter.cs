@@ -10,9 +10,10 @@ namespace CharRnn.Cli;
 /// <c>--tensorboard DIR</c>: an <c>events.out.tfevents.*</c> file TensorBoard reads, written from the format's
 /// description — TFRecord framing (u64 length, masked CRC-32C of the length, the data, masked CRC-32C of the data) around
 /// <c>Event</c> protocol buffers (wall_time 1, step 2, file_version 3, summary 5 → Summary.value 1 → {tag 1,
-/// simple_value 2}). The first record carries file_version "brain.Event:2"; then one event per epoch with the scalars
-/// train/perplexity, validation/perplexity, train/tokens_per_s, train/learning_rate and train/grad_norm. Each process
-/// writes its own file (TensorBoard merges a folder's files), flushed after every epoch.
+/// simple_value 2}). The first record carries file_version "brain.Event:2"; then one event per epoch (and per report
+/// with --print-every Nit, the step then being the run's minibatch) with the scalars train/perplexity,
+/// validation/perplexity, train/bits_per_char, validation/bits_per_char, train/tokens_per_s, train/learning_rate and
+/// train/grad_norm. Each process writes its own file (TensorBoard merges a folder's files), flushed after every event.
 /// </summary>
 internal sealed class TensorBoardWriter : IDisposable
 {
