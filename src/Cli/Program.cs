@@ -14,6 +14,10 @@ public static class Program
     public static int Main(string[] args)
     {
         Console.OutputEncoding = new UTF8Encoding(false);
+        // Each stderr line in one write(2): the console's writer flushes every 256 characters, and under an MPI launcher
+        // the ranks' error lines (one each, several hundred characters) came out spliced into each other mid-word.
+        // Writes up to PIPE_BUF (4 KiB) reach a pipe whole.
+        Console.SetError(new StreamWriter(Console.OpenStandardError(), new UTF8Encoding(false), bufferSize: 4096) { AutoFlush = true });
         using var cts = new CancellationTokenSource();
         // Ctrl+C: finish the current epoch, save a checkpoint if there is a checkpoint folder, then exit 130.
         Console.CancelKeyPress += (_, e) =>
