@@ -14,14 +14,8 @@ flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -I"$
 # persistent kernels' time here); nothing else is contracted into FMAs (-ffp-contract=off, as without -mfma).
 grep -qw fma /proc/cpuinfo 2>/dev/null && flags+=(-mfma -ffp-contract=off)
 objs=()
-# Static __shared__ variables are one per kernel here (cuda_shim.h), right only while blocks run one at a time: a file
-# whose kernels wait for other blocks (grid_barrier) must keep its shared memory in DYNAMIC_SHARED, one region per block.
-for cu in "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu"; do
-    if perl -0777 -ne 's{//[^\n]*}{}g; exit(!(/grid_barrier\s*\(/ && /__shared__/))' "$cu"; then
-        echo "$cu: kernels that call grid_barrier must use DYNAMIC_SHARED, not static __shared__ (see cuda_shim.h)" >&2
-        exit 1
-    fi
-done
+# A file whose kernels wait for other blocks (grid_barrier) must keep its shared memory in DYNAMIC_SHARED.
+bash "$here/check_shared.sh" "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu"
 for cu in "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu"; do
     name=$(basename "$cu" .cu)
     tu="$out/obj/kernel_$name.cpp"
@@ -46,5 +40,5 @@ echo 'int charrnn_emulated_cublaslt;' | "$CXX" -x c++ -shared -fPIC -o "$out/lib
 mkdir -p "$out/nvrtc-faults"
 "$CXX" "${flags[@]}" -shared -o "$out/nvrtc-faults/libnvrtc.so.13" -Wl,-soname,libnvrtc.so.13 "$here/nvrtc_faults.cpp" -ldl
 echo "CUDA emulator built in $out (kernels: $(cd "$root/kernels" && ls *.cu | tr '\n' ' '))"
-"$CXX" -O1 -g -std=c++17 -o "$out/selftest" "$here/selftest.cpp" -L"$out" -l:libcuda.so.1 -l:libcublas.so.12 -Wl,-rpath,'$ORIGIN'
+"$CXX" -O1 -g -std=c++17 -DEMU_SOURCE_DIR="\"$here\"" -o "$out/selftest" "$here/selftest.cpp" -L"$out" -l:libcuda.so.1 -l:libcublas.so.12 -Wl,-rpath,'$ORIGIN'
 if [[ "${EMU_SKIP_SELFTEST:-0}" != 1 ]]; then "$out/selftest"; fi

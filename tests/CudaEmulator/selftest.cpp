@@ -3,6 +3,7 @@
 // Built and run by build.sh; prints one line per case and "selftest: N passed, N failed"; exits non-zero on a failure.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <csignal>
 #include <functional>
@@ -193,6 +194,35 @@ int main()
         REQUIRE(cuStreamSynchronize(g_stream) == 0);
         REQUIRE(cuMemcpyDtoH_v2(&back, d, 4) == 0);
         REQUIRE(back == 2);
+    });
+    expect("a download (synchronous: CharRnn binds no asynchronous one) waits for the work queued before it", [] {
+        float* pinned;
+        REQUIRE(cuMemAllocHost_v2((void**)&pinned, 4) == 0);
+        *pinned = 3;
+        auto d = dalloc(4);
+        REQUIRE(cuMemcpyHtoDAsync_v2(d, pinned, 4, g_stream) == 0);
+        REQUIRE(std::isnan(*(float*)d)); // still queued
+        float back = 0;
+        REQUIRE(cuMemcpyDtoH_v2(&back, d, 4) == 0); // no stream synchronisation: the download itself must wait
+        REQUIRE(back == 3);
+    });
+    expect("build.sh refuses a grid-barrier kernel file with static __shared__ and accepts DYNAMIC_SHARED", [] {
+        char dir[] = "/tmp/emu-shared-XXXXXX";
+        REQUIRE(mkdtemp(dir) != nullptr);
+        std::string bad = std::string(dir) + "/bad.cu", good = std::string(dir) + "/good.cu";
+        FILE* f = fopen(bad.c_str(), "w");
+        fputs("extern \"C\" __global__ void k(float* a) { __shared__ float s[32]; s[0] = a[0]; grid_barrier(a); }\n", f);
+        fclose(f);
+        f = fopen(good.c_str(), "w");
+        fputs("// not __shared__: a comment naming it is fine\n"
+              "extern \"C\" __global__ void k(float* a) { float* s = DYNAMIC_SHARED(float); s[0] = a[0]; grid_barrier(a); }\n", f);
+        fclose(f);
+        std::string check = std::string("bash " EMU_SOURCE_DIR "/check_shared.sh ");
+        REQUIRE(system((check + bad + " 2>/dev/null").c_str()) != 0);
+        REQUIRE(system((check + good).c_str()) == 0);
+        remove(bad.c_str());
+        remove(good.c_str());
+        rmdir(dir);
     });
     expect("fresh device memory is not zero (reads as NaN)", [] {
         auto d = dalloc(16);
