@@ -9,6 +9,9 @@
 //   Pack     the dotnet tool packages in artifacts/packages: CharRnn.<version>.nupkg (pointer), .linux-x64. (NativeAOT), .any. (portable)
 //   PublishNative  a NativeAOT charrnn for linux-x64 (no .NET needed) in artifacts/charrnn-linux-x64, and its .tar.gz
 //   Packages Pack and PublishNative, then smoke-run each (info, a 2-epoch train with a checkpoint, generate); CI runs it
+//   Mutate   Stryker.NET mutation testing of the numeric core (tests/CharRnn.Tests/stryker-config.json; not in CI, see
+//            tests/MUTATION.md): HTML and JSON reports in artifacts/mutation, the score printed last;
+//            --since=REF tests only the mutants in files changed since REF (e.g. --since=main)
 //
 // Test options: --filter=EXPR (the test exe's --filter, e.g. "TestCategory=Nvrtc"), --configuration=Debug|Release,
 //   --emulator=auto|on|off (auto: run it on x86-64 when g++ and perl exist and no --filter was given; on: a missing compiler or
@@ -20,6 +23,7 @@ var target = Argument("target", "Test");
 var configuration = Argument("configuration", "Release");
 var filter = Argument("filter", "");
 var emulator = Argument("emulator", Environment.GetEnvironmentVariable("CHARRNN_REQUIRE_EMULATOR") == "1" ? "on" : "auto");
+var since = Argument("since", "");
 var artifacts = MakeAbsolute(Directory("./artifacts"));
 var emulatorDir = artifacts.Combine("cuda-emulator");
 
@@ -228,5 +232,41 @@ void NativeSpeed(string jitDll, string native)
     Console.WriteLine($"bench --epochs 20 on the CPU: NativeAOT tool {Median(n):F0} tokens/s, portable tool (JIT) {Median(j):F0} tokens/s (medians of 3 alternating rounds): ratio {ratio:F2}");
     if (ratio < 0.8) throw new Exception($"the NativeAOT binary trains at {ratio:F2}× the JIT's speed (at least 0.8 expected): was it built for the wrong instruction set?");
 }
+
+Task("Mutate").Does(() =>
+{
+    // Stryker.NET runs the tests through VSTest: its Microsoft Testing Platform runner selects tests by a name filter
+    // that NUnit's adapter cannot parse for names with spaces. CharRnnMutate=true gives the test project the VSTest
+    // host it needs (CharRnn.Tests.csproj); the normal build is restored afterwards.
+    var output = artifacts.Combine("mutation");
+    CleanDirectory(output);
+    var args = new ProcessArgumentBuilder().Append("stryker").Append("-f").Append("stryker-config.json")
+        .Append("-O").AppendQuoted(output.FullPath).Append("--skip-version-check");
+    if (!string.IsNullOrEmpty(since)) args.Append($"--since:{since}");
+    var exit = StartProcess("dotnet", new ProcessSettings
+    {
+        Arguments = args,
+        WorkingDirectory = "./tests/CharRnn.Tests",
+        EnvironmentVariables = new Dictionary<string, string> { ["CharRnnMutate"] = "true" },
+    });
+    DotNetBuild("./CharRnn.sln", new DotNetBuildSettings { Configuration = configuration }); // back to the MTP test exe
+    if (exit != 0) throw new Exception($"Stryker.NET failed (exit code {exit}); its log is above.");
+    var report = output.CombineWithFilePath("reports/mutation-report.json").FullPath;
+    if (!System.IO.File.Exists(report)) throw new Exception("Stryker.NET wrote no JSON report.");
+    var files = System.Text.Json.JsonDocument.Parse(System.IO.File.ReadAllText(report)).RootElement.GetProperty("files");
+    var byStatus = new Dictionary<string, int>();
+    Console.WriteLine();
+    foreach (var file in files.EnumerateObject())
+    {
+        var statuses = file.Value.GetProperty("mutants").EnumerateArray().Select(m => m.GetProperty("status").GetString()).ToList();
+        foreach (var st in statuses) byStatus[st] = byStatus.GetValueOrDefault(st) + 1;
+        int live = statuses.Count(st => st == "Survived" || st == "NoCoverage");
+        if (live > 0) Console.WriteLine($"  {live,4} survived or not covered in {System.IO.Path.GetFileName(file.Name)}");
+    }
+    int N(string st) => byStatus.GetValueOrDefault(st);
+    int detected = N("Killed") + N("Timeout"), undetected = N("Survived") + N("NoCoverage");
+    double score = detected + undetected == 0 ? 0 : 100.0 * detected / (detected + undetected);
+    Console.WriteLine($"mutation score {score:F1} %: {N("Killed")} killed, {N("Timeout")} timed out, {N("Survived")} survived, {N("NoCoverage")} not covered ({N("Ignored")} ignored, {N("CompileError")} compile errors; report: {output.FullPath}/reports/mutation-report.html)");
+});
 
 RunTarget(target);
