@@ -410,13 +410,13 @@ public sealed class CpuBackend : IBackend
         StepCounters.Advance(((CpuIndices)counters.Buffer).Data.AsSpan(counters.Offset, StepCounters.Length));
     }
 
-    public void Overlap(Action foreground, IReadOnlyList<Action> background)
+    public void Overlap(Action foreground, IReadOnlyList<Action<IBackend>> background)
     {
         int next = -1;
         void Drain()
         {
             int i;
-            while ((i = Interlocked.Increment(ref next)) < background.Count) background[i]();
+            while ((i = Interlocked.Increment(ref next)) < background.Count) background[i](this);
         }
         void InRegion(Action a)
         {
