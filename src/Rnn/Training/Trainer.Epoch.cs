@@ -1,9 +1,4 @@
-using System.Diagnostics;
-using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Data;
-using CharRnn.Rnn.Distributed;
-using CharRnn.Rnn.Generation;
-using CharRnn.Rnn.Model;
 
 namespace CharRnn.Rnn.Training;
 
