@@ -260,6 +260,55 @@ public class GpuTests
         Assert.That(runs[1].SelectMany(r => r.Predictions), Is.EqualTo(runs[0].SelectMany(r => r.Predictions)));
     }
 
+    /// <summary>#22, explicit streams: Overlap hands its background blocks the side lane (another stream), and the
+    /// output layer's gradients, computed there beside the backward recurrence, are averaged on that stream; the other
+    /// gradients on the main one. The steps are recorded as graphs, and a capture fails on a lane not joined back into
+    /// the main stream after its last op (the emulator applies that rule), so what the lane issued is ordered before
+    /// clipping. (The emulator runs all streams' work in issue order: a missing wait between streams shows only there.)</summary>
+    [Test]
+    public void GradientsAreAveragedOnTheStreamThatComputedThem()
+    {
+        using var gpu = CreateCudaBackend();
+        IBackend? handed = null;
+        gpu.Overlap(() => { }, [be => handed = be]);
+        var lane = gpu.StreamOf(handed!);
+        Assert.That(lane, Is.Not.Null.And.Not.SameAs(gpu.Stream), "Overlap's blocks get the side lane, not the main stream");
+        var spy = new StreamSpy(gpu);
+        var o = TrainOptions.Preset("concise") with { Epochs = 2, Hidden = 32, Batch = 8, Steps = 10, PredPeriod = 1, Seed = 3 };
+        using (var t = new Trainer(gpu, Corpus3k, o, ranks: spy))
+        {
+            t.Train(_ => { });
+            Assert.That(t.Model.Grads.Count, Is.GreaterThan(2));
+        }
+        string Named(CudaStream? s) => s == gpu.Stream ? "main stream" : s == lane ? "side lane" : "another stream";
+        Assert.That(spy.Calls.Where(c => c.Tensors == 2).Select(c => Named(c.Stream)).Distinct(), Is.EqualTo(new[] { "side lane" }),
+            "dW_hq and db_q: averaged where they were computed");
+        Assert.That(spy.Calls.Where(c => c.Tensors != 2).Select(c => Named(c.Stream)).Distinct(), Is.EqualTo(new[] { "main stream" }),
+            "the other gradients");
+        Assert.That(spy.Calls.Count(c => c.Tensors == 2), Is.GreaterThan(0));
+    }
+
+    /// <summary>One rank that still averages (the NCCL path's call sequence without NCCL): records the stream of each
+    /// StartAverage; the average of one rank is the identity.</summary>
+    sealed class StreamSpy(CudaBackend gpu) : Rnn.Distributed.ICollective
+    {
+        public readonly List<(int Tensors, CudaStream? Stream)> Calls = [];
+        public int Rank => 0;
+        public int Size => 1;
+        public bool Averages => true;
+        public string Description => "stream spy";
+        public TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(1);
+        public void Sum(double[] values) { }
+        public void Sum(float[] values) { }
+        public void Broadcast(byte[] data, int root) { }
+        public Rnn.Distributed.IPendingReduction StartAverage(IBackend backend, IReadOnlyList<Tensor> tensors)
+        {
+            Calls.Add((tensors.Count, gpu.StreamOf(backend)));
+            return Rnn.Distributed.SingleRank.Instance.StartAverage(backend, tensors);
+        }
+        public void Dispose() { }
+    }
+
     [Test]
     public void CapturedGraphReplaysTheSameWork()
     {

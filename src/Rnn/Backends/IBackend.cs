@@ -183,9 +183,11 @@ public interface IBackend : IDisposable
     /// runs the foreground on the calling thread and the blocks on the other cores (then on this one too); the CUDA
     /// backend enqueues the foreground on its stream and the blocks on a second stream, ordered by events (a block's
     /// wait for progress becomes a wait for the event the foreground recorded there), then joins the two. Results are
-    /// the same either way.
+    /// the same either way. Each block is handed the backend to issue its work on (the CPU backend itself; the CUDA
+    /// backend's side lane, whose ops go to the second stream): a block that used this backend instead would put its
+    /// work on the foreground's stream, so no stream is ever chosen by a hidden "current" one.
     /// </summary>
-    void Overlap(Action foreground, IReadOnlyList<Action> background);
+    void Overlap(Action foreground, IReadOnlyList<Action<IBackend>> background);
 
     /// <summary><c>argmax_rows</c>: dst[offset + r] = argmax_c(logits[r, c] + bias[c]) (first maximum).</summary>
     void ArgmaxRows(Mat logits, Tensor bias, IdxView dst);

@@ -49,9 +49,9 @@ public sealed class StepProgress
     /// <summary>Told each publication (a GPU backend marks the point in its stream with an event).</summary>
     public Action<int>? Published { get; set; }
 
-    /// <summary>Told each wait before it spins (a GPU backend makes the stream issuing the waiter's work wait for the
-    /// event of the first publication that covers <c>steps</c>).</summary>
-    public Action<int>? Waiting { get; set; }
+    /// <summary>Told each wait before it spins, with the backend the waiter issues its work on (a GPU backend makes that
+    /// backend's stream wait for the event of the first publication that covers <c>steps</c>).</summary>
+    public Action<IBackend, int>? Waiting { get; set; }
 
     public void Publish(int stepsDone)
     {
@@ -59,10 +59,11 @@ public sealed class StepProgress
         Volatile.Write(ref _done, stepsDone);
     }
 
-    /// <summary>Spins until at least <paramref name="steps"/> steps are done.</summary>
-    public void WaitFor(int steps)
+    /// <summary>Spins until at least <paramref name="steps"/> steps are done; <paramref name="waiter"/>: the backend
+    /// the waiting block issues its work on (the one <see cref="IBackend.Overlap"/> handed it).</summary>
+    public void WaitFor(IBackend waiter, int steps)
     {
-        Waiting?.Invoke(steps);
+        Waiting?.Invoke(waiter, steps);
         var spin = new SpinWait();
         while (Volatile.Read(ref _done) < steps) spin.SpinOnce(sleep1Threshold: -1);
     }

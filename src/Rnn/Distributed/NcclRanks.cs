@@ -75,14 +75,16 @@ public sealed unsafe class NcclRanks : ICollective
     public void Sum(float[] values) => _host.Sum(values);
     public void Broadcast(byte[] data, int root) => _host.Broadcast(data, root);
 
-    /// <summary>Enqueued on the backend's stream after the backward pass (stream order is the wait).</summary>
+    /// <summary>Enqueued on the stream of <paramref name="backend"/> — the one that computed the tensors (this rank's
+    /// backend, or its side lane for the output layer's gradients) — so stream order is the wait; the main stream joins
+    /// the lane before clipping reads them.</summary>
     public IPendingReduction StartAverage(IBackend backend, IReadOnlyList<Tensor> tensors)
     {
-        if (backend != _be) throw new InvalidOperationException("NCCL ranks reduce on their own backend");
+        var stream = _be.StreamOf(backend) ?? throw new InvalidOperationException("NCCL ranks reduce on their own backend");
         _be.Context.Bind();
         Check(Nccl.ncclGroupStart(), "ncclGroupStart");
         foreach (var t in tensors)
-            Check(Nccl.ncclAllReduce(t.DeviceAddress, t.DeviceAddress, (nuint)t.Length, Nccl.ncclFloat32, Nccl.ncclAvg, _comm, _be.Stream.Handle),
+            Check(Nccl.ncclAllReduce(t.DeviceAddress, t.DeviceAddress, (nuint)t.Length, Nccl.ncclFloat32, Nccl.ncclAvg, _comm, stream.Handle),
                 "ncclAllReduce");
         Check(Nccl.ncclGroupEnd(), "ncclGroupEnd");
         return Enqueued.Instance;
@@ -95,7 +97,7 @@ public sealed unsafe class NcclRanks : ICollective
     {
         if (backend != _be || _comm == IntPtr.Zero) return;
         _be.Context.Bind();
-        _queued.Record(_be.MainStream);
+        _queued.Record(_be.Stream); // the main stream: every lane joins it
         DeviceWait.Until(_queued.IsDone, AsyncError, Timeout, Abort, "an NCCL all-reduce");
     }
 

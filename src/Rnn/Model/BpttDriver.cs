@@ -53,7 +53,7 @@ public sealed class BpttDriver : IDisposable
 
     /// <summary>Called once per backward pass as soon as dW_hq and db_q are final (on the CPU, from the thread that
     /// finished them, while the top layer's backward recurrence may still run): data-parallel ranks start reducing them.</summary>
-    public Action? OutputGradientsReady { get; set; }
+    public Action<IBackend>? OutputGradientsReady { get; set; }
 
     /// <summary>Where on the backend the run's minibatch number is (2 ints, low half first): the dropout masks' draw.
     /// <c>Training.TrainingStep</c> points it at its step counters, which advance on the backend with every step.</summary>
@@ -182,15 +182,15 @@ public sealed class BpttDriver : IDisposable
         var progress = new StepProgress();
         var hs = _l[top].Hs;
         int perBlock = Math.Clamp(_be.OverlapRows(_l[top], Batch) / Batch, 1, Steps);
-        var outputBlocks = new List<Action>();
+        var outputBlocks = new List<Action<IBackend>>();
         for (int s0 = 0; s0 < Steps; s0 += perBlock)
         {
             int first = s0, count = Math.Min(perBlock, Steps - s0);
-            outputBlocks.Add(() =>
+            outputBlocks.Add(be =>
             {
-                progress.WaitFor(first + count);
+                progress.WaitFor(be, first + count);
                 int r0 = first * Batch, n = count * Batch;
-                _be.OutputLayerForward(hs.RowRange(Batch + r0, n), _m.Whq, _m.Bq, new IdxView(y.Buffer, y.Offset + r0, n),
+                be.OutputLayerForward(hs.RowRange(Batch + r0, n), _m.Whq, _m.Bq, new IdxView(y.Buffer, y.Offset + r0, n),
                     Logits.RowRange(r0, n), DLogits.RowRange(r0, n), 1f / tb, RowLoss.RowRange(r0, n)); // logits without b_q, dO
             });
         }
@@ -209,17 +209,18 @@ public sealed class BpttDriver : IDisposable
         var outputs = _l[top].Hs.RowRange(Batch, tb);
         _be.Gemm(false, true, 1f, DLogits.All, _m.Whq.All, 0f, _l[top].DH.All);  // dH_top = dO·W_hqᵀ (T·B × H)
         int perBlock = _be.OverlapColumns(v);
-        var outputGrads = new List<Action>();
+        var outputGrads = new List<Action<IBackend>>();
         int blocks = (v + perBlock - 1) / perBlock, unfinished = blocks;
         for (int c0 = 0; c0 < v; c0 += perBlock)
         {
             int first = c0, n = Math.Min(perBlock, v - c0);
-            outputGrads.Add(() =>
+            outputGrads.Add(be =>
             {
                 var dO = DLogits.All.ColumnRange(first, n);
-                _be.Gemm(true, false, 1f, outputs, dO, 0f, _m.DWhq.All.ColumnRange(first, n)); // dW_hq = Hᵀ·dO (H × V)
-                _be.ColumnSum(dO, _m.DBq.All.ColumnRange(first, n));                         // db_q = Σ_rows dO
-                if (Interlocked.Decrement(ref unfinished) == 0) OutputGradientsReady?.Invoke();
+                be.Gemm(true, false, 1f, outputs, dO, 0f, _m.DWhq.All.ColumnRange(first, n)); // dW_hq = Hᵀ·dO (H × V)
+                be.ColumnSum(dO, _m.DBq.All.ColumnRange(first, n));                         // db_q = Σ_rows dO
+                // The last block's backend computed the last of them (the CUDA side lane orders its blocks on one stream).
+                if (Interlocked.Decrement(ref unfinished) == 0) OutputGradientsReady?.Invoke(be);
             });
         }
         for (int l = top; l >= 0; l--)

@@ -60,7 +60,7 @@ public sealed class TrainingStep : IDisposable
         _outputGrads = [m.DWhq, m.DBq];
         _otherGrads = m.Grads.Except(_outputGrads).ToArray();
         if (_ranks.Averages)
-            driver.OutputGradientsReady = () => _outputReduction = _ranks.StartAverage(m.Backend, _outputGrads);
+            driver.OutputGradientsReady = be => _outputReduction = _ranks.StartAverage(be, _outputGrads); // on the stream that computed them
     }
 
     public BpttDriver Driver => driver;

@@ -2,22 +2,6 @@ using System.Numerics.Tensors;
 
 namespace CharRnn.Rnn.Backends.Cpu;
 
-/// <summary>Host-memory tensor of the CPU backend.</summary>
-public sealed class CpuTensor : Tensor
-{
-    public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[Length]; // after the base's size check
-
-    public float[] Data { get; }
-    public override float[] HostArray => Data;
-    public override void Dispose() { }
-}
-
-public sealed class CpuIndices(int length) : IndexBuffer(length)
-{
-    public int[] Data { get; } = new int[length];
-    public override void Dispose() { }
-}
-
 /// <summary>
 /// The CPU backend: float32 on host arrays. GEMMs through OpenBLAS (single-threaded, split across cores here) or the
 /// managed kernel; elementwise work through fused Vector256 loops (<see cref="CpuKernels"/>) and TensorPrimitives;
@@ -25,7 +9,7 @@ public sealed class CpuIndices(int length) : IndexBuffer(length)
 /// Every op is deterministic: each output element is computed by one thread in a fixed order, and reductions run
 /// in row order whatever the thread count.
 /// </summary>
-public sealed class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend
 {
     /// <summary>True on a thread that is inside an <see cref="Overlap"/> region: ops there must not fan out again.</summary>
     [ThreadStatic] static bool t_inOverlap;
@@ -172,112 +156,6 @@ public sealed class CpuBackend : IBackend
         TensorPrimitives.Multiply(S(dy), S(mask), S(dx));
     }
 
-    /// <summary>dst = bx + bh (or bx alone): the one bias the kernels add where the cell sums both.</summary>
-    static void BiasSum(Tensor bx, Tensor? bh, Span<float> dst)
-    {
-        var b = D(bx).AsSpan(0, bx.Length);
-        if (bh != null) TensorPrimitives.Add(b, D(bh).AsSpan(0, bh.Length), dst); else b.CopyTo(dst);
-    }
-
-    public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
-    {
-        using var _ = Op();
-        Span<float> b = bx.Length <= 16384 ? stackalloc float[bx.Length] : new float[bx.Length];
-        BiasSum(bx, bh, b);
-        for (int r = 0; r < h.Rows; r++)
-            CpuKernels.LstmForwardRow(Row(pre, r), b, Row(cPrev, r), Row(gates, r), Row(c, r), Row(h, r));
-    }
-
-    public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre)
-    {
-        using var _ = Op();
-        for (int r = 0; r < dh.Rows; r++)
-            CpuKernels.LstmBackwardRow(Row(dh, r), Row(dc, r), Row(gates, r), Row(cPrev, r), Row(c, r), Row(dpre, r));
-    }
-
-    public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h)
-    {
-        using var _ = Op();
-        var b1 = D(bx).AsSpan(0, bx.Length);
-        Span<float> b2 = bh != null ? D(bh).AsSpan(0, bh.Length) : new float[bx.Length]; // zeros: no bias_hh
-        for (int r = 0; r < h.Rows; r++)
-            CpuKernels.GruForwardRow(Row(xpre, r), Row(hproj, r), b1, b2, Row(hPrev, r), Row(gates, r), Row(h, r));
-    }
-
-    public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
-    {
-        using var _ = Op();
-        int hd = dh.Cols;
-        var b2 = bh != null ? D(bh) : null;
-        for (int r = 0; r < dh.Rows; r++)
-        {
-            var dhr = Row(dh, r); var g = Row(gates, r); var u = Row(hproj, r); var hp = Row(hPrev, r);
-            var dx = Row(dxpre, r); var du = Row(dhproj, r); var dprev = Row(dhPrev, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float rg = g[j], z = g[hd + j], n = g[2 * hd + j], d = dhr[j];
-                float hn = u[2 * hd + j] + (b2 != null ? b2[2 * hd + j] : 0f);
-                float dn = d * (1f - z) * (1f - n * n);
-                float dz = d * (hp[j] - n) * z * (1f - z);
-                float dr = dn * hn * rg * (1f - rg);
-                dx[j] = dr; dx[hd + j] = dz; dx[2 * hd + j] = dn;
-                du[j] = dr; du[hd + j] = dz; du[2 * hd + j] = dn * rg;
-                dprev[j] += d * z;
-            }
-        }
-    }
-
-    public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh)
-    {
-        using var _ = Op();
-        var b = D(bx).AsSpan(0, bx.Length);
-        for (int r = 0; r < hPrev.Rows; r++)
-            CpuKernels.GruResetGatesRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(rh, r));
-    }
-
-    public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h)
-    {
-        using var _ = Op();
-        var b = D(bx).AsSpan(0, bx.Length);
-        for (int r = 0; r < h.Rows; r++)
-            CpuKernels.GruCandidateRow(Row(xpre, r), Row(hproj, r), b, Row(hPrev, r), Row(gates, r), Row(h, r));
-    }
-
-    public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
-    {
-        using var _ = Op();
-        int hd = dh.Cols;
-        for (int r = 0; r < dh.Rows; r++)
-        {
-            var d = Row(dh, r); var g = Row(gates, r); var hp = Row(hPrev, r); var dx = Row(dxpre, r); var du = Row(dhproj, r); var dp = Row(dhPrev, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float z = g[hd + j], n = g[2 * hd + j];
-                float dn = d[j] * (1f - z) * (1f - n * n);
-                float dz = d[j] * (hp[j] - n) * z * (1f - z);
-                dx[hd + j] = du[hd + j] = dz;
-                dx[2 * hd + j] = du[2 * hd + j] = dn;
-                dp[j] += d[j] * z;
-            }
-        }
-    }
-
-    public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev)
-    {
-        using var _ = Op();
-        int hd = drh.Cols;
-        for (int r = 0; r < drh.Rows; r++)
-        {
-            var d = Row(drh, r); var g = Row(gates, r); var hp = Row(hPrev, r); var dx = Row(dxpre, r); var du = Row(dhproj, r); var dp = Row(dhPrev, r);
-            for (int j = 0; j < hd; j++)
-            {
-                float rg = g[j];
-                dx[j] = du[j] = d[j] * hp[j] * rg * (1f - rg);
-                dp[j] += d[j] * rg;
-            }
-        }
-    }
-
     public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
     {
         using var _ = Op();
@@ -410,13 +288,13 @@ public sealed class CpuBackend : IBackend
         StepCounters.Advance(((CpuIndices)counters.Buffer).Data.AsSpan(counters.Offset, StepCounters.Length));
     }
 
-    public void Overlap(Action foreground, IReadOnlyList<Action> background)
+    public void Overlap(Action foreground, IReadOnlyList<Action<IBackend>> background)
     {
         int next = -1;
         void Drain()
         {
             int i;
-            while ((i = Interlocked.Increment(ref next)) < background.Count) background[i]();
+            while ((i = Interlocked.Increment(ref next)) < background.Count) background[i](this);
         }
         void InRegion(Action a)
         {
