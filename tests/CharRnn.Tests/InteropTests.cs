@@ -21,7 +21,8 @@ public class InteropTests
         return null;
     }
 
-    static string Root() => RepoRoot() ?? Ignore<string>("the sources are not here (the GPU bundle carries binaries only)");
+    /// <summary>The repository root, or Ignore where the sources are not here (the tests that read them).</summary>
+    internal static string Root() => RepoRoot() ?? Ignore<string>("the sources are not here (the GPU bundle carries binaries only)");
 
     static T Ignore<T>(string why)
     {

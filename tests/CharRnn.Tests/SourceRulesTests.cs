@@ -11,7 +11,7 @@ public class SourceRulesTests
     [Test]
     public void NoSourceFileHoldsANulByte()
     {
-        var root = InteropTests.RepoRoot() ?? Ignore("the sources are not here (the GPU bundle carries binaries only)");
+        var root = InteropTests.Root();
         string Sep(string s) => Path.DirectorySeparatorChar + s + Path.DirectorySeparatorChar;
         var files = new[] { "src", "tests", "kernels", "scripts", "bench" }
             .SelectMany(d => Directory.EnumerateFiles(Path.Combine(root, d), "*", SearchOption.AllDirectories))
@@ -20,11 +20,5 @@ public class SourceRulesTests
         Assert.That(files, Has.Count.GreaterThan(100), "the source tree was found");
         var withNul = files.Where(f => File.ReadAllBytes(f).Contains((byte)0)).Select(f => Path.GetRelativePath(root, f)).ToList();
         Assert.That(withNul, Is.Empty, "raw NUL bytes (git treats these files as binary): escape them as \\0");
-    }
-
-    static string Ignore(string why)
-    {
-        Assert.Ignore(why);
-        return "";
     }
 }
