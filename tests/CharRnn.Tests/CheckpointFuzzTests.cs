@@ -21,7 +21,7 @@ public class CheckpointFuzzTests
     static byte[]? s_valid;
 
     /// <summary>A two-layer LSTM trained one epoch with Adam: every kind of tensor (params, moments, H and C state).</summary>
-    static byte[] Valid()
+    internal static byte[] Valid()
     {
         if (s_valid != null) return s_valid;
         using var dir = new TempDir();
@@ -36,7 +36,7 @@ public class CheckpointFuzzTests
 
     /// <summary>Loads <paramref name="bytes"/> from a file: null when it loads, else the refusal's message. Fails on
     /// any other exception, on taking more than 30 s, or on allocating more than the file's size allows.</summary>
-    static string? TryLoad(byte[] bytes, string what)
+    internal static string? TryLoad(byte[] bytes, string what)
     {
         using var dir = new TempDir();
         var path = dir.File("m.ckpt");
@@ -56,7 +56,7 @@ public class CheckpointFuzzTests
         return refusal;
     }
 
-    static string Refused(byte[] bytes, string what)
+    internal static string Refused(byte[] bytes, string what)
     {
         var message = TryLoad(bytes, what);
         Assert.That(message, Is.Not.Null, $"{what}: was accepted");
