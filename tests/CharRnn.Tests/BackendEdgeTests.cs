@@ -122,6 +122,22 @@ public class BackendEdgeTests(string backendName)
         Assert.That(_be.ToArray(y), Is.EqualTo(ey[(2 * len)..(3 * len)]));
     }
 
+    /// <summary>A draw exactly equal to p keeps its element (PyTorch's <c>bernoulli(1 − p)</c> keeps u ≥ p): p is set to
+    /// element 5's own draw, so a strict comparison would drop it.</summary>
+    [Test]
+    public void DropoutKeepsADrawEqualToP()
+    {
+        int rows = 3, cols = 4;
+        float p = Rnn.Backends.Cpu.CpuKernels.DropoutUniform(99UL, 7UL, 5UL);
+        Assert.That(p, Is.GreaterThan(0f).And.LessThan(1f));
+        using var x = _be.FromArray(rows, cols, Enumerable.Repeat(1f, rows * cols).ToArray());
+        using var y = _be.Zeros(rows, cols);
+        using var mask = _be.Zeros(rows, cols);
+        using var count = _be.FromArray([7, 0]);
+        _be.DropoutForward(x.All, p, 99UL, count.All, y.All, mask.All);
+        Assert.That(_be.ToArray(mask)[5], Is.EqualTo(1f / (1f - p)), "u == p is kept");
+    }
+
     /// <summary>The foreground and each block run once, each block's ops issued on the backend it is handed; a nested
     /// Overlap inside a block runs too. (Whether blocks run on helper threads is a speed choice: results are equal.)</summary>
     [Test]
@@ -182,5 +198,30 @@ public class CpuBackendChoiceTests
         using var blas = new CpuBackend(CpuGemm.Engine.OpenBlas);
         Assert.That(blas.Description, Is.EqualTo($"cpu ({CpuGemm.OpenBlasConfig()}, {Environment.ProcessorCount} cores)"));
         Assert.That(CpuGemm.OpenBlasConfig(), Does.Contain("OpenBLAS"));
+    }
+
+    /// <summary>A profiler times each outermost op once: the fused output layer counts as itself, not as the softmax
+    /// it calls; two GEMMs are two calls.</summary>
+    [Test]
+    public void AProfilerCountsEachOutermostOp()
+    {
+        using var be = new CpuBackend(CpuGemm.Engine.Managed);
+        var profiler = new OpProfiler();
+        be.Profiler = profiler;
+        using var a = be.FromArray(2, 3, [1f, 2f, 3f, 4f, 5f, 6f]);
+        using var b = be.FromArray(3, 2, [1f, 0f, 0f, 1f, 1f, 1f]);
+        using var c = be.Zeros(2, 2);
+        be.Gemm(false, false, 1f, a.All, b.All, 0f, c.All);
+        be.Gemm(false, false, 1f, a.All, b.All, 0f, c.All);
+        using var bias = be.Zeros(1, 2);
+        using var labels = be.FromArray([0, 1]);
+        using var logits = be.Zeros(2, 2);
+        using var dlogits = be.Zeros(2, 2);
+        using var loss = be.Zeros(2, 1);
+        be.OutputLayerForward(a.All, b, bias, labels.All, logits.All, dlogits.All, 1f, loss.All);
+        var times = profiler.Times;
+        Assert.That(times.Keys, Is.EquivalentTo(new[] { "Gemm", "OutputLayerForward" }));
+        Assert.That(times["Gemm"].Calls, Is.EqualTo(2));
+        Assert.That(times["OutputLayerForward"].Calls, Is.EqualTo(1));
     }
 }

@@ -55,6 +55,8 @@ public abstract class OptimizerBase(float lr) : IOptimizer
     public virtual void Prepare(RnnModel model)
     {
         _scalars ??= model.Backend.Zeros(1, 3);
+        // Stryker disable once Statement : re-uploading an unchanged rate writes the same value (the other two slots are
+        // recomputed by AdamCorrections before each use)
         if (_uploaded.Equals(LearningRate)) return;
         model.Backend.Upload(_scalars, [LearningRate, 0f, 0f]);
         _uploaded = LearningRate;
@@ -90,6 +92,7 @@ public class Adam : OptimizerBase
         (_beta1, _beta2, _eps) = (beta1, beta2, eps);
     }
 
+    // Stryker disable once Logical : _m and _v are set and cleared together
     public override OptimizerMoments? SaveMoments(RnnModel model) => _m == null || _v == null ? null : new(
         _m.Select((t, i) => model.ToLogical(i, model.Backend.ToArray(t))).ToArray(),
         _v.Select((t, i) => model.ToLogical(i, model.Backend.ToArray(t))).ToArray(),

@@ -15,6 +15,7 @@ public sealed partial class CpuBackend
     public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h)
     {
         using var _ = Op();
+        // Stryker disable once all : where the scratch lives (stack or heap), not what it holds
         Span<float> b = bx.Length <= 16384 ? stackalloc float[bx.Length] : new float[bx.Length];
         BiasSum(bx, bh, b);
         for (int r = 0; r < h.Rows; r++)

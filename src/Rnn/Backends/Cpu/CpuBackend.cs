@@ -23,6 +23,7 @@ public sealed partial class CpuBackend : IBackend
         _engine = engine ?? (CpuGemm.OpenBlasAvailable ? CpuGemm.Engine.OpenBlas : CpuGemm.Engine.Managed);
         if (_engine == CpuGemm.Engine.OpenBlas && !CpuGemm.OpenBlasAvailable)
             throw new CharRnnException("OpenBLAS was requested but libopenblas.so.0 could not be loaded. Install libopenblas0-pthread, or use --blas managed.");
+        // Stryker disable once all : speed only — OpenBLAS's own threads divide C among them; no test here can see it
         if (_engine == CpuGemm.Engine.OpenBlas) CpuGemm.UseSingleThreadedOpenBlas();
     }
 
@@ -104,6 +105,7 @@ public sealed partial class CpuBackend : IBackend
         int kb = transB ? b.Cols : b.Rows, n = transB ? b.Rows : b.Cols;
         if (k != kb || c.Rows != m || c.Cols != n)
             throw new ArgumentException($"GEMM shapes: op(A) {m}×{k}, op(B) {kb}×{n}, C {c.Rows}×{c.Cols}");
+        // Stryker disable once Boolean,Logical : threading only — CpuGemm splits C, never k, so every split gives the same C
         CpuGemm.Sgemm(_engine, transA, transB, m, n, k, alpha, D(a.Tensor), a.Offset, a.Stride,
             D(b.Tensor), b.Offset, b.Stride, beta, D(c.Tensor), c.Offset, c.Stride, parallel: !t_inOverlap);
     }
@@ -111,6 +113,7 @@ public sealed partial class CpuBackend : IBackend
     public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h)
     {
         using var _ = Op();
+        // Stryker disable once all : where the scratch lives (stack or heap), not what it holds
         Span<float> sum = pre.Cols <= 4096 ? stackalloc float[pre.Cols] : new float[pre.Cols];
         BiasSum(bias, bias2, sum);
         for (int r = 0; r < pre.Rows; r++)
@@ -176,6 +179,7 @@ public sealed partial class CpuBackend : IBackend
         using var _ = Op();
         int rows = h.Rows;
         int blocks = (rows + OutputBlockRows - 1) / OutputBlockRows;
+        // Stryker disable once all : how many threads share the blocks, not what each block computes
         int workers = t_inOverlap || Profiler != null ? 1 : Math.Min(blocks, Environment.ProcessorCount);
         void Work(int w)
         {
@@ -185,6 +189,7 @@ public sealed partial class CpuBackend : IBackend
                 int r0 = blk * OutputBlockRows, n = Math.Min(OutputBlockRows, rows - r0);
                 var hb = h.RowRange(r0, n);
                 var lg = logits.RowRange(r0, n);
+                // Stryker disable once Boolean : threading only (see Gemm)
                 CpuGemm.Sgemm(_engine, false, false, n, whq.Cols, h.Cols, 1f, D(h.Tensor), hb.Offset, hb.Stride,
                     D(whq), 0, whq.Cols, 0f, D(lg.Tensor), lg.Offset, lg.Stride, parallel: false);
                 SoftmaxCrossEntropy(lg, bq, new IdxView(labels.Buffer, labels.Offset + r0, n), dlogits.RowRange(r0, n),
@@ -239,7 +244,9 @@ public sealed partial class CpuBackend : IBackend
         foreach (var g in grads) ss += CpuKernels.SumOfSquares(D(g).AsSpan(0, g.Length));
         double norm = Math.Sqrt(ss);
         var c = D(clip);
-        c[0] = theta > 0 && float.IsFinite(theta) && norm > theta ? (float)(theta / norm) : 1f;
+        // Stryker disable once Equality : at norm == θ the scale θ/norm is exactly 1, clipped or not
+        bool over = norm > theta;
+        c[0] = theta > 0 && float.IsFinite(theta) && over ? (float)(theta / norm) : 1f;
         c[1] = (float)norm;
     }
 
@@ -299,15 +306,19 @@ public sealed partial class CpuBackend : IBackend
         void InRegion(Action a)
         {
             bool outer = t_inOverlap;
+            // Stryker disable once Boolean : the flag only keeps nested work on this thread (speed); results are the same
             t_inOverlap = true;
             try { a(); }
+            // Stryker disable once Block : as above: a flag left set only makes later ops single-threaded
             finally { t_inOverlap = outer; }
         }
+        // Stryker disable once all : sequential or on helper threads, the same blocks run once each (BackendEdgeTests)
         if (t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0 || Profiler != null)
         {
             InRegion(() => { foreground(); Drain(); });
             return;
         }
+        // Stryker disable once Linq : more helpers than blocks find nothing left to drain
         var helpers = new Task[Math.Min(Environment.ProcessorCount - 1, background.Count)];
         for (int i = 0; i < helpers.Length; i++) helpers[i] = Task.Run(() => InRegion(Drain));
         try
