@@ -111,6 +111,33 @@ public class TextSamplerTests
     }
 }
 
+/// <summary>#26: the greedy choice decided by b_q alone (W_hq = 0, so every logit is its bias): the first of tied maxima,
+/// and token 0 winning through its own bias — both survived mutation before (no test had a tie, none a token-0 win).</summary>
+public class GreedyChoiceTests
+{
+    static int Greedy(float[] bq)
+    {
+        using var be = new CpuBackend(CpuGemm.Engine.Managed);
+        var spec = new ModelSpec(ModelKind.Concise, bq.Length, 4);
+        var p = RnnParameters.Initialize(spec, new Rng(5));
+        Array.Clear(p["W_hq"]);
+        bq.CopyTo(p["b_q"], 0);
+        using var model = new RnnModel(be, p);
+        using var sampler = new TextSampler(model);
+        using var predictor = new Predictor(model);
+        int sampled = sampler.Sample([1], 1, 0, null, new Rng(1))[1];
+        Assert.That(predictor.Predict([1], 1)[1], Is.EqualTo(sampled), "the sampler's greedy choice is the predictor's");
+        return sampled;
+    }
+
+    [TestCase(new[] { 0f, 3f, 3f, 1f, 0f }, 1, Description = "tie between 1 and 2")]
+    [TestCase(new[] { 2f, 0f, 2f, 2f, 0f }, 0, Description = "tie with token 0")]
+    [TestCase(new[] { 2f, 1f, 0f, 1.5f, -1f }, 0, Description = "token 0 by its bias alone")]
+    [TestCase(new[] { -3f, -5f, -4f, -3.5f, -9f }, 0, Description = "all negative")]
+    [TestCase(new[] { 0f, 0f, 0f, 0f, 5f }, 4, Description = "the last token")]
+    public void GreedyTakesTheFirstMaximumOfTheBiasedLogits(float[] bq, int want) => Assert.That(Greedy(bq), Is.EqualTo(want));
+}
+
 /// <summary>What an optimizer saves for a checkpoint before and after its state exists.</summary>
 public class OptimizerMomentsTests
 {
