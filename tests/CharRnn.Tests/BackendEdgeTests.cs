@@ -69,6 +69,46 @@ public class BackendEdgeTests(string backendName)
             Throws.InstanceOf<ArgumentException>().With.Message.Contains($"op(A) {m}×{k}, op(B) {kb}×{n}, C {cRows}×{cCols}"));
     }
 
+    /// <summary>Products big enough to be split across cores (≥ 2^21 multiply-adds: OpenBLAS by C's longer side, the
+    /// managed GEMM by 4-row blocks), C both taller than wide and wider than tall, every transpose, views with offsets
+    /// and strides: each part must land where it belongs. The op tests' shapes stay below the split.</summary>
+    [Test]
+    public void GemmSplitAcrossCoresMatchesDoubles([Values] bool transA, [Values] bool transB, [Values(0f, 0.5f)] float beta,
+        [Values(0, 1)] int shape)
+    {
+        var (m, n, k) = shape == 0 ? (258, 129, 70) : (65, 301, 120);
+        Assert.That((long)m * n * k, Is.GreaterThanOrEqualTo(Rnn.Backends.Cpu.CpuGemm.ParallelThreshold));
+        int pad = 2, aRows = transA ? k : m, aCols = transA ? m : k, bRows = transB ? n : k, bCols = transB ? k : n;
+        var a = Rand((aRows + pad) * aCols); var b = Rand((bRows + pad) * bCols); var c0 = Rand((m + pad) * (n + 3));
+        using var ta = _be.FromArray(aRows + pad, aCols, a);
+        using var tb = _be.FromArray(bRows + pad, bCols, b);
+        using var tc = _be.FromArray(m + pad, n + 3, c0); // C is a column range: stride n + 3
+        _be.Gemm(transA, transB, 1.5f, ta.RowRange(pad, aRows), tb.RowRange(pad, bRows), beta, tc.RowRange(pad, m).ColumnRange(1, n));
+        var got = _be.ToArray(tc);
+        var want = new double[m * n];
+        var gotC = new float[m * n];
+        for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+        {
+            double sum = 0;
+            for (int p = 0; p < k; p++)
+                sum += (double)(transA ? a[(pad + p) * aCols + i] : a[(pad + i) * aCols + p]) *
+                       (transB ? b[(pad + j) * bCols + p] : b[(pad + p) * bCols + j]);
+            int at = (pad + i) * (n + 3) + 1 + j;
+            want[i * n + j] = 1.5 * sum + beta * c0[at];
+            gotC[i * n + j] = got[at];
+        }
+        Check.Close(want, gotC, 1e-4, 1e-5, "C");
+        for (int i = 0; i < m + pad; i++)
+        {
+            int last = i * (n + 3) + n + 1;
+            bool inside = i >= pad;
+            Assert.That(got[i * (n + 3)], Is.EqualTo(c0[i * (n + 3)]), $"column 0 of row {i} untouched");
+            Assert.That(got.AsSpan(last, 2).ToArray(), Is.EqualTo(c0.AsSpan(last, 2).ToArray()), $"the columns right of C, row {i}");
+            if (!inside) Assert.That(got.AsSpan(i * (n + 3), n + 3).ToArray(), Is.EqualTo(c0.AsSpan(i * (n + 3), n + 3).ToArray()), $"row {i} above C");
+        }
+    }
+
     /// <summary>197 rows: three full 64-row blocks of the CPU's fused output layer and a short fourth, each on its own
     /// worker where there are cores; labels read through a view that starts 3 entries in.</summary>
     [Test]
