@@ -52,6 +52,7 @@ public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
 
         public override void EndBackward(IBackend be)
         {
+            // Stryker disable once Statement : computing dH_0/dC_0 unasked only costs time — they are read only when asked for
             if (!WantDH0) return;
             be.Gemm(false, true, 1f, Rows(DPre, 0), P.Wh.All, 0f, DH0.All);
             be.Copy(_dc.All, _dc0.All);
