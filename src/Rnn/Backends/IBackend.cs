@@ -37,20 +37,10 @@ public interface IBackend : IDisposable
     /// <summary>When set, every op is timed into it (and synchronised after): see <see cref="OpProfiler"/>.</summary>
     OpProfiler? Profiler { get; set; }
 
-    /// <summary>
-    /// Rows per background block in <see cref="Overlap"/> (columns: twice that). Small where the blocks really run
-    /// beside the foreground (CPU: 64, a block that stays in cache); <see cref="int.MaxValue"/> where Overlap is
-    /// sequential anyway (GPU: one big GEMM beats many small ones).
-    /// </summary>
-    int OverlapBlock { get; }
-
-    /// <summary>Rows (whole time steps of <paramref name="batch"/> rows) per output block beside
-    /// <paramref name="layer"/>'s forward recurrence; by default <see cref="OverlapBlock"/>'s.</summary>
-    int OverlapRows(IRecurrence layer, int batch) => OverlapBlock;
-
-    /// <summary>Columns per dW_hq block beside the top layer's backward recurrence; by default twice
-    /// <see cref="OverlapBlock"/>, at most <paramref name="vocab"/>.</summary>
-    int OverlapColumns(int vocab) => (int)Math.Min(2L * OverlapBlock, vocab);
+    /// <summary>Whether <see cref="RecurrenceForward"/> runs <paramref name="layer"/>'s whole recurrence as one fused
+    /// launch (a persistent kernel), so nothing can run beside its steps. How the work beside a recurrence is cut into
+    /// blocks is the scheduler's choice (<c>Model/OverlapSchedule</c>), made from this and <see cref="RunsOnHost"/>.</summary>
+    bool FusesRecurrence(IRecurrence layer) => false;
 
     /// <summary>The width the output layer's vocabulary dimension is stored at (see <c>RnnModel</c>): V here, whole
     /// 32-byte rows on the GPU.</summary>

@@ -181,7 +181,7 @@ public sealed class BpttDriver : IDisposable
         InputProjection(top, x, _droppedNow);
         var progress = new StepProgress();
         var hs = _l[top].Hs;
-        int perBlock = Math.Clamp(_be.OverlapRows(_l[top], Batch) / Batch, 1, Steps);
+        int perBlock = Math.Clamp(OverlapSchedule.ForwardRows(_be, _l[top], Batch) / Batch, 1, Steps);
         var outputBlocks = new List<Action<IBackend>>();
         for (int s0 = 0; s0 < Steps; s0 += perBlock)
         {
@@ -208,7 +208,7 @@ public sealed class BpttDriver : IDisposable
         int tb = Steps * Batch, v = _m.OutputWidth, top = _l.Length - 1;
         var outputs = _l[top].Hs.RowRange(Batch, tb);
         _be.Gemm(false, true, 1f, DLogits.All, _m.Whq.All, 0f, _l[top].DH.All);  // dH_top = dO·W_hqᵀ (T·B × H)
-        int perBlock = _be.OverlapColumns(v);
+        int perBlock = OverlapSchedule.BackwardColumns(_be, v);
         var outputGrads = new List<Action<IBackend>>();
         int blocks = (v + perBlock - 1) / perBlock, unfinished = blocks;
         for (int c0 = 0; c0 < v; c0 += perBlock)

@@ -34,7 +34,6 @@ public sealed partial class CpuBackend : IBackend
         ? $"cpu ({CpuGemm.OpenBlasConfig()}, {Environment.ProcessorCount} cores)"
         : $"cpu (managed GEMM, Vector256 {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "on" : "off")}, {Environment.ProcessorCount} cores)";
 
-    public int OverlapBlock => OutputBlockRows;
     public InputMode DefaultInputMode => InputMode.Gather;
     public bool RunsOnHost => true;
 

@@ -28,17 +28,10 @@ public sealed unsafe partial class CudaBackend
         _stream.Wait(_join); // what follows on this stream sees the blocks' outputs (and what they issued: an all-reduce)
     }
 
-    /// <summary>Output blocks of about a quarter of the steps where the forward recurrence runs step by step (the blocks
-    /// then run on the second stream beside it); one block where it is one persistent launch (nothing to run beside) or
-    /// where ops are profiled one by one.</summary>
-    public int OverlapRows(IRecurrence layer, int batch) =>
-        Profiler != null || Persistent(layer) != null ? int.MaxValue : Math.Max(1, (layer.Steps + 3) / 4) * batch;
+    public bool FusesRecurrence(IRecurrence layer) => Persistent(layer) != null;
 
     /// <summary>Whole 32-byte rows for W_hq, b_q and the logits (cuBLAS's fast paths want aligned leading dimensions).</summary>
     public int PaddedVocabulary(int vocab) => (vocab + 7) / 8 * 8;
-
-    /// <summary>One dW_hq product: beside the backward recurrence on the second stream, a big GEMM beats many small.</summary>
-    public int OverlapColumns(int vocab) => vocab;
 
     /// <summary>Marks each step the forward recurrence publishes with an event on the main stream, and turns a
     /// background block's wait for steps into its stream waiting for the first such event that covers them.</summary>

@@ -107,7 +107,6 @@ public sealed unsafe partial class CudaBackend : IBackend
     public CudaStream? StreamOf(IBackend other) => other == this ? _stream : other != null && other == _lane ? _lane._stream : null;
     public string Name { get; }
     public string Description { get; }
-    public int OverlapBlock => int.MaxValue;
     public GpuOptions Options => _options;
     public InputMode DefaultInputMode => InputMode.Gather; // a row gather and a deterministic scatter-add: no one-hot GEMMs
     public bool RunsOnHost => false;
