@@ -226,4 +226,57 @@ public class BackendReferenceTests(string backendName)
             if (c0 != null) Check.Close(want.C0![l], _be.ToArray(driver.DLayerC0(l)!), Atol, Rtol, $"dC0 layer {l}");
         }
     }
+
+    float[] Rows(Mat m) => _be.ToArray(m.Tensor).AsSpan(m.Offset, m.Rows * m.Cols).ToArray(); // whole rows: stride = cols
+
+    /// <summary>
+    /// #26: shapes that cut the output layer into several blocks on the CPU (T·B = 160 rows: 16-step blocks beside the
+    /// forward recurrence, the last one short; V = 300: three dW_hq column blocks beside the backward one) and a second
+    /// minibatch that starts from the first one's final state (consecutive sampling's carry, C too for the LSTM):
+    /// loss and every gradient of both minibatches against the reference, and the output-gradients-ready signal given
+    /// exactly once per backward pass.
+    /// </summary>
+    [Test]
+    public void SeveralBlocksAWideVocabularyAndACarriedState([Values] CellKind cell)
+    {
+        var rng = new Rnn.Rng((ulong)(77 + (int)cell));
+        int v = 300, h = 13, b = 4, t = 40, layers = 2;
+        var p = ReferenceTests.RandomModel(rng, cell, true, layers, v, h);
+        var spec = new ModelSpec(ModelKind.Concise, v, h, Activation.Tanh, cell, layers);
+        using var model = new RnnModel(_be, BackendGoldenTests.ToParams(spec, p));
+        using var driver = new BpttDriver(model, b, t, InputMode.Gather);
+        int ready = 0;
+        driver.OutputGradientsReady = _ => ready++;
+        var h0 = Enumerable.Range(0, layers).Select(_ => new double[b * h]).ToArray();
+        var c0 = cell == CellKind.Lstm ? Enumerable.Range(0, layers).Select(_ => new double[b * h]).ToArray() : null;
+        driver.ResetState();
+        for (int minibatch = 0; minibatch < 2; minibatch++)
+        {
+            var x = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+            var y = Enumerable.Range(0, b * t).Select(_ => rng.NextInt(v)).ToArray();
+            var f = Rnn.Reference.ReferenceRnn.Forward(p, x, y, h0, c0, b, t);
+            var want = Rnn.Reference.ReferenceRnn.Backward(p, x, y, h0, c0, b, t, f);
+            var mb = new Rnn.Data.Minibatch(b, t, x, y);
+            using var tx = _be.FromArray(mb.XTimeMajor);
+            using var ty = _be.FromArray(mb.YTimeMajor);
+            if (minibatch > 0) driver.CarryState();
+            _be.ResetLoss();
+            driver.Forward(tx.All, ty.All);
+            driver.Backward(tx.All);
+            Assert.That(ready, Is.EqualTo(minibatch + 1), "output gradients ready once per backward pass");
+            var (sum, rows) = _be.ReadLoss();
+            const double Atol = 2e-5, Rtol = 2e-4;
+            Check.Close(f.Loss, sum / rows, Atol, Rtol, $"loss, minibatch {minibatch}");
+            var grads = model.GradsToHost();
+            for (int i = 0; i < grads.Length; i++)
+                Check.Close(want.Params[i], grads[i], Atol, Rtol, $"grad {spec.Parameters[i].Name}, minibatch {minibatch}");
+            // The next minibatch starts where this one ended (detached).
+            h0 = Enumerable.Range(0, layers).Select(l => Check.ToDouble(Rows(driver.HT(l)))).ToArray();
+            if (c0 != null) c0 = Enumerable.Range(0, layers).Select(l => Check.ToDouble(Rows(driver.CT(l)!.Value))).ToArray();
+            Check.Close(f.Hidden[^1], Rows(driver.StateT), Atol, Rtol, $"final state, minibatch {minibatch}");
+        }
+        driver.ResetState();
+        Assert.That(Rows(driver.H0(0)), Is.All.Zero, "reset: H_0 zero");
+        if (cell == CellKind.Lstm) Assert.That(Rows(driver.C0(1)!.Value), Is.All.Zero, "reset: C_0 zero");
+    }
 }
