@@ -7,13 +7,15 @@ namespace CharRnn.Tests;
 /// The eight fused gate ops of the GRU and LSTM cells, each on every backend against plain double code written from
 /// its documented equations (IBackend, kernels/gates.cu), on fresh random inputs. Outputs are poisoned (NaN) first,
 /// so an element the op skips fails; columns an op must not write stay NaN and are checked to; accumulated outputs
-/// (dh_prev) start from random values. H = 13: the CPU's 8-lane loops and their tails. Tolerance 1e-5 abs + rel.
+/// (dh_prev) start from random values. H = 21: two passes of the CPU's 8-lane loops — the second at offset 8, which
+/// H = 13's single pass never exercised (#26: a pointer offset flipped from + j to − j survived) — and a 5-wide scalar
+/// tail. Tolerance 1e-5 abs + rel.
 /// </summary>
 [TestFixtureSource(typeof(TestBackends), nameof(TestBackends.All))]
 public class GateOpTests(string backendName)
 {
     const double Tol = 1e-5;
-    const int N = 5, H = 13;
+    const int N = 5, H = 21;
     IBackend _be = null!;
     Rng _rng = null!;
 
