@@ -88,4 +88,24 @@ public class CpuKernelBoundsTests
         GuardsIntact(ma, n, "adam m");
         GuardsIntact(va, n, "adam v");
     }
+
+    /// <summary>Logits far apart, the largest in the vector part or in the tail: the row's true maximum must be the
+    /// shift (exp of anything above it overflows float at 89), whichever pass found it.</summary>
+    [TestCase(3, 21)]
+    [TestCase(18, 21)]
+    [TestCase(7, 8)]
+    [TestCase(2, 5)]
+    public void SoftmaxShiftsByTheRowsTrueMaximum(int at, int n)
+    {
+        var z = Enumerable.Range(0, n).Select(i => (float)(i % 3) - 1f).ToArray();
+        var b = Enumerable.Range(0, n).Select(i => i % 2 == 0 ? 0.5f : -0.5f).ToArray();
+        z[at] = 140f; b[at] = 60f; // s = 200 there; subtracting the bias instead would leave 80, any other shift ≥ 111
+        var d = new float[n];
+        int label = (at + 1) % n;
+        float loss = CpuKernels.SoftmaxXentRow(z, b, label, 1f, d);
+        var s = z.Select((x, i) => (double)x + b[i]).ToArray();
+        double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+        Check.Close(new[] { Math.Log(sum) + max - s[label] }, new[] { loss }, 1e-4, 1e-5, "loss");
+        Check.Close(s.Select((x, i) => Math.Exp(x - max) / sum - (i == label ? 1 : 0)).ToArray(), d, 1e-6, 1e-5, "dlogits");
+    }
 }

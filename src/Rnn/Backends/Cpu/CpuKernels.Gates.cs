@@ -17,6 +17,7 @@ public static unsafe partial class CpuKernels
         int hd = h.Length, j = 0;
         fixed (float* p = pre, b = bias, cp = cPrev, g = gates, pc = c, ph = h)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; j + 8 <= hd; j += 8)
             {
                 var i = Sigmoid(Vector256.Load(p + j) + Vector256.Load(b + j));
@@ -48,6 +49,7 @@ public static unsafe partial class CpuKernels
         fixed (float* pdh = dh, pdc = dc, g = gates, cp = cPrev, pc = c, d = dpre)
         {
             var one = Vector256<float>.One;
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; j + 8 <= hd; j += 8)
             {
                 var i = Vector256.Load(g + j); var f = Vector256.Load(g + hd + j);
@@ -85,6 +87,7 @@ public static unsafe partial class CpuKernels
         int hd = h.Length, j = 0;
         fixed (float* x = xpre, u = hproj, b1 = bx, b2 = bh, hp = hPrev, g = gates, ph = h)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; j + 8 <= hd; j += 8)
             {
                 var r = Sigmoid(Vector256.Load(x + j) + Vector256.Load(b1 + j) + Vector256.Load(u + j) + Vector256.Load(b2 + j));
@@ -112,6 +115,7 @@ public static unsafe partial class CpuKernels
         int hd = hPrev.Length, j = 0;
         fixed (float* x = xpre, u = hproj, b = bx, hp = hPrev, g = gates, o = rh)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; j + 8 <= hd; j += 8)
             {
                 var r = Sigmoid(Vector256.Load(x + j) + Vector256.Load(b + j) + Vector256.Load(u + j));
@@ -136,6 +140,7 @@ public static unsafe partial class CpuKernels
         int hd = h.Length, j = 0;
         fixed (float* x = xpre, u = hproj, b = bx, hp = hPrev, g = gates, ph = h)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; j + 8 <= hd; j += 8)
             {
                 var n = Tanh(Vector256.Load(x + 2 * hd + j) + Vector256.Load(b + 2 * hd + j) + Vector256.Load(u + 2 * hd + j));

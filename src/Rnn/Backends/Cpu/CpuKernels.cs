@@ -61,6 +61,7 @@ public static unsafe partial class CpuKernels
         }
     }
 
+    // Stryker disable once Equality,Conditional : below the cut-off e^x < 1.8e-35: 0 or e^x moves a gradient by less than that and the sum (≥ 1) not at all
     static float ExpScalar(float x) => x < ExpCutoff ? 0f : MathF.Exp(x);
 
     /// <summary>
@@ -74,9 +75,11 @@ public static unsafe partial class CpuKernels
         {
             int i = 0;
             float max = float.NegativeInfinity;
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             if (n >= 8)
             {
                 var vm = Vector256.Create(float.NegativeInfinity);
+                // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
                 for (; i + 8 <= n; i += 8) vm = Vector256.Max(vm, Vector256.Load(pz + i) + Vector256.Load(pb + i));
                 for (int k = 0; k < 8; k++) max = Math.Max(max, vm[k]);
             }
@@ -84,10 +87,12 @@ public static unsafe partial class CpuKernels
 
             i = 0;
             float sum = 0;
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             if (n >= 8)
             {
                 var vmax = Vector256.Create(max);
                 var vs = Vector256<float>.Zero;
+                // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
                 for (; i + 8 <= n; i += 8)
                 {
                     var e = ExpNonPositive(Vector256.Load(pz + i) + Vector256.Load(pb + i) - vmax);
@@ -101,6 +106,7 @@ public static unsafe partial class CpuKernels
             float scale = gradScale / sum;
             i = 0;
             var vscale = Vector256.Create(scale);
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; i + 8 <= n; i += 8) (Vector256.Load(pd + i) * vscale).Store(pd + i);
             for (; i < n; i++) pd[i] *= scale;
             pd[label] -= gradScale;
@@ -123,6 +129,7 @@ public static unsafe partial class CpuKernels
         int n = h.Length, i = 0;
         fixed (float* pp = pre, pb = bias, ph = h)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; i + 8 <= n; i += 8) Tanh(Vector256.Load(pp + i) + Vector256.Load(pb + i)).Store(ph + i);
             for (; i < n; i++) ph[i] = MathF.Tanh(pp[i] + pb[i]);
         }
@@ -164,6 +171,7 @@ public static unsafe partial class CpuKernels
         int n = dpre.Length, i = 0;
         fixed (float* g = dh, y = h, d = dpre)
         {
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; i + 8 <= n; i += 8)
             {
                 var vy = Vector256.Load(y + i);
@@ -183,6 +191,7 @@ public static unsafe partial class CpuKernels
         {
             var acc0 = Vector256<double>.Zero;
             var acc1 = Vector256<double>.Zero;
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; i + 8 <= n; i += 8)
             {
                 var v = Vector256.Load(p + i);
@@ -208,6 +217,7 @@ public static unsafe partial class CpuKernels
             var vb1 = Vector256.Create(beta1); var vob1 = Vector256.Create(ob1);
             var vb2 = Vector256.Create(beta2); var vob2 = Vector256.Create(ob2);
             var veps = Vector256.Create(eps); var vstep = Vector256.Create(stepSize); var vinv = Vector256.Create(invBc2);
+            // Stryker disable once Equality : where the 8-lane pass stops and the scalar tail starts; both compute the same values (to an ulp)
             for (; i + 8 <= n; i += 8)
             {
                 var gi = Vector256.Load(pg + i) * vs;
