@@ -69,6 +69,24 @@ public class BackendEdgeTests(string backendName)
             Throws.InstanceOf<ArgumentException>().With.Message.Contains($"op(A) {m}×{k}, op(B) {kb}×{n}, C {cRows}×{cCols}"));
     }
 
+    /// <summary>k = 0: C = β·C (an empty sum), on the CPU for any β; the GPU supports β = 0 only (and says so).</summary>
+    [TestCase(0f)]
+    [TestCase(0.5f)]
+    public void GemmWithAnEmptyInnerDimensionScalesC(float beta)
+    {
+        using var a = _be.Zeros(3, 0);
+        using var b = _be.Zeros(0, 4);
+        var c0 = Rand(3 * 4);
+        using var c = _be.FromArray(3, 4, c0);
+        if (beta != 0 && !_be.RunsOnHost)
+        {
+            Assert.That(() => _be.Gemm(false, false, 1f, a.All, b.All, beta, c.All), Throws.TypeOf<NotSupportedException>());
+            return;
+        }
+        _be.Gemm(false, false, 1f, a.All, b.All, beta, c.All);
+        Assert.That(_be.ToArray(c), Is.EqualTo(c0.Select(x => beta * x).ToArray()));
+    }
+
     /// <summary>Products big enough to be split across cores (≥ 2^21 multiply-adds: OpenBLAS by C's longer side, the
     /// managed GEMM by 4-row blocks), C both taller than wide and wider than tall, every transpose, views with offsets
     /// and strides: each part must land where it belongs. The op tests' shapes stay below the split.</summary>

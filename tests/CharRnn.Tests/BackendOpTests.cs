@@ -36,7 +36,7 @@ public class BackendOpTests(string backendName)
     Tensor Poisoned(int rows, int cols) => Up(rows, cols, Enumerable.Repeat(float.NaN, rows * cols).ToArray());
 
     [Test]
-    public void GemmAllTransposeCasesWithOffsets([Values] bool transA, [Values] bool transB, [Values(0f, 1f)] float beta,
+    public void GemmAllTransposeCasesWithOffsets([Values] bool transA, [Values] bool transB, [Values(0f, 0.5f, 1f)] float beta,
         [Values(1, 37, 130)] int m)
     {
         int n = 29, k = 53, pad = 3;

@@ -312,7 +312,8 @@ public sealed partial class CpuBackend : IBackend
             finally { t_inOverlap = outer; }
         }
         // Stryker disable once all : sequential or on helper threads, the same blocks run once each (BackendEdgeTests)
-        if (t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0 || Profiler != null)
+        bool sequential = t_inOverlap || Environment.ProcessorCount == 1 || background.Count == 0 || Profiler != null;
+        if (sequential)
         {
             InRegion(() => { foreground(); Drain(); });
             return;

@@ -30,6 +30,7 @@ public static unsafe class CpuGemm
     public static void Sgemm(Engine engine, bool transA, bool transB, int m, int n, int k, float alpha,
         float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc, bool parallel = true)
     {
+        // Stryker disable once Logical : with one of m, n zero and the other not, the rest of the method writes nothing either
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
@@ -44,7 +45,9 @@ public static unsafe class CpuGemm
         {
             // OpenBLAS runs single-threaded (see UseSingleThreadedOpenBlas); big products are split here, over C's
             // longer side, one block per core. Small ones (the recurrent 32×256×256) stay on the calling thread.
+            // Stryker disable once all : how many parts, not what an element is: the split is over C, never k
             int parts = parallel && (long)m * n * k >= ParallelThreshold ? Environment.ProcessorCount : 1;
+            // Stryker disable once Equality : as above
             if (parts == 1)
             {
                 Blas(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
@@ -74,6 +77,7 @@ public static unsafe class CpuGemm
     static readonly Lazy<bool> SingleThreaded = new(() =>
     {
         try { OpenBlas.openblas_set_num_threads(1); return true; }
+        // Stryker disable once Boolean : reached only with an OpenBLAS that lacks openblas_set_num_threads
         catch (EntryPointNotFoundException) { return false; }
     });
 
@@ -81,6 +85,7 @@ public static unsafe class CpuGemm
     /// Puts OpenBLAS in single-threaded mode, once. Its own worker threads spin between calls and, on a 2-core
     /// machine, steal the core that the elementwise ops and the other half of a split GEMM need.
     /// </summary>
+    // Stryker disable once Logical : differs only where OpenBLAS does not load, and then nothing calls it
     public static bool UseSingleThreadedOpenBlas() => OpenBlasAvailable && SingleThreaded.Value;
 
     static void Blas(bool transA, bool transB, int m, int n, int k, float alpha,
@@ -102,9 +107,13 @@ public static unsafe class CpuGemm
         {
             Pack(transA, m, k, a, aOff, lda, ap);
             Pack(transB, k, n, b, bOff, ldb, bp);
+            // Stryker disable once all : the thresholds below choose threads, not values (each row block is computed the same way)
             long work = (long)m * n * k;
+            // Stryker disable once all : as above; more row blocks than rows leave the extra chunks empty
             int rowBlocks = (m + 3) / 4;
-            if (!parallel || work < 1 << 18 || rowBlocks == 1 || Environment.ProcessorCount == 1)
+            // Stryker disable once all : as above
+            bool oneThread = !parallel || work < 1 << 18 || rowBlocks == 1 || Environment.ProcessorCount == 1;
+            if (oneThread)
             {
                 Rows(0, m, n, k, alpha, ap, bp, beta, c, cOff, ldc);
             }
@@ -121,7 +130,9 @@ public static unsafe class CpuGemm
         }
         finally
         {
+            // Stryker disable once Statement : an array not returned to the pool is garbage-collected; no value changes
             ArrayPool<float>.Shared.Return(ap);
+            // Stryker disable once Statement : as above
             ArrayPool<float>.Shared.Return(bp);
         }
     }
@@ -135,7 +146,9 @@ public static unsafe class CpuGemm
             return;
         }
         const int tile = 32;
+        // Stryker disable once Equality : a tile starting at the edge is empty (i1 = rows, j1 = cols)
         for (int i0 = 0; i0 < rows; i0 += tile)
+        // Stryker disable once Equality : as above
         for (int j0 = 0; j0 < cols; j0 += tile)
         {
             int i1 = Math.Min(rows, i0 + tile), j1 = Math.Min(cols, j0 + tile);
@@ -151,6 +164,7 @@ public static unsafe class CpuGemm
         fixed (float* pa = ap, pb = bp, pc = c)
         {
             if (Vector256.IsHardwareAccelerated)
+                // Stryker disable once Equality : where the vector pass stops and the scalar tail starts: the same FMAs in the same order
                 for (; i + 4 <= r1; i += 4) Block4(i, n, k, alpha, pa, pb, beta, pc + cOff, ldc);
             for (; i < r1; i++) Block1(i, n, k, alpha, pa, pb, beta, pc + cOff, ldc);
         }
@@ -207,11 +221,14 @@ public static unsafe class CpuGemm
     /// <summary>Row i, columns j0..n: one row of A against B, accumulated as axpy over k (vectorised by 8 where possible).</summary>
     static void Tail(int i, int j0, int n, int k, float alpha, float* a, float* b, float beta, float* c, int ldc)
     {
+        // Stryker disable once all : at j0 = n the width is 0 and the loops below do nothing
         if (j0 >= n) return;
         int width = n - j0;
         float* ai = a + (long)i * k;
         float* ci = c + (long)i * ldc + j0;
+        // Stryker disable once all : where the scratch lives (stack or heap), not what it holds
         Span<float> acc = width <= 1024 ? stackalloc float[width] : new float[width];
+        // Stryker disable once Statement : stackalloc and new both zero the scratch already (no SkipLocalsInit here); kept for clarity
         acc.Clear();
         fixed (float* pacc = acc)
         {
@@ -223,6 +240,7 @@ public static unsafe class CpuGemm
                 if (Vector256.IsHardwareAccelerated)
                 {
                     var vx = Vector256.Create(x);
+                    // Stryker disable once Equality : where the vector pass stops and the scalar tail starts: the same FMAs in the same order
                     for (; j + 8 <= width; j += 8)
                         Vector256.FusedMultiplyAdd(vx, Vector256.Load(bp + j), Vector256.Load(pacc + j)).Store(pacc + j);
                 }
