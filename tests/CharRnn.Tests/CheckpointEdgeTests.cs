@@ -1,4 +1,11 @@
+using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using CharRnn.Rnn;
+using CharRnn.Rnn.Backends.Cpu;
+using CharRnn.Rnn.Checkpoints;
+using CharRnn.Rnn.Data;
+using CharRnn.Rnn.Model;
+using CharRnn.Rnn.Training;
 using static CharRnn.Tests.CheckpointFuzzTests;
 
 namespace CharRnn.Tests;
@@ -97,5 +104,97 @@ public class CheckpointEdgeTests
         var parts = Parts.Of(Valid());
         edit(parts);
         Assert.That(Refused(parts.Assemble(), TestContext.CurrentContext.Test.Name), Does.Contain(reason));
+    }
+
+    static Corpus SmallCorpus => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 800);
+
+    /// <summary>A checkpoint captured before any step (Adam with no moments yet; a plain RNN with no cell state) is
+    /// written, loaded and turned back into a trainer state with exactly what it holds; the header names the writer
+    /// and the checkpoint folder as a full path.</summary>
+    [TestCase("concise", CellKind.Lstm)]
+    [TestCase("concise", CellKind.Rnn)]
+    [TestCase("scratch-random", CellKind.Gru)]
+    public void ACheckpointBeforeTheFirstStepRoundTrips(string preset, CellKind cell)
+    {
+        using var dir = new TempDir();
+        using var be = new CpuBackend(CpuGemm.Engine.Managed);
+        var o = TrainOptions.Preset(preset) with { Cell = cell, Epochs = 1, Hidden = 6, Batch = 3, Steps = 5, PredLen = 2 };
+        using var t = new Trainer(be, SmallCorpus, o);
+        var ck = Checkpoint.Capture(t, checkpointDir: "some/dir");
+        Assert.That(ck.Header.AdamSteps, Is.Zero);
+        Assert.That(ck.Header.CheckpointDir, Is.EqualTo(Path.GetFullPath("some/dir")));
+        Assert.That(ck.Header.WrittenBy, Is.EqualTo("charrnn " + typeof(Checkpoint).Assembly.GetName().Version));
+        Assert.That(ck.Tensors.Keys.Where(k => k.StartsWith("adam_")), Is.Empty, "no moments before Adam's first step");
+        ck.Save(dir.File("a.ckpt"));
+        var state = Checkpoint.Load(dir.File("a.ckpt")).ToState();
+        Assert.That(state.AdamM, Is.Null);
+        Assert.That(state.AdamV, Is.Null);
+        Assert.That(state.C, cell == CellKind.Lstm ? Is.Not.Null : Is.Null);
+        Assert.That(state.Parameters.Values, Is.EqualTo(t.CaptureState().Parameters.Values));
+    }
+
+    /// <summary>A tensor longer than the 1 Mi-float chunk the writer and the reader copy at a time (W_hh of H 1 030).</summary>
+    [Test]
+    public void ATensorLongerThanOneChunkRoundTrips()
+    {
+        var o = TrainOptions.Preset("scratch-random") with { Hidden = 1030 };
+        var spec = o.Spec(2);
+        var p = RnnParameters.Initialize(spec, new Rng(4));
+        var tensors = new Dictionary<string, float[]>();
+        for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = p.Values[i];
+        tensors["state/H0"] = Enumerable.Range(0, o.Batch * o.Hidden).Select(i => i * 1e-3f).ToArray();
+        Assert.That(tensors["param/W_hh"].Length, Is.GreaterThan(1 << 20));
+        var ck = new Checkpoint
+        {
+            Header = new CheckpointHeader
+            {
+                Model = spec.Kind, Cell = spec.Cell, Layers = 1, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = "ab",
+                Options = o, Epoch = 1, DataRngState = [1, 2, 3, 4], AdamSteps = 0, CorpusSha1 = new string('0', 40), CorpusChars = 2,
+                WrittenBy = "test", Backend = "test", Created = DateTime.UtcNow,
+            },
+            Tensors = tensors,
+        };
+        using var dir = new TempDir();
+        ck.Save(dir.File("big.ckpt"));
+        var back = Checkpoint.Load(dir.File("big.ckpt"));
+        foreach (var (name, data) in tensors) Assert.That(back.Tensors[name], Is.EqualTo(data), name);
+    }
+
+    static byte[] WithHash(byte[] m)
+    {
+        SHA256.HashData(m.AsSpan(0, m.Length - 32)).CopyTo(m, m.Length - 32);
+        return m;
+    }
+
+    static IEnumerable<TestCaseData> DamagedFrames()
+    {
+        static TestCaseData F(string name, Func<byte[], byte[]> make, string reason) => new TestCaseData(make, reason).SetName("Frame_" + name);
+        var magic = "CHARRNN\0"u8.ToArray();
+        yield return F("OnlyTheSignature", _ => magic, "is truncated (8 bytes)");
+        yield return F("SevenBytesOfTheSignature", _ => magic[..7], "is not a CharRnn checkpoint");
+        yield return F("SignatureAnd39Bytes", _ => [.. magic, .. new byte[39]], "is truncated (47 bytes)");
+        yield return F("SignatureAnd40ZeroBytes", _ => [.. magic, .. new byte[40]], "has an invalid format version (0)");
+        yield return F("VersionZero", v => { var m = (byte[])v.Clone(); BitConverter.GetBytes(0).CopyTo(m, 8); return m; }, "has an invalid format version (0)");
+        yield return F("VersionTwo", v => { var m = (byte[])v.Clone(); BitConverter.GetBytes(2).CopyTo(m, 8); return m; }, "has format version 2, newer than this charrnn understands (1)");
+        yield return F("HeaderOneBytePastTheData", v =>
+        {
+            var m = (byte[])v.Clone();
+            BitConverter.GetBytes(m.Length - 16 - 32 + 1).CopyTo(m, 12);
+            return WithHash(m);
+        }, "its header does not fit in the file");
+        yield return F("HeaderFillingTheDataExactly", v =>
+        {
+            // Fits by length, so the header is read: every tensor byte becomes header text, and the JSON parser says so.
+            var m = (byte[])v.Clone();
+            BitConverter.GetBytes(m.Length - 16 - 32).CopyTo(m, 12);
+            return WithHash(m);
+        }, "has an unreadable header");
+    }
+
+    [TestCaseSource(nameof(DamagedFrames))]
+    public void ADamagedFrameIsRefusedForItsReason(Func<byte[], byte[]> make, string reason)
+    {
+        var message = Refused(make(Valid()), TestContext.CurrentContext.Test.Name);
+        Assert.That(message, Does.Contain(reason));
     }
 }

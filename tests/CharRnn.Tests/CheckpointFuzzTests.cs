@@ -62,6 +62,7 @@ public class CheckpointFuzzTests
         Assert.That(message, Is.Not.Null, $"{what}: was accepted");
         if (Environment.GetEnvironmentVariable("CHARRNN_FUZZ_VERBOSE") == "1") TestContext.Out.WriteLine($"{what}: {message}");
         Assert.That(message, Does.Not.Contain("\n"), $"{what}: one line");
+        Assert.That(message, Does.Match(@"^\S*m\.ckpt "), $"{what}: refused as a damaged checkpoint, naming it first (not rewrapped as an I/O error)");
         return message!;
     }
 
@@ -244,7 +245,7 @@ public class CheckpointFuzzTests
         var m = (byte[])Valid().Clone();
         BitConverter.GetBytes(length).CopyTo(m, 12);
         SHA256.HashData(m.AsSpan(0, m.Length - 32)).CopyTo(m, m.Length - 32);
-        Refused(m, $"header length {length}");
+        Assert.That(Refused(m, $"header length {length}"), Does.Contain("its header does not fit in the file"));
     }
 }
 
