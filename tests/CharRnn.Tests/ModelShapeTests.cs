@@ -159,4 +159,16 @@ public class ModelShapeTests
         else Assert.That(layer.CT, Is.Null);
         foreach (var t in tensors) t.Dispose();
     }
+
+    /// <summary>The run header's recurrence line: one description for one layer, "in every layer" when all agree.</summary>
+    [TestCase(1, "per-step")]
+    [TestCase(3, "per-step in every layer")]
+    public void TheRecurrenceIsDescribedOncePerDistinctPath(int layers, string want)
+    {
+        using var be = new CpuBackend(CpuGemm.Engine.Managed);
+        var spec = new ModelSpec(ModelKind.Concise, 5, 4, Activation.Tanh, CellKind.Gru, layers);
+        using var model = new RnnModel(be, RnnParameters.Initialize(spec, new Rng(2)));
+        using var driver = new BpttDriver(model, 2, 3);
+        Assert.That(driver.DescribeRecurrence(), Is.EqualTo(want));
+    }
 }
