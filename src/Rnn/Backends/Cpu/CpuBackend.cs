@@ -15,11 +15,17 @@ public sealed partial class CpuBackend : IBackend
     [ThreadStatic] static bool t_inOverlap;
 
     readonly CpuGemm.Engine _engine;
+    readonly int _vocabularyMultiple;
     double _lossSum;
     long _lossRows;
 
-    public CpuBackend(CpuGemm.Engine? engine = null)
+    /// <param name="engine">The GEMM: OpenBLAS where it loads, else the managed one.</param>
+    /// <param name="vocabularyMultiple">Store the output layer's vocabulary dimension padded to a multiple of this (1:
+    /// not padded). The GPU pads to 8; the tests run that layout here too, so its pad handling is checked on the CPU.</param>
+    public CpuBackend(CpuGemm.Engine? engine = null, int vocabularyMultiple = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(vocabularyMultiple, 1);
+        _vocabularyMultiple = vocabularyMultiple;
         _engine = engine ?? (CpuGemm.OpenBlasAvailable ? CpuGemm.Engine.OpenBlas : CpuGemm.Engine.Managed);
         if (_engine == CpuGemm.Engine.OpenBlas && !CpuGemm.OpenBlasAvailable)
             throw new CharRnnException("OpenBLAS was requested but libopenblas.so.0 could not be loaded. Install libopenblas0-pthread, or use --blas managed.");
@@ -35,6 +41,7 @@ public sealed partial class CpuBackend : IBackend
         : $"cpu (managed GEMM, Vector256 {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "on" : "off")}, {Environment.ProcessorCount} cores)";
 
     public InputMode DefaultInputMode => InputMode.Gather;
+    public int PaddedVocabulary(int vocab) => (vocab + _vocabularyMultiple - 1) / _vocabularyMultiple * _vocabularyMultiple;
     public bool RunsOnHost => true;
 
     /// <summary>The memory the GC may use (physical memory or the container's limit) less what the process holds.</summary>
