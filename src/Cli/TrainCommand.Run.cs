@@ -1,14 +1,10 @@
-using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
 using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
 using CharRnn.Rnn.Checkpoints;
 using CharRnn.Rnn.Data;
 using CharRnn.Rnn.Distributed;
-using CharRnn.Rnn.Model;
 using CharRnn.Rnn.Training;
-using CharRnn.Rnn.Devices;
 
 namespace CharRnn.Cli;
 

@@ -11,26 +11,8 @@ namespace CharRnn.Tests;
 /// selection, and <see cref="IBackend.Overlap"/> running the foreground and every block exactly once.
 /// </summary>
 [TestFixtureSource(typeof(TestBackends), nameof(TestBackends.All))]
-public class BackendEdgeTests(string backendName)
+public class BackendEdgeTests(string backendName) : BackendFixture(backendName)
 {
-    IBackend _be = null!;
-    Rng _rng = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _be = TestBackends.Create(backendName);
-        _rng = TestSeed.Rng();
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        TestSeed.ReportIfFailed();
-        _be?.Dispose();
-    }
-
-    float[] Rand(int n, double scale = 1) => Enumerable.Range(0, n).Select(_ => (float)(_rng.NextNormal() * scale)).ToArray();
 
     [Test]
     public void ArgmaxTakesTheFirstOfTiedMaxima()

@@ -11,27 +11,9 @@ namespace CharRnn.Tests;
 /// float32 arithmetic, reductions of at most a few hundred terms.
 /// </summary>
 [TestFixtureSource(typeof(TestBackends), nameof(TestBackends.All))]
-public class BackendOpTests(string backendName)
+public class BackendOpTests(string backendName) : BackendFixture(backendName)
 {
     const double Tol = 1e-5;
-    IBackend _be = null!;
-    Rng _rng = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _be = TestBackends.Create(backendName);
-        _rng = TestSeed.Rng();
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        TestSeed.ReportIfFailed();
-        _be?.Dispose();
-    }
-
-    float[] Rand(int n, double scale = 1) => Enumerable.Range(0, n).Select(_ => (float)(_rng.NextNormal() * scale)).ToArray();
     Tensor Up(int rows, int cols, float[] data) => _be.FromArray(rows, cols, data);
     Tensor Poisoned(int rows, int cols) => Up(rows, cols, Enumerable.Repeat(float.NaN, rows * cols).ToArray());
 

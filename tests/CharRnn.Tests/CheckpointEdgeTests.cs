@@ -144,16 +144,7 @@ public class CheckpointEdgeTests
         for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = p.Values[i];
         tensors["state/H0"] = Enumerable.Range(0, o.Batch * o.Hidden).Select(i => i * 1e-3f).ToArray();
         Assert.That(tensors["param/W_hh"].Length, Is.GreaterThan(1 << 20));
-        var ck = new Checkpoint
-        {
-            Header = new CheckpointHeader
-            {
-                Model = spec.Kind, Cell = spec.Cell, Layers = 1, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = "ab",
-                Options = o, Epoch = 1, DataRngState = [1, 2, 3, 4], AdamSteps = 0, CorpusSha1 = new string('0', 40), CorpusChars = 2,
-                WrittenBy = "test", Backend = "test", Created = DateTime.UtcNow,
-            },
-            Tensors = tensors,
-        };
+        var ck = LargeCheckpointTests.OfTensors(o, spec, tensors);
         using var dir = new TempDir();
         ck.Save(dir.File("big.ckpt"));
         var back = Checkpoint.Load(dir.File("big.ckpt"));

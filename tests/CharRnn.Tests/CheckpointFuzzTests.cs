@@ -257,6 +257,18 @@ public class CheckpointFuzzTests
 [Category("Large")]
 public class LargeCheckpointTests
 {
+    /// <summary>A one-layer checkpoint of a two-character vocabulary after one epoch, SGD, holding these tensors.</summary>
+    internal static Checkpoint OfTensors(TrainOptions o, ModelSpec spec, Dictionary<string, float[]> tensors) => new()
+    {
+        Header = new CheckpointHeader
+        {
+            Model = spec.Kind, Cell = spec.Cell, Layers = 1, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = "ab",
+            Options = o, Epoch = 1, DataRngState = [1, 2, 3, 4], AdamSteps = 0, CorpusSha1 = new string('0', 40), CorpusChars = 2,
+            WrittenBy = "test", Backend = "test", Created = DateTime.UtcNow,
+        },
+        Tensors = tensors,
+    };
+
     [Test]
     public void CheckpointOver2GiBRoundTrips()
     {
@@ -268,16 +280,7 @@ public class LargeCheckpointTests
         var tensors = new Dictionary<string, float[]>();
         for (int i = 0; i < spec.Parameters.Count; i++) tensors["param/" + spec.Parameters[i].Name] = p.Values[i];
         tensors["state/H0"] = new float[o.Batch * o.Hidden];
-        var ck = new Checkpoint
-        {
-            Header = new CheckpointHeader
-            {
-                Model = spec.Kind, Cell = spec.Cell, Layers = 1, Hidden = spec.Hidden, Activation = spec.Activation, VocabChars = "ab",
-                Options = o, Epoch = 1, DataRngState = [1, 2, 3, 4], AdamSteps = 0, CorpusSha1 = new string('0', 40), CorpusChars = 2,
-                WrittenBy = "test", Backend = "test", Created = DateTime.UtcNow,
-            },
-            Tensors = tensors,
-        };
+        var ck = OfTensors(o, spec, tensors);
         using var dir = new TempDir();
         var path = dir.File("big.ckpt");
         ck.Save(path);

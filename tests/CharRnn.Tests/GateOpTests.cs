@@ -12,28 +12,10 @@ namespace CharRnn.Tests;
 /// tail. Tolerance 1e-5 abs + rel.
 /// </summary>
 [TestFixtureSource(typeof(TestBackends), nameof(TestBackends.All))]
-public class GateOpTests(string backendName)
+public class GateOpTests(string backendName) : BackendFixture(backendName)
 {
     const double Tol = 1e-5;
     const int N = 5, H = 21;
-    IBackend _be = null!;
-    Rng _rng = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _be = TestBackends.Create(backendName);
-        _rng = TestSeed.Rng();
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        TestSeed.ReportIfFailed();
-        _be?.Dispose();
-    }
-
-    float[] Rand(int n) => Enumerable.Range(0, n).Select(_ => (float)_rng.NextNormal()).ToArray();
     float[] Unit(int n) => Enumerable.Range(0, n).Select(_ => (float)(0.05 + 0.9 * _rng.NextDouble())).ToArray(); // gate values in (0, 1)
     Tensor Up(int cols, float[] data) => _be.FromArray(data.Length / cols, cols, data);
     Tensor Poisoned(int cols) => Up(cols, Enumerable.Repeat(float.NaN, N * cols).ToArray());

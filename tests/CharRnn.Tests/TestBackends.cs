@@ -42,3 +42,30 @@ public static class TestBackends
         }
     }
 }
+
+/// <summary>
+/// A fixture run once per backend (<see cref="TestBackends.All"/>): the backend, made fresh for each test, and a
+/// generator seeded from the test's name (<see cref="TestSeed"/>), whose seed a failing test prints.
+/// </summary>
+public abstract class BackendFixture(string backendName)
+{
+    protected IBackend _be = null!;
+    protected CharRnn.Rnn.Rng _rng = null!;
+
+    [SetUp]
+    public void SetUpBackend()
+    {
+        _be = TestBackends.Create(backendName);
+        _rng = TestSeed.Rng();
+    }
+
+    [TearDown]
+    public void TearDownBackend()
+    {
+        TestSeed.ReportIfFailed();
+        _be?.Dispose();
+    }
+
+    /// <summary>n values drawn N(0, scale²), as float.</summary>
+    protected float[] Rand(int n, double scale = 1) => Enumerable.Range(0, n).Select(_ => (float)(_rng.NextNormal() * scale)).ToArray();
+}
