@@ -45,6 +45,10 @@ public interface ICollective : IDisposable
 public interface IPendingReduction
 {
     void Wait();
+
+    /// <summary>Lets the reduction advance without waiting for it (MPI moves a nonblocking collective only inside MPI
+    /// calls): called between backward steps while it runs beside them. Nothing to do where it progresses by itself.</summary>
+    void Progress() { }
 }
 
 /// <summary>One rank (no MPI): every collective is the identity.</summary>

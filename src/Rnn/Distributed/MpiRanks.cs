@@ -146,8 +146,22 @@ public sealed unsafe class MpiRanks : ICollective
     sealed class Pending(MpiRanks owner) : IPendingReduction
     {
         readonly List<(nint Request, GCHandle Handle, Tensor Tensor)> _items = [];
+        int _done; // the requests before this one were seen complete
 
         public void Add(nint request, GCHandle handle, Tensor t) => _items.Add((request, handle, t));
+
+        /// <summary>One MPI_Test on the first request not yet seen complete: any MPI call drives the progress engine,
+        /// which advances every pending collective; no spin. A completed request's handle becomes MPI_REQUEST_NULL,
+        /// which <see cref="Wait"/> then tests as done at once.</summary>
+        public void Progress()
+        {
+            if (_done == _items.Count) return;
+            var (request, handle, t) = _items[_done];
+            int flag;
+            lock (owner._gate) Check(owner._mpi.Test(&request, &flag), "MPI_Test");
+            _items[_done] = (request, handle, t);
+            if (flag != 0) _done++;
+        }
 
         public void Wait()
         {

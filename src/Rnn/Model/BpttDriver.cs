@@ -55,6 +55,10 @@ public sealed class BpttDriver : IDisposable
     /// finished them, while the top layer's backward recurrence may still run): data-parallel ranks start reducing them.</summary>
     public Action<IBackend>? OutputGradientsReady { get; set; }
 
+    /// <summary>Told after each backward step of every layer (on the host: a reduction started by
+    /// <see cref="OutputGradientsReady"/> is given a chance to progress while the recurrence computes).</summary>
+    public Action? BackwardStepDone { get; set; }
+
     /// <summary>Where on the backend the run's minibatch number is (2 ints, low half first): the dropout masks' draw.
     /// <c>Training.TrainingStep</c> points it at its step counters, which advance on the backend with every step.</summary>
     public IdxView? DropoutCount { get; set; }
@@ -223,12 +227,15 @@ public sealed class BpttDriver : IDisposable
                 if (Interlocked.Decrement(ref unfinished) == 0) OutputGradientsReady?.Invoke(be);
             });
         }
+        bool blocksFirst = OverlapSchedule.OutputGradientsFirst(_be);
+        if (blocksFirst) foreach (var block in outputGrads) block(_be);
         for (int l = top; l >= 0; l--)
         {
             var layer = _l[l];
             layer.WantDH0 = wantDH0;
-            if (l == top) _be.Overlap(() => _be.RecurrenceBackward(layer), outputGrads);
-            else _be.RecurrenceBackward(layer);
+            IRecurrence steps = BackwardStepDone is { } done && _be.RunsOnHost ? new Stepped(layer, done) : layer;
+            if (l == top && !blocksFirst) _be.Overlap(() => _be.RecurrenceBackward(steps), outputGrads);
+            else _be.RecurrenceBackward(steps);
             LayerWeightGradients(l, x);
         }
     }
@@ -259,6 +266,21 @@ public sealed class BpttDriver : IDisposable
             _be.ScatterAddRows(x, b.DPre.All, p.DWx);                               // dW_xh[x_r] += dPre_r
         }
         else _be.Gemm(true, false, 1f, OneHot!.All, b.DPre.All, 0f, p.DWx.All);   // dW_xh = onehotᵀ·dPre (V × G·H)
+    }
+
+    /// <summary>A layer whose backward steps each end with a call (the host's per-step path runs them one by one).</summary>
+    sealed class Stepped(CellLayer inner, Action done) : IRecurrence
+    {
+        public int Steps => inner.Steps;
+        public PlainRecurrence? Plain => inner.Plain;
+        public void ForwardStep(IBackend be, int t) => inner.ForwardStep(be, t);
+        public void BeginBackward(IBackend be) => inner.BeginBackward(be);
+        public void BackwardStep(IBackend be, int t)
+        {
+            inner.BackwardStep(be, t);
+            done();
+        }
+        public void EndBackward(IBackend be) => inner.EndBackward(be);
     }
 
     public void Dispose()

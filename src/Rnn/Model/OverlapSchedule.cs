@@ -28,4 +28,11 @@ public static class OverlapSchedule
     /// <summary>Columns per dW_hq block beside the backward recurrence: twice <see cref="HostRows"/> on the host, the
     /// whole vocabulary (one product) on a GPU.</summary>
     public static int BackwardColumns(IBackend be, int vocab) => be.RunsOnHost ? (int)Math.Min(2L * HostRows, vocab) : vocab;
+
+    /// <summary>
+    /// Whether the dW_hq blocks run before the top layer's backward recurrence instead of beside it: on a host with
+    /// one core, where <see cref="IBackend.Overlap"/> would run them after it. They do not depend on it, so the output
+    /// layer's gradients are final — and their all-reduce under way — while the recurrence computes.
+    /// </summary>
+    public static bool OutputGradientsFirst(IBackend be) => be.RunsOnHost && Environment.ProcessorCount == 1;
 }

@@ -60,7 +60,10 @@ public sealed class TrainingStep : IDisposable
         _outputGrads = [m.DWhq, m.DBq];
         _otherGrads = m.Grads.Except(_outputGrads).ToArray();
         if (_ranks.Averages)
+        {
             driver.OutputGradientsReady = be => _outputReduction = _ranks.StartAverage(be, _outputGrads); // on the stream that computed them
+            driver.BackwardStepDone = () => _outputReduction?.Progress();
+        }
     }
 
     public BpttDriver Driver => driver;
