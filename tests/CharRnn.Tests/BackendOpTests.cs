@@ -77,29 +77,6 @@ public class BackendOpTests(string backendName) : BackendFixture(backendName)
     }
 
     [Test]
-    public void BiasActivationForwardAndBackward([Values] Activation act, [Values] bool twoBiases)
-    {
-        int rows = 9, cols = 300;
-        var pre = Rand(rows * cols, 2); var b1 = Rand(cols); var b2 = Rand(cols); var dh = Rand(rows * cols);
-        using var tp = Up(rows, cols, pre); using var tb1 = Up(1, cols, b1); using var tb2 = Up(1, cols, b2);
-        using var th = Poisoned(rows, cols);
-        _be.BiasActivationForward(act, tp.All, tb1, twoBiases ? tb2 : null, th.All);
-        var h = _be.ToArray(th);
-        var want = new double[rows * cols];
-        for (int i = 0; i < want.Length; i++)
-        {
-            double s = (double)pre[i] + b1[i % cols] + (twoBiases ? b2[i % cols] : 0);
-            want[i] = act == Activation.Tanh ? Math.Tanh(s) : Math.Max(0, s);
-        }
-        Check.Close(want, h, Tol, Tol, "h");
-        using var tdh = Up(rows, cols, dh);
-        using var tdp = Poisoned(rows, cols);
-        _be.ActivationBackward(act, tdh.All, th.All, tdp.All);
-        var wantD = h.Select((hv, i) => dh[i] * (act == Activation.Tanh ? 1 - (double)hv * hv : hv > 0 ? 1 : 0)).ToArray();
-        Check.Close(wantD, _be.ToArray(tdp), Tol, Tol, "dpre");
-    }
-
-    [Test]
     public void SoftmaxCrossEntropyLossAndGradient([Values(5, 1027)] int v)
     {
         int rows = 33;

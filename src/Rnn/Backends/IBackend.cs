@@ -1,10 +1,12 @@
 namespace CharRnn.Rnn.Backends;
 
 /// <summary>
-/// The operations the one BPTT driver needs. Each op has the name of its CUDA kernel (see <c>kernels/*.cu</c>);
-/// the CPU backend implements them on host arrays, the CUDA backend by kernel launches and cuBLAS on one stream.
-/// Ops are asynchronous on GPU backends: only <see cref="ReadLoss"/>, the downloads and
-/// <see cref="Synchronize"/> wait for the device.
+/// What the one BPTT driver needs of a device: memory, transfers, GEMM, the ops that hold backend state (the loss
+/// accumulator, clipping, the optimizers' multi-tensor updates, the scatter-add), the whole-recurrence ops, recording,
+/// and <see cref="Run{TArgs}"/> for the declared elementwise and gate ops (<c>Backends/Ops</c>: each kernel declared once
+/// with its CPU twin). The CPU backend implements them on host arrays, the CUDA backend by cuBLAS and kernel launches
+/// from their declarations on one stream. Ops are asynchronous on GPU backends: only <see cref="ReadLoss"/>, the
+/// downloads and <see cref="Synchronize"/> wait for the device.
 /// </summary>
 public interface IBackend : IDisposable
 {
@@ -57,11 +59,12 @@ public interface IBackend : IDisposable
     void Zero(Mat m);
     void Copy(Mat src, Mat dst);
 
-    /// <summary><c>one_hot_scatter</c>: dst (n×V) = 0, then dst[r, tokens[r]] = 1.</summary>
-    void OneHotScatter(IdxView tokens, Mat dst);
-
-    /// <summary><c>gather_rows</c>: dst[r, :] = table[tokens[r], :]  (= onehot(tokens)·table).</summary>
-    void GatherRows(IdxView tokens, Tensor table, Mat dst);
+    /// <summary>
+    /// Runs a declared op (<see cref="HostedOp{TArgs}"/>, <c>Backends/Ops</c>): the CPU its host twin, a GPU its kernel
+    /// with the declaration's grid, on this instance's stream. The elementwise and gate ops are these; callers use them
+    /// through <c>Ops.BackendOps</c>' extensions (<c>be.LstmForward(…)</c>).
+    /// </summary>
+    void Run<TArgs>(HostedOp<TArgs> op, in TArgs args) where TArgs : struct, IKernelArgs;
 
     /// <summary>table[tokens[r], :] += src[r, :], rows in order (deterministic; on the GPU <c>token_row_order</c> and
     /// <c>scatter_add_ordered</c>).</summary>
@@ -80,81 +83,8 @@ public interface IBackend : IDisposable
     /// <summary>The backward recurrence of one layer, steps T−1 … 0 (see <see cref="RecurrenceForward"/>).</summary>
     void RecurrenceBackward(IRecurrence layer) => RecurrenceSteps.Backward(this, layer);
 
-    /// <summary><c>bias_act_forward</c>: h = act(pre + bias (+ bias2)), bias broadcast over rows.</summary>
-    void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h);
-
-    /// <summary><c>act_backward</c>: dpre = dh ⊙ act'(h), with act' written in terms of the output h.</summary>
-    void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre);
-
     /// <summary>
-    /// <c>dropout_forward</c>: mask = (u ≥ p) / (1 − p) with u = <c>CpuKernels.DropoutUniform</c>(seed, c, element
-    /// index) — the same draw on every backend — where c is the 64-bit count held on the backend at
-    /// <paramref name="count"/> (2 ints, low half first: the run's minibatch, which a recorded step advances itself);
-    /// y = x ⊙ mask. x, y, mask contiguous, of one size.
-    /// </summary>
-    void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask);
-
-    /// <summary><c>dropout_backward</c>: dx = dy ⊙ mask (dx may be dy).</summary>
-    void DropoutBackward(Mat dy, Mat mask, Mat dx);
-
-    /// <summary>
-    /// <c>lstm_forward</c>: pre (n × 4H) = x·W_x + h·W_h for the gate blocks i, f, g, o, biases not yet added.
-    /// i, f, o = σ(pre + bx (+ bh)), g = tanh(…); c = f ⊙ cPrev + i ⊙ g; h = o ⊙ tanh(c). gates (n × 4H) ← i, f, g, o.
-    /// </summary>
-    void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h);
-
-    /// <summary>
-    /// <c>lstm_backward</c>: dh (n × H) is d loss / d h_t (all of it); dc (n × H) holds d loss / d c_t arriving from step
-    /// t+1 and is replaced by d loss / d c_{t−1}; dpre (n × 4H) ← d loss / d pre-activations of i, f, g, o.
-    /// </summary>
-    void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre);
-
-    /// <summary>
-    /// <c>gru_forward</c> (PyTorch's GRU): xpre = x·W_x and hproj = h·W_h (n × 3H, no biases); r = σ(x_r + b_xr + h_r + b_hr),
-    /// z = σ(x_z + b_xz + h_z + b_hz), n = tanh(x_n + b_xn + r ⊙ (h_n + b_hn)); h = (1 − z) ⊙ n + z ⊙ hPrev;
-    /// gates (n × 3H) ← r, z, n.
-    /// </summary>
-    void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h);
-
-    /// <summary>
-    /// <c>gru_backward</c>: from dh (n × H) = d loss / d h_t: dxpre (n × 3H) ← d loss / d (x·W_x + b_x),
-    /// dhproj (n × 3H) ← d loss / d (h·W_h + b_h), and dhPrev (n × H) += z ⊙ dh (the direct path to h_{t−1}).
-    /// </summary>
-    void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
-
-    /// <summary>
-    /// The book's scratch GRU (d2l 6.7), first half of a step, <c>gru_reset_gates</c>: with xpre = x·W_x and
-    /// hproj[:, 0:2H] = h·W_h[:, 0:2H] (no biases), r = σ(x_r + b_r + h_r), z = σ(x_z + b_z + h_z) into gates' r, z
-    /// blocks, and rh = r ⊙ hPrev (n × H), whose product with U_n is the candidate's hidden part.
-    /// </summary>
-    void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh);
-
-    /// <summary>
-    /// Second half, <c>gru_candidate</c>: with hproj[:, 2H:3H] = rh·U_n, n = tanh(x_n + b_n + hproj_n) into gates' n
-    /// block and h = z ⊙ hPrev + (1 − z) ⊙ n.
-    /// </summary>
-    void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h);
-
-    /// <summary>
-    /// <c>gru_candidate_backward</c>: from dh, the n and z columns of dxpre and dhproj (dn_pre = dh(1−z)(1−n²);
-    /// dz_pre = dh(hPrev − n)z(1−z)), and dhPrev += z ⊙ dh.
-    /// </summary>
-    void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
-
-    /// <summary>
-    /// <c>gru_reset_backward</c>: from drh = d loss / d (r ⊙ hPrev) (n × H), the r columns of dxpre and dhproj
-    /// (drh ⊙ hPrev ⊙ r(1−r)), and dhPrev += drh ⊙ r.
-    /// </summary>
-    void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev);
-
-    /// <summary>
-    /// <c>softmax_xent</c>: for each row r, p = softmax(logits[r] + bias); dlogits[r] = (p − onehot(labels[r]))·gradScale;
-    /// rowLoss[r] = −log p[labels[r]] (rowLoss is rows × 1). <see cref="AccumulateLoss"/> adds them up.
-    /// </summary>
-    void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss);
-
-    /// <summary>
-    /// The output layer's forward half, fused: logits = h·W_hq (GEMM), then <see cref="SoftmaxCrossEntropy"/> with b_q.
+    /// The output layer's forward half, fused: logits = h·W_hq (GEMM), then <c>softmax_xent</c> with b_q (<c>Ops.SoftmaxCrossEntropyOp</c>).
     /// The CUDA backend issues exactly those two (cuBLAS, <c>softmax_xent</c>); the CPU backend interleaves them by
     /// blocks of rows, so each block's logits are still in cache when the softmax reads them.
     /// </summary>
@@ -162,9 +92,6 @@ public interface IBackend : IDisposable
 
     /// <summary><c>loss_accumulate</c>: adds Σ rowLoss (in row order, in double) and the row count to the loss accumulator.</summary>
     void AccumulateLoss(Mat rowLoss);
-
-    /// <summary><c>column_sum</c>: dst[0, c] = Σ_r src[r, c]; src may be a column range, dst is 1 × src.Cols.</summary>
-    void ColumnSum(Mat src, Mat dst);
 
     /// <summary>
     /// Runs a sequential chain of ops (<paramref name="foreground"/>) and independent blocks of work
@@ -200,14 +127,7 @@ public interface IBackend : IDisposable
     void SgdUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, Tensor scalars, Tensor clip);
 
     /// <summary>
-    /// <c>adam_corrections</c>: PyTorch's bias corrections for step t = <paramref name="stepsTaken"/>[0] + 1, from the
-    /// learning rate in <paramref name="scalars"/>[0]: scalars[1] = lr / (1 − β1^t), scalars[2] = √(1 − β2^t). On the
-    /// backend, so a recorded step replays with the right t.
-    /// </summary>
-    void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars);
-
-    /// <summary>
-    /// <c>adam_update_multi</c>, PyTorch's rule with the corrections of <see cref="AdamCorrections"/> (scalars[1], [2]):
+    /// <c>adam_update_multi</c>, PyTorch's rule with the corrections of <c>adam_corrections</c> (<c>Ops.AdamCorrectionsOp</c>) (scalars[1], [2]):
     /// g' = scale·g; m = β1 m + (1−β1) g'; v = β2 v + (1−β2) g'²; p −= scalars[1] · m / (√v / scalars[2] + eps), for
     /// every tensor i (one launch for all on a GPU).
     /// </summary>

@@ -34,6 +34,12 @@ public abstract class IndexBuffer(int length) : IDisposable
     public IdxView All => new(this, 0, Length);
     public IdxView Range(int offset, int length) => new(this, offset, length);
     public abstract void Dispose();
+
+    /// <summary>The host array of a CPU index buffer (the CPU twins read it), or null.</summary>
+    public virtual int[]? HostArray => null;
+
+    /// <summary>The device address of a GPU index buffer, or 0.</summary>
+    public virtual ulong DeviceAddress => 0;
 }
 
 /// <summary>

@@ -64,6 +64,13 @@ public sealed partial class CpuBackend : IBackend
     public void Upload(IndexBuffer dst, ReadOnlySpan<int> src) => src.CopyTo(((CpuIndices)dst).Data);
     public void Download(IndexBuffer src, Span<int> dst) => ((CpuIndices)src).Data.AsSpan().CopyTo(dst);
 
+    /// <summary>A declared op's host twin, timed under its IBackend name (what <c>bench --profile</c> has always shown).</summary>
+    public void Run<TArgs>(HostedOp<TArgs> op, in TArgs args) where TArgs : struct, IKernelArgs
+    {
+        using var _ = Op(op.Method);
+        op.Host(args);
+    }
+
     public void Zero(Mat m)
     {
         using var _ = Op();
@@ -74,22 +81,6 @@ public sealed partial class CpuBackend : IBackend
     {
         using var _ = Op();
         S(src).CopyTo(S(dst));
-    }
-
-    public void OneHotScatter(IdxView tokens, Mat dst)
-    {
-        using var _ = Op();
-        S(dst).Clear();
-        var t = I(tokens);
-        for (int r = 0; r < dst.Rows; r++) Row(dst, r)[t[r]] = 1f;
-    }
-
-    public void GatherRows(IdxView tokens, Tensor table, Mat dst)
-    {
-        using var _ = Op();
-        var t = I(tokens);
-        var w = D(table);
-        for (int r = 0; r < dst.Rows; r++) w.AsSpan(t[r] * table.Cols, table.Cols).CopyTo(Row(dst, r));
     }
 
     public void ScatterAddRows(IdxView tokens, Mat src, Tensor table)
@@ -116,66 +107,6 @@ public sealed partial class CpuBackend : IBackend
             D(b.Tensor), b.Offset, b.Stride, beta, D(c.Tensor), c.Offset, c.Stride, parallel: !t_inOverlap);
     }
 
-    public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h)
-    {
-        using var _ = Op();
-        // Stryker disable once all : where the scratch lives (stack or heap), not what it holds
-        Span<float> sum = pre.Cols <= 4096 ? stackalloc float[pre.Cols] : new float[pre.Cols];
-        BiasSum(bias, bias2, sum);
-        for (int r = 0; r < pre.Rows; r++)
-        {
-            if (act == Activation.Tanh) CpuKernels.BiasTanh(Row(pre, r), sum, Row(h, r));
-            else
-            {
-                var hr = Row(h, r);
-                TensorPrimitives.Add(Row(pre, r), sum, hr);
-                TensorPrimitives.Max(hr, 0f, hr);
-            }
-        }
-    }
-
-    public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre)
-    {
-        using var _ = Op();
-        var g = S(dh);
-        var y = S(h);
-        var d = S(dpre);
-        if (act == Activation.Tanh) CpuKernels.TanhBackward(g, y, d);
-        else
-            for (int i = 0; i < d.Length; i++) d[i] = y[i] > 0f ? g[i] : 0f;
-    }
-
-    public void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask)
-    {
-        using var _ = Op();
-        ulong counter = StepCounters.Load(I(count));
-        var xs = S(x); var ys = S(y); var ms = S(mask);
-        float scale = 1f / (1f - p);
-        for (int i = 0; i < xs.Length; i++)
-        {
-            float m = CpuKernels.DropoutUniform(seed, counter, (ulong)i) >= p ? scale : 0f;
-            ms[i] = m;
-            ys[i] = xs[i] * m;
-        }
-    }
-
-    public void DropoutBackward(Mat dy, Mat mask, Mat dx)
-    {
-        using var _ = Op();
-        TensorPrimitives.Multiply(S(dy), S(mask), S(dx));
-    }
-
-    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
-    {
-        using var _ = Op();
-        // Sequential: one row's three passes stay in L1, and the op is memory-bound; threads measured no faster.
-        var lab = I(labels);
-        var b = D(bias).AsSpan(0, logits.Cols);
-        var loss = S(rowLoss);
-        for (int r = 0; r < logits.Rows; r++)
-            loss[r] = CpuKernels.SoftmaxXentRow(Row(logits, r), b, lab[r], gradScale, Row(dlogits, r));
-    }
-
     /// <summary>Rows per block of the fused output layer: a block of logits (64 × V floats) stays in L2 between its
     /// GEMM and its softmax.</summary>
     public const int OutputBlockRows = 64;
@@ -198,8 +129,9 @@ public sealed partial class CpuBackend : IBackend
                 // Stryker disable once Boolean : threading only (see Gemm)
                 CpuGemm.Sgemm(_engine, false, false, n, whq.Cols, h.Cols, 1f, D(h.Tensor), hb.Offset, hb.Stride,
                     D(whq), 0, whq.Cols, 0f, D(lg.Tensor), lg.Offset, lg.Stride, parallel: false);
-                SoftmaxCrossEntropy(lg, bq, new IdxView(labels.Buffer, labels.Offset + r0, n), dlogits.RowRange(r0, n),
-                    gradScale, rowLoss.RowRange(r0, n));
+                using (Op("SoftmaxCrossEntropy"))
+                    CpuKernels.SoftmaxXentRows(lg, bq, new IdxView(labels.Buffer, labels.Offset + r0, n), dlogits.RowRange(r0, n),
+                        gradScale, rowLoss.RowRange(r0, n));
             }
         }
         if (workers > 1) Parallel.For(0, workers, Work); else Work(0);
@@ -212,14 +144,6 @@ public sealed partial class CpuBackend : IBackend
         foreach (var v in S(rowLoss)) s += v;
         _lossSum += s;
         _lossRows += rowLoss.Rows;
-    }
-
-    public void ColumnSum(Mat src, Mat dst)
-    {
-        using var _ = Op();
-        var d = Row(dst, 0);
-        d.Clear();
-        for (int r = 0; r < src.Rows; r++) TensorPrimitives.Add(d, Row(src, r), d);
     }
 
     public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst)
@@ -268,14 +192,6 @@ public sealed partial class CpuBackend : IBackend
     }
 
     /// <summary>In float32 with MathF.Pow, as the optimizer always computed them here (the CPU's results stay as they were).</summary>
-    public void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars)
-    {
-        int t = I(stepsTaken)[0] + 1;
-        var s = D(scalars);
-        s[1] = s[0] / (1f - MathF.Pow(beta1, t));
-        s[2] = MathF.Sqrt(1f - MathF.Pow(beta2, t));
-    }
-
     public void AdamUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, IReadOnlyList<Tensor> ms, IReadOnlyList<Tensor> vs,
         float beta1, float beta2, float eps, Tensor scalars, Tensor clip)
     {

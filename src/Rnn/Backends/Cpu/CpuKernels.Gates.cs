@@ -8,7 +8,7 @@ namespace CharRnn.Rnn.Backends.Cpu;
 public static unsafe partial class CpuKernels
 {
     /// <summary>
-    /// LSTM step for one row (see <see cref="IBackend.LstmForward"/>): pre and gates are 4H (i, f, g, o blocks),
+    /// LSTM step for one row (see <c>Ops.LstmForwardOp</c>): pre and gates are 4H (i, f, g, o blocks),
     /// bias the summed biases (4H), cPrev, c, h are H.
     /// </summary>
     public static void LstmForwardRow(ReadOnlySpan<float> pre, ReadOnlySpan<float> bias, ReadOnlySpan<float> cPrev,
@@ -41,7 +41,7 @@ public static unsafe partial class CpuKernels
         }
     }
 
-    /// <summary>LSTM backward for one row (see <see cref="IBackend.LstmBackward"/>); dc is updated in place.</summary>
+    /// <summary>LSTM backward for one row (see <c>Ops.LstmBackwardOp</c>); dc is updated in place.</summary>
     public static void LstmBackwardRow(ReadOnlySpan<float> dh, Span<float> dc, ReadOnlySpan<float> gates, ReadOnlySpan<float> cPrev,
         ReadOnlySpan<float> c, Span<float> dpre)
     {
@@ -78,7 +78,7 @@ public static unsafe partial class CpuKernels
     }
 
     /// <summary>
-    /// PyTorch GRU step for one row (see <see cref="IBackend.GruForward"/>): xpre, hproj, gates 3H (r, z, n);
+    /// PyTorch GRU step for one row (see <c>Ops.GruForwardOp</c>): xpre, hproj, gates 3H (r, z, n);
     /// bx the input biases, bh the hidden biases (zeros when the model has none).
     /// </summary>
     public static void GruForwardRow(ReadOnlySpan<float> xpre, ReadOnlySpan<float> hproj, ReadOnlySpan<float> bx, ReadOnlySpan<float> bh,
@@ -108,7 +108,7 @@ public static unsafe partial class CpuKernels
         }
     }
 
-    /// <summary>The book's GRU, first half of a step for one row (see <see cref="IBackend.GruResetGates"/>).</summary>
+    /// <summary>The book's GRU, first half of a step for one row (see <c>Ops.GruResetGatesOp</c>).</summary>
     public static void GruResetGatesRow(ReadOnlySpan<float> xpre, ReadOnlySpan<float> hproj, ReadOnlySpan<float> bx,
         ReadOnlySpan<float> hPrev, Span<float> gates, Span<float> rh)
     {
@@ -133,7 +133,7 @@ public static unsafe partial class CpuKernels
         }
     }
 
-    /// <summary>The book's GRU, second half of a step for one row (see <see cref="IBackend.GruCandidate"/>).</summary>
+    /// <summary>The book's GRU, second half of a step for one row (see <c>Ops.GruCandidateOp</c>).</summary>
     public static void GruCandidateRow(ReadOnlySpan<float> xpre, ReadOnlySpan<float> hproj, ReadOnlySpan<float> bx,
         ReadOnlySpan<float> hPrev, Span<float> gates, Span<float> h)
     {

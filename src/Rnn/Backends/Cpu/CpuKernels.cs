@@ -64,6 +64,17 @@ public static unsafe partial class CpuKernels
     // Stryker disable once Equality,Conditional : below the cut-off e^x < 1.8e-35: 0 or e^x moves a gradient by less than that and the sum (≥ 1) not at all
     static float ExpScalar(float x) => x < ExpCutoff ? 0f : MathF.Exp(x);
 
+    /// <summary><c>softmax_xent</c>'s CPU twin over a block of rows (<see cref="SoftmaxXentRow"/> each): sequential — one
+    /// row's three passes stay in L1, and the op is memory-bound; threads measured no faster.</summary>
+    public static void SoftmaxXentRows(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss)
+    {
+        var lab = HostView.Ints(labels);
+        var b = HostView.Array(bias).AsSpan(0, logits.Cols);
+        var loss = HostView.All(rowLoss);
+        for (int r = 0; r < logits.Rows; r++)
+            loss[r] = SoftmaxXentRow(HostView.Row(logits, r), b, lab[r], gradScale, HostView.Row(dlogits, r));
+    }
+
     /// <summary>
     /// One row of softmax cross-entropy: s = z + b; d = (softmax(s) − onehot(label))·gradScale; returns −log softmax(s)[label].
     /// Two passes over the row: max, then exp + sum (written to d), then the scale.

@@ -13,5 +13,6 @@ public sealed class CpuTensor : Tensor
 public sealed class CpuIndices(int length) : IndexBuffer(length)
 {
     public int[] Data { get; } = new int[length];
+    public override int[] HostArray => Data;
     public override void Dispose() { }
 }

@@ -1,27 +1,24 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
+using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
 /// <summary>The CUDA backend's ops: each a cuBLAS call or a launch of a kernel from <c>kernels/*.cu</c> on this instance's stream.</summary>
 public sealed unsafe partial class CudaBackend
 {
-    public void OneHotScatter(IdxView tokens, Mat dst) =>
-        Launch("one_hot_scatter", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(PC(dst)));
-
-    public void GatherRows(IdxView tokens, Tensor table, Mat dst) =>
-        Launch("gather_rows", Blocks((long)dst.Rows * dst.Cols), Ptr(P(tokens)), dst.Rows, dst.Cols, Ptr(P(table)), Ptr(PC(dst)));
+    /// <summary>The elementwise and gate ops (<c>Backends/Ops</c>): each its kernel, launched from its declaration.</summary>
+    public void Run<TArgs>(HostedOp<TArgs> op, in TArgs args) where TArgs : struct, IKernelArgs => Launch(op, args);
 
     /// <summary>Two launches: the positions grouped by token in order (one block), then every table element adds its
     /// token's rows in that order — the CPU's additions, O(n·H), no float atomics.</summary>
     public void ScatterAddRows(IdxView tokens, Mat src, Tensor table)
     {
         int n = src.Rows, v = table.Rows;
-        var order = OrderScratch(2 * v + 1 + n);
-        Launch("token_row_order", 1, Ptr(P(tokens)), n, v, Ptr(order.Pointer));
-        Launch("scatter_add_ordered", Blocks((long)v * src.Cols), Ptr(order.Pointer), n, v, src.Cols, Ptr(PC(src)), Ptr(P(table)));
+        var order = new DevicePointer(OrderScratch(2 * v + 1 + n).Pointer);
+        Launch(TokenRowOrderOp.Instance, new(tokens, v, order));
+        Launch(ScatterAddOrderedOp.Instance, new(order, src, table.All));
     }
-
     /// <summary>The scatter-add's scratch, one buffer per size and kept until the backend goes: a recorded step holds
     /// its address, so it is never freed or moved under a recording.</summary>
     DeviceBuffer<int> OrderScratch(int length)
@@ -48,70 +45,15 @@ public sealed unsafe partial class CudaBackend
         _blas.SgemmRowMajor(transA, transB, m, n, k, alpha, P(a), a.Stride, P(b), b.Stride, beta, P(c), c.Stride);
     }
 
-    public void BiasActivationForward(Activation act, Mat pre, Tensor bias, Tensor? bias2, Mat h) =>
-        Launch("bias_act_forward", Blocks(pre.Length), Ptr(PC(pre)), Ptr(P(bias)), Ptr(bias2 == null ? 0 : P(bias2)),
-            pre.Rows, pre.Cols, act == Activation.Tanh ? 0 : 1, Ptr(PC(h)));
-
-    public void ActivationBackward(Activation act, Mat dh, Mat h, Mat dpre) =>
-        Launch("act_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(h)), dh.Length, act == Activation.Tanh ? 0 : 1, Ptr(PC(dpre)));
-
-    public void DropoutForward(Mat x, float p, ulong seed, IdxView count, Mat y, Mat mask) =>
-        Launch("dropout_forward", Blocks(x.Length), Ptr(PC(x)), x.Length, p, 1f / (1f - p), KernelArg.U64(seed), Ptr(P(count)),
-            Ptr(PC(y)), Ptr(PC(mask)));
-
-    public void DropoutBackward(Mat dy, Mat mask, Mat dx) =>
-        Launch("dropout_backward", Blocks(dy.Length), Ptr(PC(dy)), Ptr(PC(mask)), dy.Length, Ptr(PC(dx)));
-
-    public void LstmForward(Mat pre, Tensor bx, Tensor? bh, Mat cPrev, Mat gates, Mat c, Mat h) =>
-        Launch("lstm_forward", Blocks(h.Length), Ptr(PC(pre)), Ptr(P(bx)), Ptr(bh == null ? 0 : P(bh)), Ptr(PC(cPrev)),
-            h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(c)), Ptr(PC(h)));
-
-    public void LstmBackward(Mat dh, Mat dc, Mat gates, Mat cPrev, Mat c, Mat dpre) =>
-        Launch("lstm_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(dc)), Ptr(PC(gates)), Ptr(PC(cPrev)), Ptr(PC(c)),
-            dh.Rows, dh.Cols, Ptr(PC(dpre)));
-
-    public void GruForward(Mat xpre, Mat hproj, Tensor bx, Tensor? bh, Mat hPrev, Mat gates, Mat h) =>
-        Launch("gru_forward", Blocks(h.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(bh == null ? 0 : P(bh)),
-            Ptr(PC(hPrev)), h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(h)));
-
-    public void GruBackward(Mat dh, Mat gates, Mat hproj, Tensor? bh, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
-        Launch("gru_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(gates)), Ptr(PC(hproj)), Ptr(bh == null ? 0 : P(bh)),
-            Ptr(PC(hPrev)), dh.Rows, dh.Cols, Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
-
-    public void GruResetGates(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat rh) =>
-        Launch("gru_reset_gates", Blocks(hPrev.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(PC(hPrev)),
-            hPrev.Rows, hPrev.Cols, Ptr(PC(gates)), Ptr(PC(rh)));
-
-    public void GruCandidate(Mat xpre, Mat hproj, Tensor bx, Mat hPrev, Mat gates, Mat h) =>
-        Launch("gru_candidate", Blocks(h.Length), Ptr(PC(xpre)), Ptr(PC(hproj)), Ptr(P(bx)), Ptr(PC(hPrev)),
-            h.Rows, h.Cols, Ptr(PC(gates)), Ptr(PC(h)));
-
-    public void GruCandidateBackward(Mat dh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
-        Launch("gru_candidate_backward", Blocks(dh.Length), Ptr(PC(dh)), Ptr(PC(gates)), Ptr(PC(hPrev)), dh.Rows, dh.Cols,
-            Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
-
-    public void GruResetBackward(Mat drh, Mat gates, Mat hPrev, Mat dxpre, Mat dhproj, Mat dhPrev) =>
-        Launch("gru_reset_backward", Blocks(drh.Length), Ptr(PC(drh)), Ptr(PC(gates)), Ptr(PC(hPrev)), drh.Rows, drh.Cols,
-            Ptr(PC(dxpre)), Ptr(PC(dhproj)), Ptr(PC(dhPrev)));
-
-    public void SoftmaxCrossEntropy(Mat logits, Tensor bias, IdxView labels, Mat dlogits, float gradScale, Mat rowLoss) =>
-        Launch("softmax_xent", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), Ptr(P(labels)), logits.Rows, logits.Cols,
-            gradScale, Ptr(PC(dlogits)), Ptr(PC(rowLoss)));
-
     public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss)
     {
         Gemm(false, false, 1f, h, whq.All, 0f, logits);
-        SoftmaxCrossEntropy(logits, bq, labels, dlogits, gradScale, rowLoss);
+        this.SoftmaxCrossEntropy(logits, bq, labels, dlogits, gradScale, rowLoss);
     }
 
-    public void AccumulateLoss(Mat rowLoss) =>
-        Launch("loss_accumulate", 1, Ptr(PC(rowLoss)), rowLoss.Rows, Ptr(_loss.Pointer));
+    public void AccumulateLoss(Mat rowLoss) => Launch(LossAccumulateOp.Instance, new(rowLoss, new DevicePointer(_loss.Pointer)));
 
-    public void ColumnSum(Mat src, Mat dst) =>
-        Launch("column_sum", (uint)((src.Cols + 31) / 32), Ptr(P(src)), src.Rows, src.Cols, src.Stride, Ptr(P(dst)));
-
-    public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst) =>
-        Launch("argmax_rows", (uint)logits.Rows, Ptr(PC(logits)), Ptr(P(bias)), logits.Rows, logits.Cols, Ptr(P(dst)));
+    public void ArgmaxRows(Mat logits, Tensor bias, IdxView dst) => Launch(ArgmaxRowsOp.Instance, new(logits, bias, dst));
 
     public void ResetLoss()
     {
@@ -128,7 +70,7 @@ public sealed unsafe partial class CudaBackend
 
     public void ComputeClipScale(IReadOnlyList<Tensor> grads, float theta, Tensor clip)
     {
-        int count = grads.Count * ClipBlocks;
+        int count = grads.Count * SumSquaresOp.Blocks;
         if (_state.Partials.Length < count)
         {
             NotWhileRecording("growing the clipping buffer");
@@ -136,28 +78,24 @@ public sealed unsafe partial class CudaBackend
             _state.Partials.Dispose();
             _state.Partials = _ctx.Allocate<double>(count);
         }
-        var partials = _state.Partials.Pointer;
-        LaunchMulti("sumsq_multi", ClipBlocks, Table(grads), grads.Count, Ptr(partials));
+        var partials = new DevicePointer(_state.Partials.Pointer);
+        Launch(SumSquaresOp.Instance, new(Table(grads), grads.Count, partials));
         float t = theta > 0 && float.IsFinite(theta) ? theta : 0f;
-        Launch("clip_finalize", 1, Ptr(partials), count, t, Ptr(P(clip)));
+        Launch(ClipFinalizeOp.Instance, new(partials, count, t, clip));
     }
 
-    /// <summary>Blocks along x of a multi-tensor update: enough for the largest tensor, within the grid-stride cap.</summary>
-    uint UpdateBlocks(IReadOnlyList<Tensor> ps) => Blocks(ps.Max(p => (long)p.Length));
+    /// <summary>The longest tensor of a multi-tensor update: its grid covers that one (blocks along x, within the cap).</summary>
+    static long Longest(IReadOnlyList<Tensor> ps) => ps.Max(p => (long)p.Length);
 
     public void SgdUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, Tensor scalars, Tensor clip) =>
-        LaunchMulti("sgd_update_multi", UpdateBlocks(ps), Table(ps, gs), ps.Count, Ptr(P(scalars)), Ptr(P(clip)));
-
-    public void AdamCorrections(IdxView stepsTaken, float beta1, float beta2, Tensor scalars) =>
-        Launch("adam_corrections", 1, Ptr(P(stepsTaken)), beta1, beta2, Ptr(P(scalars)));
+        Launch(SgdUpdateOp.Instance, new(Table(ps, gs), ps.Count, Longest(ps), scalars, clip));
 
     public void AdamUpdate(IReadOnlyList<Tensor> ps, IReadOnlyList<Tensor> gs, IReadOnlyList<Tensor> ms, IReadOnlyList<Tensor> vs,
         float beta1, float beta2, float eps, Tensor scalars, Tensor clip) =>
-        LaunchMulti("adam_update_multi", UpdateBlocks(ps), Table(ps, gs, ms, vs), ps.Count, beta1, beta2, eps, Ptr(P(scalars)), Ptr(P(clip)));
+        Launch(AdamUpdateOp.Instance, new(Table(ps, gs, ms, vs), ps.Count, Longest(ps), beta1, beta2, eps, scalars, clip));
 
     public void SelectMinibatch(IdxView counters, IndexBuffer epochX, IndexBuffer epochY, IndexBuffer x, IndexBuffer y) =>
-        Launch("select_minibatch", Blocks(x.Length), Ptr(P(counters)), Ptr(((CudaIndices)epochX).Buffer.Pointer),
-            Ptr(((CudaIndices)epochY).Buffer.Pointer), x.Length, Ptr(((CudaIndices)x).Buffer.Pointer), Ptr(((CudaIndices)y).Buffer.Pointer));
+        Launch(SelectMinibatchOp.Instance, new(counters, epochX.All, epochY.All, x.All, y.All));
 
-    public void AdvanceStep(IdxView counters) => Launch("step_advance", 1, Ptr(P(counters)));
+    public void AdvanceStep(IdxView counters) => Launch(StepAdvanceOp.Instance, new(counters));
 }

@@ -1,5 +1,6 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
+using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
@@ -76,7 +77,7 @@ public sealed unsafe partial class CudaBackend
             RecurrenceSteps.Forward(this, layer, progress);
             return;
         }
-        using (Op("rnn_forward_persistent")) _persistent.Forward(layer.Plain!, layer.Steps, plan, _stream, P);
+        Launch(RnnForwardPersistentOp.Instance, _persistent.Forward(layer.Plain!, layer.Steps, plan));
         progress?.Publish(layer.Steps); // the blocks waiting on it are issued after it on this one stream anyway
     }
 
@@ -87,7 +88,7 @@ public sealed unsafe partial class CudaBackend
             RecurrenceSteps.Backward(this, layer);
             return;
         }
-        using (Op("rnn_backward_persistent")) _persistent.Backward(layer.Plain!, layer.Steps, plan, _stream, P);
+        Launch(RnnBackwardPersistentOp.Instance, _persistent.Backward(layer.Plain!, layer.Steps, plan));
     }
 
     public string DescribeRecurrence(IRecurrence layer) =>

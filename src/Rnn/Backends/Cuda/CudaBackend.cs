@@ -1,5 +1,6 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
+using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
@@ -15,7 +16,6 @@ namespace CharRnn.Rnn.Backends.Cuda;
 public sealed unsafe partial class CudaBackend : IBackend
 {
     const int Threads = 256;
-    const int ClipBlocks = 64; // blocks of sumsq_multi per gradient tensor: each tensor owns 64 slots of the partials
     const int StagingRing = 4;
 
     readonly CudaContext _ctx;
@@ -39,7 +39,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     sealed class DeviceState(CudaContext ctx)
     {
         public bool Recording;
-        public DeviceBuffer<double> Partials = ctx.Allocate<double>(ClipBlocks * 8); // [ClipBlocks × tensors] pass-1 sums of squares
+        public DeviceBuffer<double> Partials = ctx.Allocate<double>(SumSquaresOp.Blocks * 8); // [blocks × tensors] pass-1 sums of squares
         public readonly PinnedBuffer<byte>?[] Staging = new PinnedBuffer<byte>?[StagingRing];
         public readonly CudaEvent[] StagingDone = new CudaEvent[StagingRing];
         public readonly bool[] StagingUsed = new bool[StagingRing];
@@ -142,6 +142,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     static ulong PC(Mat m, [System.Runtime.CompilerServices.CallerMemberName] string op = "") => P(m.Contiguous(op)); // kernels index rows as r·cols
     static ulong P(Tensor t) => ((CudaTensor)t).Buffer.Pointer;
     static ulong P(IdxView v) => ((CudaIndices)v.Buffer).Buffer.At(v.Offset);
+    readonly DeviceArgs _args = new(); // this instance's: the side lane has its own
 
     uint Blocks(long n) => (uint)Math.Clamp((n + Threads - 1) / Threads, 1, _maxBlocks);
 
@@ -151,22 +152,49 @@ public sealed unsafe partial class CudaBackend : IBackend
         return k;
     }
 
-    void Launch(string kernel, uint grid, params ReadOnlySpan<KernelArg> args)
+    /// <summary>A declared kernel (<c>Backends/Ops</c>) on this instance's stream: the grid its declaration gives, the
+    /// arguments its record writes (<see cref="DeviceArgs"/>). Launches are not re-entered (one host thread issues them).</summary>
+    internal void Launch<TArgs>(KernelOp<TArgs> op, in TArgs args) where TArgs : struct, IKernelArgs
     {
-        using var _ = Op(kernel);
+        using var _ = Op(op.Kernel);
         _ctx.Bind();
-        Kernel(kernel).Launch(grid, Threads, 0, _stream, args);
+        _args.Start(op.Kernel);
+        args.Write(_args);
+        var g = op.GridFor(args);
+        var k = Kernel(op.Kernel);
+        switch (g.Kind)
+        {
+            case GridKind.Cooperative:
+                k.LaunchCooperative((uint)g.X, (uint)g.Threads, (uint)g.SharedBytes, _stream, _args.Written);
+                break;
+            default:
+                uint x = g.Kind == GridKind.Elements ? Blocks(g.X) : (uint)g.X;
+                if (g.Y == 1) k.Launch(x, Threads, 0, _stream, _args.Written);
+                else k.Launch2D(x, (uint)g.Y, Threads, 0, _stream, _args.Written);
+                break;
+        }
     }
 
-    /// <summary>One launch over a list of tensors: blockIdx.y picks the tensor (its row of <paramref name="table"/>).</summary>
-    void LaunchMulti(string kernel, uint gridX, DeviceBuffer<ulong> table, int count, params ReadOnlySpan<KernelArg> args)
+    /// <summary>A declaration's arguments as launch arguments: device addresses of CUDA tensors (a block the kernel
+    /// indexes as r·cols must be contiguous), values as they are.</summary>
+    sealed class DeviceArgs : KernelArgWriter
     {
-        using var _ = Op(kernel);
-        _ctx.Bind();
-        Span<KernelArg> all = stackalloc KernelArg[args.Length + 1];
-        all[0] = Ptr(table.Pointer);
-        args.CopyTo(all[1..]);
-        Kernel(kernel).Launch2D(gridX, (uint)count, Threads, 0, _stream, all);
+        readonly KernelArg[] _a = new KernelArg[16];
+        int _n;
+        string _kernel = "";
+
+        public void Start(string kernel) => (_kernel, _n) = (kernel, 0);
+        public ReadOnlySpan<KernelArg> Written => _a.AsSpan(0, _n);
+        void Add(KernelArg a) => _a[_n++] = a;
+
+        public override void Ptr(Mat m, string name = "") => Add(KernelArg.Ptr(P(m.Contiguous($"{_kernel} ({name})"))));
+        public override void Strided(Mat m, string name = "") => Add(KernelArg.Ptr(P(m)));
+        public override void Ptr(Tensor? t, string name = "") => Add(KernelArg.Ptr(t == null ? 0 : P(t)));
+        public override void Ptr(IdxView v, string name = "") => Add(KernelArg.Ptr(P(v)));
+        public override void Ptr(DevicePointer p, string name = "") => Add(KernelArg.Ptr(p.Address));
+        public override void Int(int v, string name = "") => Add(v);
+        public override void Float(float v, string name = "") => Add(v);
+        public override void U64(ulong v, string name = "") => Add(KernelArg.U64(v));
     }
 
     /// <summary>
@@ -174,7 +202,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     /// then its length, as 64-bit words. Built once per list of tensors (the first step, eagerly) and kept: tensors are
     /// never moved, so the table stays right for every later (and every recorded) step.
     /// </summary>
-    DeviceBuffer<ulong> Table(params IReadOnlyList<Tensor>[] lists)
+    DevicePointer Table(params IReadOnlyList<Tensor>[] lists)
     {
         int count = lists[0].Count, width = lists.Length + 1;
         var words = new ulong[count * width];
@@ -184,7 +212,7 @@ public sealed unsafe partial class CudaBackend : IBackend
             words[i * width + lists.Length] = (ulong)lists[0][i].Length;
         }
         var key = string.Join(",", words);
-        if (_tables.TryGetValue(key, out var table)) return table;
+        if (_tables.TryGetValue(key, out var table)) return new DevicePointer(table.Pointer);
         NotWhileRecording("building a tensor table");
         table = _ctx.Allocate<ulong>(words.Length);
         UploadBytes(table.Pointer, System.Runtime.InteropServices.MemoryMarshal.AsBytes(words.AsSpan()));
@@ -194,7 +222,8 @@ public sealed unsafe partial class CudaBackend : IBackend
                 if (!_tablesOf.TryGetValue(P(t), out var keys)) _tablesOf[P(t)] = keys = [];
                 keys.Add(key);
             }
-        return _tables[key] = table;
+        _tables[key] = table;
+        return new DevicePointer(table.Pointer);
     }
 
     /// <summary>A tensor is going: the tables that hold its address go too (nothing may launch on them any more).</summary>
@@ -205,7 +234,6 @@ public sealed unsafe partial class CudaBackend : IBackend
             if (_tables.Remove(key, out var table)) table.Dispose();
     }
 
-    static KernelArg Ptr(ulong p) => KernelArg.Ptr(p);
 
     // ---- transfers -------------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 using CharRnn.Cuda;
 using CharRnn.Interop;
+using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
@@ -69,29 +70,19 @@ sealed class PersistentRecurrence
         long shared = 4L * ((long)hidden * cols + (long)batch * (tile + 1) + (long)split * outputs);
         if (shared > _ctx.MaxSharedPerBlockOptin)
             return new Plan(blocks, cols, split, 0, $"H {hidden}, B {batch}: {shared / 1024} KiB of shared memory per block, over the card's {_ctx.MaxSharedPerBlockOptin / 1024} KiB");
-        int fit = Math.Min(_kernel("rnn_forward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared),
-                           _kernel("rnn_backward_persistent").MaxActiveBlocksPerMultiprocessor(threads, (int)shared)) * sms;
+        int fit = Math.Min(_kernel(RnnForwardPersistentOp.Instance.Kernel).MaxActiveBlocksPerMultiprocessor(threads, (int)shared),
+                           _kernel(RnnBackwardPersistentOp.Instance.Kernel).MaxActiveBlocksPerMultiprocessor(threads, (int)shared)) * sms;
         if (blocks > fit) return new Plan(blocks, cols, split, (int)shared, $"H {hidden}: {blocks} blocks, but only {fit} fit on the card at once");
         if (!force && (long)batch * hidden * hidden > LargeProduct)
             return new Plan(blocks, cols, split, (int)shared, $"B·H² = {((long)batch * hidden * hidden).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} multiply-adds a step: a cuBLAS GEMM per step is faster; --recurrence persistent runs the kernels anyway", tile, threads);
         return new Plan(blocks, cols, split, (int)shared, null, tile, threads);
     }
 
-    public void Forward(PlainRecurrence r, int steps, Plan plan, CudaStream stream, Func<Tensor, ulong> ptr)
-    {
-        _ctx.Bind();
-        _kernel("rnn_forward_persistent").LaunchCooperative((uint)plan.Blocks, (uint)plan.Threads, (uint)plan.SharedBytes, stream,
-            KernelArg.Ptr(ptr(r.Pre)), KernelArg.Ptr(ptr(r.Bx)), KernelArg.Ptr(r.Bh == null ? 0 : ptr(r.Bh)), KernelArg.Ptr(ptr(r.Wh)),
-            r.Batch, r.Hidden, steps, r.Activation == Activation.Tanh ? 0 : 1, plan.Cols, plan.Split, plan.Tile,
-            KernelArg.Ptr(_barrier.Pointer), KernelArg.Ptr(ptr(r.Hs)));
-    }
+    /// <summary>The forward kernel's arguments for <paramref name="r"/> under <paramref name="plan"/>.</summary>
+    public RnnForwardPersistentOp.Args Forward(PlainRecurrence r, int steps, Plan plan) =>
+        new(new CooperativeShape(plan.Blocks, plan.Threads, plan.SharedBytes), r, steps, plan.Cols, plan.Split, plan.Tile, new DevicePointer(_barrier.Pointer));
 
-    public void Backward(PlainRecurrence r, int steps, Plan plan, CudaStream stream, Func<Tensor, ulong> ptr)
-    {
-        _ctx.Bind();
-        _kernel("rnn_backward_persistent").LaunchCooperative((uint)plan.Blocks, (uint)plan.Threads, (uint)plan.SharedBytes, stream,
-            KernelArg.Ptr(ptr(r.DH)), KernelArg.Ptr(ptr(r.Hs)), KernelArg.Ptr(ptr(r.Wh)),
-            r.Batch, r.Hidden, steps, r.Activation == Activation.Tanh ? 0 : 1, plan.Cols, plan.Split, plan.Tile,
-            KernelArg.Ptr(_barrier.Pointer), KernelArg.Ptr(ptr(r.DPre)), KernelArg.Ptr(r.WantDH0 ? ptr(r.DH0) : 0));
-    }
+    /// <summary>The backward kernel's arguments (dH_0 too where the layer wants it).</summary>
+    public RnnBackwardPersistentOp.Args Backward(PlainRecurrence r, int steps, Plan plan) =>
+        new(new CooperativeShape(plan.Blocks, plan.Threads, plan.SharedBytes), r, steps, plan.Cols, plan.Split, plan.Tile, new DevicePointer(_barrier.Pointer));
 }

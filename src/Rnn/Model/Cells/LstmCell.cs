@@ -1,4 +1,5 @@
 using CharRnn.Rnn.Backends;
+using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Model;
 
