@@ -138,6 +138,11 @@ public readonly record struct DoubleMat(double[] Data, int Offset, int Stride, i
 /// <summary>Rows and spans of host tensors, for the CPU twins.</summary>
 public static class HostView
 {
+    /// <summary>Rows per block of host work over logits: a block of 64 × V floats stays in L2 between its GEMM and its
+    /// softmax. The CPU backend's fused output layer and the scheduler's blocks beside the recurrence
+    /// (<c>Model/OverlapSchedule</c>) both cut by it.</summary>
+    public const int BlockRows = 64;
+
     public static Span<float> Row(Mat m, int r) => Array(m.Tensor).AsSpan(m.Offset + r * m.Stride, m.Cols);
     /// <summary>A contiguous block as one span.</summary>
     public static Span<float> All(Mat m) => Array(m.Tensor).AsSpan(m.Offset, m.Contiguous().Length);

@@ -11,23 +11,19 @@ namespace CharRnn.Rnn.Model;
 /// </summary>
 public static class OverlapSchedule
 {
-    /// <summary>Rows per host block: 64 × V logits stay in L2 between their GEMM and their softmax (as the CPU backend's
-    /// own fused output layer blocks them).</summary>
-    public const int HostRows = 64;
-
     /// <summary>
     /// Rows (whole time steps of <paramref name="batch"/> rows) per output block beside the forward recurrence. GPU:
     /// about a quarter of the steps where the recurrence runs step by step (the blocks run on the second stream beside
     /// it); one block where it is one fused launch (nothing to run beside) or where ops are profiled one by one.
     /// </summary>
     public static int ForwardRows(IBackend be, IRecurrence top, int batch) =>
-        be.RunsOnHost ? HostRows
+        be.RunsOnHost ? HostView.BlockRows
         : be.Profiler != null || be.FusesRecurrence(top) ? int.MaxValue
         : Math.Max(1, (top.Steps + 3) / 4) * batch;
 
-    /// <summary>Columns per dW_hq block beside the backward recurrence: twice <see cref="HostRows"/> on the host, the
+    /// <summary>Columns per dW_hq block beside the backward recurrence: twice <see cref="HostView.BlockRows"/> on the host, the
     /// whole vocabulary (one product) on a GPU.</summary>
-    public static int BackwardColumns(IBackend be, int vocab) => be.RunsOnHost ? (int)Math.Min(2L * HostRows, vocab) : vocab;
+    public static int BackwardColumns(IBackend be, int vocab) => be.RunsOnHost ? (int)Math.Min(2L * HostView.BlockRows, vocab) : vocab;
 
     /// <summary>
     /// Whether the dW_hq blocks run before the top layer's backward recurrence instead of beside it: on a host with

@@ -107,9 +107,8 @@ public sealed partial class CpuBackend : IBackend
             D(b.Tensor), b.Offset, b.Stride, beta, D(c.Tensor), c.Offset, c.Stride, parallel: !t_inOverlap);
     }
 
-    /// <summary>Rows per block of the fused output layer: a block of logits (64 × V floats) stays in L2 between its
-    /// GEMM and its softmax.</summary>
-    public const int OutputBlockRows = 64;
+    /// <summary>Rows per block of the fused output layer (<see cref="HostView.BlockRows"/>).</summary>
+    public const int OutputBlockRows = HostView.BlockRows;
 
     public void OutputLayerForward(Mat h, Tensor whq, Tensor bq, IdxView labels, Mat logits, Mat dlogits, float gradScale, Mat rowLoss)
     {
