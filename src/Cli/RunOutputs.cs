@@ -45,6 +45,7 @@ internal sealed class MetricsWriter
             w.WriteString("device", _device);
             Number("learning_rate", s.LearningRate);
             Number("grad_norm", s.GradNorm);
+            if (s.CommWaitMs is double cw) w.WriteNumber("comm_wait_ms", cw); // several ranks only: one rank's lines stay as they were
             w.WriteEndObject();
         }
         _lines.Append(Encoding.UTF8.GetString(buffer.ToArray())).Append('\n');

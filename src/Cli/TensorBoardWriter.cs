@@ -85,6 +85,7 @@ internal sealed class TensorBoardWriter : IDisposable
         Scalar("train/tokens_per_s", s.TokensPerSecond);
         Scalar("train/learning_rate", s.LearningRate);
         Scalar("train/grad_norm", s.GradNorm);
+        Scalar("train/comm_wait_ms", s.CommWaitMs);
         var ev = new ProtoWriter();
         ev.Double(1, WallTime());
         ev.Int64(2, _minibatchSteps && s.Step is long step ? step : s.Epoch);

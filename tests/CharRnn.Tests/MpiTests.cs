@@ -97,6 +97,10 @@ public class MpiTests(string family)
         Assert.That(o2.Split('\n').Count(l => l.StartsWith("epoch ")), Is.EqualTo(3), "only rank 0 prints the log");
         // float32 sums in another order (each rank's half, then the average): close, not bit-identical.
         Check.Close(Perplexities(dir.File("one.jsonl")), Perplexities(dir.File("two.jsonl")), 0, 1e-4, $"{preset}: 2 ranks vs 1");
+        // #25: each epoch's wait for the gradient average is in the metrics of a 2-rank run, and only there.
+        double Wait(string l) => JsonDocument.Parse(l).RootElement.TryGetProperty("comm_wait_ms", out var w) ? w.GetDouble() : -1;
+        Assert.That(File.ReadAllLines(dir.File("one.jsonl")).Select(Wait), Is.All.EqualTo(-1), "1 rank: no comm_wait_ms");
+        Assert.That(File.ReadAllLines(dir.File("two.jsonl")).Select(Wait).ToArray(), Has.Length.EqualTo(3).And.All.GreaterThan(0).And.All.LessThan(60_000), "2 ranks: comm_wait_ms each epoch");
     }
 
     [Test]

@@ -164,6 +164,9 @@ public sealed record EpochStats(int Epoch, double Perplexity, double? ValPerplex
     public int? EpochSize { get; init; }
     /// <summary>The run's minibatches up to this point (resumes included).</summary>
     public long? Step { get; init; }
+    /// <summary>Milliseconds a step waited for the gradient average after its backward pass, the epoch's mean (#25);
+    /// null with one rank, and where no step of the epoch was issued from the host (a replayed graph).</summary>
+    public double? CommWaitMs { get; init; }
 
     /// <summary>Where the point falls in epochs (2.5: half-way through epoch 3).</summary>
     public double EpochsDone() => Minibatch is int m && EpochSize is int n and > 0 ? Epoch - 1 + (double)m / n : Epoch;

@@ -177,6 +177,7 @@ public sealed partial class Trainer : IDisposable
                 _be.Synchronize();
             }
             var sw = Stopwatch.StartNew();
+            (double waited, long reductions) = (Step.ReductionSeconds, Step.Reductions);
             Optimizer.LearningRate = _o.LearningRateAt(epoch);
             int first = _minibatch;
             StartEpoch(first);
@@ -208,7 +209,10 @@ public sealed partial class Trainer : IDisposable
                 bool stop = _val != null && (Due(schedule.Eval, epoch, EpochSize) || last) && Evaluate(epoch, ref bestVal, ref sinceBest, schedule.Patience);
                 double secs = sw.Elapsed.TotalSeconds;
                 hooks.Epoch?.Invoke(new EpochStats(epoch, ppl, ValHere, secs, TokensPerEpoch / secs)
-                    { LearningRate = Optimizer.LearningRate, GradNorm = Step.ReadGradNorm() });
+                    {
+                        LearningRate = Optimizer.LearningRate, GradNorm = Step.ReadGradNorm(),
+                        CommWaitMs = Step.Reductions > reductions ? 1e3 * (Step.ReductionSeconds - waited) / (Step.Reductions - reductions) : null,
+                    });
                 if (Due(schedule.Print, epoch, EpochSize) || last || stop)
                     hooks.Report?.Invoke(new EpochReport(epoch, ppl, secs, PredictAll(), ValHere) { EpochSize = EpochSize });
                 if ((schedule.Save is Interval sv2 && Due(sv2, epoch, EpochSize)) || last || stop || (BestHere && schedule.Save != null))
