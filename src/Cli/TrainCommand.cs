@@ -124,51 +124,22 @@ internal static partial class TrainCommand
                     $"--rank-timeout must be a positive number of seconds, at most {MaxRankTimeout:0} (a year; got {rt.ToString(CultureInfo.InvariantCulture)}).");
             var resumeFrom = pr.GetValue(resume);
             var initPath = pr.GetValue(initFrom);
-            if (resumeFrom != null && initPath != null)
-                throw new CharRnnException("--resume continues a run, --init-from starts a new one from its weights: give one of them.");
+            RunRules.CheckOneOrigin(resumeFrom != null, initPath != null);
             var resumeFile = resumeFrom != null ? CheckpointFolder.Resolve(resumeFrom, "--resume") : null;
             var initFile = initPath != null ? CheckpointFolder.Resolve(initPath, "--init-from") : null;
             Checkpoint? from = resumeFile != null ? Checkpoint.Load(resumeFile) : null;
             PortableModel? init = initFile != null ? PortableModel.Load(initFile) : null;
 
-            // The corpus: a user's text trains whole and keeps its lines; the shipped one is the book's 10 000 characters.
-            // --init-from without --corpus fine-tunes on the text its checkpoint trained on (the shipped corpus wherever
-            // this copy keeps it); an imported model knows no text and takes the shipped one.
-            var initText = pr.GetValue(corpus) == null && init?.CorpusPath is string ic ? InitCorpus(ic) : null;
-            var corpusPath = pr.GetValue(corpus) ?? from?.Header.CorpusPath ?? initText ?? OptionValues.DefaultCorpus();
-            bool ownText = pr.GetValue(corpus) != null; // (a resume reloads whatever its checkpoint names)
-            int? maxChars = pr.GetValue(chars) is string c ? OptionValues.Chars(c) : from != null ? from.Header.CorpusLimit
-                : initText != null ? init!.CorpusLimit : ownText ? null : Corpus.BookCharCount;
-            var newlineMode = pr.GetValue(newlines) switch
-            {
-                "space" => NewlineMode.Space, "keep" => NewlineMode.Keep,
-                _ => from?.Header.Newlines ?? (initText != null ? init!.Newlines : ownText ? NewlineMode.Keep : NewlineMode.Space),
-            };
-            var vocabulary = init?.Vocabulary;
-            var data = Corpus.Load(corpusPath, maxChars, newlineMode, vocabulary);
-            if (from != null && data.Fingerprint != from.Header.CorpusSha1)
-                throw new CharRnnException($"The corpus {corpusPath} differs from the one the checkpoint was trained on ({from.Header.CorpusChars} characters from {from.Header.CorpusPath ?? "its --corpus"}). " +
-                                           "Resume on the same text; --init-from starts a new run from the weights on another.");
-            if (from != null && from.Header.VocabChars != data.Vocab.ToString()) // same text, so a vocabulary that differs was edited
-                throw new CharRnnException($"The checkpoint's vocabulary ({from.Spec.Vocab} characters) is not its corpus's ({data.Vocab.Count}), " +
-                                           "though the corpus is the same text: the checkpoint is damaged. Resume from an earlier checkpoint.");
-
-            if (from != null && from.Header.Ranks != ranks.Size)
-                throw new CharRnnException($"The checkpoint was written by a run of {from.Header.Ranks} rank(s); resume it with as many (mpiexec -n {from.Header.Ranks}), or --init-from it for a new run.");
-            TrainOptions o;
-            if (from != null) o = RunRules.Resume(from.Header.Options, given);
-            else
-            {
-                // A user's text: predictions start from its own first characters unless --prefix says otherwise, and a
-                // fresh run takes char-rnn's recipe unless a preset is named (a fine-tune keeps its model's run).
-                if (ownText && given.Prefixes is not { Count: > 0 }) given = given with { Prefixes = [OptionValues.FirstCharacters(data)] };
-                if (ownText && init == null && given.Preset == null) given = given with { Preset = TrainOptions.CharRnnPreset };
-                o = init != null ? RunRules.FineTune(init.StartingOptions, given) : RunRules.Fresh(given);
-            }
-            try { o.Validate(); }
-            catch (CharRnnException e) { throw new AlikeOnEveryRankException(e.Message); } // from the command line alone
-            if (from != null && o.Epochs <= from.Header.Epoch)
-                throw new CharRnnException($"The checkpoint has already trained {from.Header.Epoch} epochs{(from.Header.Epoch == from.Header.Options.Epochs ? ", all its run asked for" : "")}; pass --epochs with a larger total to continue.");
+            // Which text, which options: RunRules decides (the shipped corpus and an --init-from's text are found here).
+            var resumed = from?.Origin;
+            var initOrigin = init?.Origin;
+            var newlineFlag = pr.GetValue(newlines) switch { "space" => NewlineMode.Space, "keep" => NewlineMode.Keep, _ => (NewlineMode?)null };
+            var text = RunRules.Corpus(pr.GetValue(corpus), pr.GetValue(chars) is string c ? (true, OptionValues.Chars(c)) : (false, null),
+                newlineFlag, resumed, initOrigin, InitCorpus, OptionValues.DefaultCorpus);
+            var corpusPath = text.Path;
+            var data = Corpus.Load(corpusPath, text.MaxChars, text.Newlines, init?.Vocabulary);
+            if (resumed != null) RunRules.CheckResumedData(resumed, data, corpusPath, ranks.Size);
+            var o = RunRules.Options(given, resumed, initOrigin, text.OwnText, () => OptionValues.FirstCharacters(data));
             var schedule = new TrainSchedule
             {
                 Print = print ?? Interval.Epochs(o.PredPeriod),
@@ -230,7 +201,7 @@ internal static partial class TrainCommand
             if (ranks.Size > 1 && dev is "cuda" or "auto" && Cuda.GpuProbe.Run(0) is { Usable: true, Info: { } gpu })
                 dev = $"cuda:{Launch.LocalRank() % gpu.DeviceCount}";
             using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, CommonOptions.Gpu(pr.GetValue(precision)!, pr.GetValue(recurrence)!, pr.GetValue(graph)!));
-            using var gpuRanks = backend is Rnn.Backends.Cuda.CudaBackend cuda && (ranks.Size > 1 || pr.GetValue(nccl)) ? NcclRanks.Create(ranks, cuda) : null;
+            using var gpuRanks = BackendFactory.DeviceCollective(backend, ranks, pr.GetValue(nccl));
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;
             RunRules.CheckBatchSplits(o.Batch, team.Size); // before the line that names the rows per rank

@@ -38,6 +38,13 @@ public sealed class Checkpoint
     /// <summary>The model, as the run's options define it on the checkpoint's vocabulary.</summary>
     public ModelSpec Spec => Header.Options.Spec(Header.VocabChars.EnumerateRunes().Count());
 
+    /// <summary>What a resume of this checkpoint starts from (<see cref="RunRules"/> decides with it).</summary>
+    public RunOrigin Origin => new(Header.Options, Header.CorpusPath, Header.CorpusLimit, Header.Newlines)
+    {
+        CorpusSha1 = Header.CorpusSha1, CorpusChars = Header.CorpusChars, VocabChars = Header.VocabChars, VocabSize = Spec.Vocab,
+        Ranks = Header.Ranks, Epoch = Header.Epoch,
+    };
+
     public RnnParameters Parameters()
     {
         var spec = Spec;

@@ -23,6 +23,9 @@ public sealed record PortableModel(ModelSpec Spec, RnnParameters Parameters, str
         Cell = Spec.Cell, Layers = Spec.Layers, Hidden = Spec.Hidden, Activation = Spec.Activation,
     };
 
+    /// <summary>What a fine-tune from this model starts from (<see cref="Training.RunRules"/> decides with it).</summary>
+    public Training.RunOrigin Origin => new(StartingOptions, CorpusPath, CorpusLimit, Newlines);
+
     public static PortableModel Of(Checkpoint ck) =>
         new(ck.Spec, ck.Parameters(), ck.Header.VocabChars, ck.Header.Options.Prefixes.FirstOrDefault(), ck.Header.Newlines)
         {

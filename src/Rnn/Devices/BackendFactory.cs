@@ -68,6 +68,14 @@ public static class BackendFactory
     }
 
     /// <summary>Lines for <c>charrnn info</c> about the devices (the CLI adds MPI and NCCL).</summary>
+    /// <summary>
+    /// The collective that averages gradients on the device itself: NCCL where <paramref name="backend"/> is a GPU and
+    /// there are several ranks (or <paramref name="force"/>, <c>--nccl</c> with one); null where the host's
+    /// <paramref name="host"/> averages them. Here, where the backends are named, so no caller tests a backend's type.
+    /// </summary>
+    public static Distributed.NcclRanks? DeviceCollective(IBackend backend, Distributed.ICollective host, bool force) =>
+        backend is CudaBackend cuda && (host.Size > 1 || force) ? Distributed.NcclRanks.Create(host, cuda) : null;
+
     public static IEnumerable<string> Info()
     {
         yield return $"cpu: {new CpuBackend().Description}";

@@ -45,7 +45,7 @@ public readonly record struct ClipSetting(float? Theta);
 /// may change (how long it runs and what it prints) and what it may not (everything that fixes the model, the
 /// optimizer and the data order — re-stating a value unchanged is fine, a real change is refused, each one named).
 /// </summary>
-public static class RunRules
+public static partial class RunRules
 {
     /// <summary>A fresh run: the preset (default scratch-random), then every flag given.</summary>
     public static TrainOptions Fresh(TrainOverrides given) => Apply(TrainOptions.Preset(given.Preset ?? "scratch-random"), given);
