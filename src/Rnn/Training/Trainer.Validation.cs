@@ -51,11 +51,8 @@ public sealed partial class Trainer
             _valX = _be.FromArray(MyShare(xs));
             _valY = _be.FromArray(MyShare(ys));
         }
-        var (sum0, rows0) = ReadLoss(); // the training loss not yet read (nothing at an epoch's end)
-        _lossSum += sum0;
-        _lossRows += rows0;
+        TakeLoss(); // the training loss not yet read (nothing at an epoch's end), before validation's own
         KeepCarriedState(true);
-        _be.ResetLoss();
         Driver.ResetState();
         for (int i = 0; i < count; i++)
         {

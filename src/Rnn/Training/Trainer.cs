@@ -251,11 +251,18 @@ public sealed partial class Trainer : IDisposable
     /// reads (and a resumed checkpoint) took from it.</summary>
     double ReadEpochPerplexity(int epoch)
     {
+        TakeLoss();
+        return Healthy(epoch, Math.Exp(_lossSum / _lossRows), "training");
+    }
+
+    /// <summary>Moves what the backend's loss accumulator holds (every rank's) into this epoch's running sums and clears
+    /// it: the one place the training loss is read, before a perplexity, a checkpoint or a validation pass.</summary>
+    void TakeLoss()
+    {
         var (sum, rows) = ReadLoss();
         _lossSum += sum;
         _lossRows += rows;
         _be.ResetLoss();
-        return Healthy(epoch, Math.Exp(_lossSum / _lossRows), "training");
     }
 
     /// <summary>A perplexity, or <see cref="DivergedException"/> when it is NaN or infinite (a loss sum that stays
@@ -285,13 +292,7 @@ public sealed partial class Trainer : IDisposable
     /// <summary>The run where it stands (what a checkpoint stores): at an epoch boundary, or inside an epoch.</summary>
     public TrainerState CaptureState()
     {
-        if (_minibatch > 0) // the loss of this epoch so far must travel with the state
-        {
-            var (sum, rows) = ReadLoss();
-            _lossSum += sum;
-            _lossRows += rows;
-            _be.ResetLoss();
-        }
+        if (_minibatch > 0) TakeLoss(); // the loss of this epoch so far must travel with the state
         var moments = Optimizer.SaveMoments(Model);
         return new TrainerState
         {
