@@ -163,4 +163,45 @@ public class OpHarnessSelfTests
             Assert.That(found[4], Has.Some.Contains("must not be written"), "a column it does not own written");
         });
     }
+
+    /// <summary>An op with no CPU twin of its own: the CPU runs its double reference, rounded to float, into the block it
+    /// writes — here the middle rows of a bigger tensor, whose other rows stay as they were.</summary>
+    sealed class NoTwinOp : HostedOp<NoTwinOp.Args>
+    {
+        public static readonly NoTwinOp Instance = new();
+        public readonly record struct Args(Mat X, Mat Y) : IKernelArgs
+        {
+            public void Write(KernelArgWriter w) { w.Ptr(X); w.Ptr(Y); }
+        }
+        public override string Kernel => "not_a_kernel";
+        public override Grid GridFor(in Args a) => Grid.Single;
+
+        public override void Reference(in Args a, DoubleTensors d)
+        {
+            var x = d[a.X]; var y = d.Out(a.Y);
+            for (int r = 0; r < a.X.Rows; r++)
+                for (int c = 0; c < a.X.Cols; c++) y[r, c] = Math.Exp(x[r, c]) / 3;
+        }
+
+        public override IReadOnlyList<OpCase> Cases => [new(2, 3)];
+        public override Args Make(OpOperands o, OpCase c) => new(o.Input(c.Rows, c.Cols), o.Output(c.Rows, c.Cols));
+    }
+
+    [Test]
+    public void AnOpWithoutATwinRunsItsReferenceOnTheCpu()
+    {
+        using var be = new CharRnn.Rnn.Backends.Cpu.CpuBackend(CharRnn.Rnn.Backends.Cpu.CpuGemm.Engine.Managed);
+        float[] x = [0.5f, -1, 2, 0, 1, -0.25f];
+        using var tx = be.FromArray(2, 3, x);
+        using var ty = be.FromArray(4, 3, Enumerable.Repeat(float.NaN, 12).ToArray());
+        be.Run(NoTwinOp.Instance, new(tx.All, ty.RowRange(1, 2)));
+        var y = be.ToArray(ty);
+        Assert.Multiple(() =>
+        {
+            Assert.That(y[..3].Concat(y[9..]), Is.All.NaN, "rows outside the block written");
+            Assert.That(y[3..9], Is.EqualTo(x.Select(v => (float)(Math.Exp(v) / 3)).ToArray()), "the reference, rounded to float");
+            Assert.That(be.ToArray(tx), Is.EqualTo(x), "the input untouched");
+        });
+        Assert.That(OpHarnessTests.Run(be, NoTwinOp.Instance, new OpCase(2, 3), new CharRnn.Rnn.Rng(3)), Is.Empty, "through the harness too");
+    }
 }
