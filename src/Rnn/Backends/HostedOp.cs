@@ -12,8 +12,7 @@ public abstract class HostedOp<TArgs> : KernelOp<TArgs>, IHostedOp where TArgs :
     /// default the double <see cref="Reference"/> rounded to float: a new op runs on the CPU before it has a fast twin.</summary>
     public virtual void Host(in TArgs a)
     {
-        var d = new DoubleTensors(t => t.HostArray ?? throw new InvalidOperationException($"{Kernel}: a tensor not in host memory"),
-            v => v.HostArray ?? throw new InvalidOperationException($"{Kernel}: an index buffer not in host memory"));
+        var d = new DoubleTensors(HostView.Array, HostView.IntArray);
         Reference(a, d);
         d.WriteBack();
     }
@@ -33,7 +32,9 @@ public abstract class HostedOp<TArgs> : KernelOp<TArgs>, IHostedOp where TArgs :
         Reference(a, expected);
     }
 
-    public string Method => GetType().Name.EndsWith("Op", StringComparison.Ordinal) ? GetType().Name[..^2] : GetType().Name;
+    protected HostedOp() => Method = GetType().Name.EndsWith("Op", StringComparison.Ordinal) ? GetType().Name[..^2] : GetType().Name;
+
+    public string Method { get; } // once: the CPU backend names every op call by it
     public abstract IReadOnlyList<OpCase> Cases { get; }
     public virtual double Tolerance => 1e-5;
 }
@@ -147,6 +148,6 @@ public static class HostView
     /// <summary>A contiguous block as one span.</summary>
     public static Span<float> All(Mat m) => Array(m.Tensor).AsSpan(m.Offset, m.Contiguous().Length);
     public static float[] Array(Tensor t) => t.HostArray ?? throw new InvalidOperationException("a tensor not in host memory");
-    public static ReadOnlySpan<int> Ints(IdxView v) =>
-        (v.Buffer.HostArray ?? throw new InvalidOperationException("an index buffer not in host memory")).AsSpan(v.Offset, v.Length);
+    public static ReadOnlySpan<int> Ints(IdxView v) => IntArray(v.Buffer).AsSpan(v.Offset, v.Length);
+    public static int[] IntArray(IndexBuffer b) => b.HostArray ?? throw new InvalidOperationException("an index buffer not in host memory");
 }

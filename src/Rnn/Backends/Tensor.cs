@@ -37,9 +37,6 @@ public abstract class IndexBuffer(int length) : IDisposable
 
     /// <summary>The host array of a CPU index buffer (the CPU twins read it), or null.</summary>
     public virtual int[]? HostArray => null;
-
-    /// <summary>The device address of a GPU index buffer, or 0.</summary>
-    public virtual ulong DeviceAddress => 0;
 }
 
 /// <summary>

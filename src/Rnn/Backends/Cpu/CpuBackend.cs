@@ -54,10 +54,11 @@ public sealed partial class CpuBackend : IBackend
     public Tensor Zeros(int rows, int cols) => new CpuTensor(rows, cols);
     public IndexBuffer Indices(int length) => new CpuIndices(length);
 
-    static float[] D(Tensor t) => ((CpuTensor)t).Data;
-    static Span<float> S(Mat m) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset, m.Contiguous().Length);
-    static Span<float> Row(Mat m, int r) => ((CpuTensor)m.Tensor).Data.AsSpan(m.Offset + r * m.Stride, m.Cols);
-    static ReadOnlySpan<int> I(IdxView v) => ((CpuIndices)v.Buffer).Data.AsSpan(v.Offset, v.Length);
+    // Host tensors' values: the same views the declared ops' twins use (HostView).
+    static float[] D(Tensor t) => HostView.Array(t);
+    static Span<float> S(Mat m) => HostView.All(m);
+    static Span<float> Row(Mat m, int r) => HostView.Row(m, r);
+    static ReadOnlySpan<int> I(IdxView v) => HostView.Ints(v);
 
     public void Upload(Tensor dst, ReadOnlySpan<float> src) => src.CopyTo(D(dst));
     public void Download(Tensor src, Span<float> dst) => D(src).AsSpan(0, src.Length).CopyTo(dst);

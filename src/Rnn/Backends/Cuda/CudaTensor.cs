@@ -27,6 +27,5 @@ public sealed class CudaIndices : IndexBuffer
 {
     internal CudaIndices(CudaContext ctx, int length) : base(length) => Buffer = ctx.Allocate<int>(length);
     public DeviceBuffer<int> Buffer { get; }
-    public override ulong DeviceAddress => Buffer.Pointer;
     public override void Dispose() => Buffer.Dispose();
 }

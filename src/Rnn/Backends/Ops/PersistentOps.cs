@@ -7,6 +7,8 @@ namespace CharRnn.Rnn.Backends.Ops;
 /// <summary>The launch shape a plan chose: blocks, threads per block, dynamic shared memory.</summary>
 public readonly record struct CooperativeShape(int Blocks, int Threads, int SharedBytes);
 
+// The records carry the layer (a class): Write reads it null-safely because Signature writes a default record.
+
 /// <summary><c>rnn_forward_persistent</c>: H_t = act(pre_t + b1 (+ b2) + H_{t−1}·W_hh) for t = 1 … T into hs.</summary>
 public sealed class RnnForwardPersistentOp : KernelOp<RnnForwardPersistentOp.Args>
 {
