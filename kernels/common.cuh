@@ -98,4 +98,62 @@ static __device__ __forceinline__ void grid_barrier(unsigned* state)
     __syncthreads();
 }
 
+// Thread-block clusters (sm_90; launched by cuLaunchKernelEx with a cluster dimension, CudaKernel.LaunchCluster):
+// cluster_rank() = %cluster_ctarank (this block's index in its cluster), cluster_size() = %cluster_nctarank,
+// cluster_sync() = barrier.cluster.arrive + barrier.cluster.wait (every thread of every block of the cluster; release
+// and acquire by default, so shared-memory writes to other blocks before it are visible to them after it),
+// cluster_map(p, r) = mapa: the generic address of the same byte of block r's shared memory as p is of this block's
+// (distributed shared memory; ordinary loads and stores through it). A block's shared memory disappears when it exits,
+// so a kernel that writes to other blocks ends with a cluster_sync. Plain PTX (ISA 7.8, NVRTC 11.8 knows it); below
+// sm_90 they trap (the plans never launch them there). The CUDA emulator defines its own (cuda_shim.h).
+#ifndef CLUSTER_SHIM
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define CHARRNN_CLUSTERS 1
+#endif
+static __device__ __forceinline__ unsigned cluster_rank()
+{
+#ifdef CHARRNN_CLUSTERS
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+#else
+    __trap();
+    return 0;
+#endif
+}
+
+static __device__ __forceinline__ unsigned cluster_size()
+{
+#ifdef CHARRNN_CLUSTERS
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+    return r;
+#else
+    __trap();
+    return 0;
+#endif
+}
+
+static __device__ __forceinline__ void cluster_sync()
+{
+#ifdef CHARRNN_CLUSTERS
+    asm volatile("barrier.cluster.arrive;\n\tbarrier.cluster.wait;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+template <typename T> static __device__ __forceinline__ T* cluster_map(T* p, unsigned rank)
+{
+#ifdef CHARRNN_CLUSTERS
+    unsigned long long r;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(p), "r"(rank));
+    return (T*)r;
+#else
+    __trap();
+    return p;
+#endif
+}
+#endif
+
 #endif

@@ -27,6 +27,7 @@ public sealed unsafe class CudaContext : IDisposable
                              Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device));
         MultiprocessorCount = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
         CooperativeLaunch = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, device) != 0;
+        ClusterLaunch = OptionalAttribute(CudaDriver.CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH, device) > 0;
         MaxSharedPerBlockOptin = Attribute(CudaDriver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, device);
         nuint total;
         CudaCheck.ThrowIfFailed(CudaDriver.cuDeviceTotalMem_v2(&total, device));
@@ -41,6 +42,9 @@ public sealed unsafe class CudaContext : IDisposable
 
     /// <summary>The device supports <c>cuLaunchCooperativeKernel</c> (all blocks resident at once; grid barriers).</summary>
     public bool CooperativeLaunch { get; }
+
+    /// <summary>The device launches thread-block clusters (<see cref="CudaKernel.LaunchCluster"/>; sm_90 and newer).</summary>
+    public bool ClusterLaunch { get; }
 
     /// <summary>Dynamic shared memory one block may use after opting in (<see cref="CudaKernel.AllowDynamicShared"/>).</summary>
     public int MaxSharedPerBlockOptin { get; }
@@ -151,6 +155,13 @@ public sealed unsafe class CudaContext : IDisposable
     {
         _owned.Add(resource);
         return resource;
+    }
+
+    /// <summary>An attribute a driver older than the attribute may not know: −1 then (CUDA_ERROR_INVALID_VALUE).</summary>
+    static int OptionalAttribute(int attribute, int device)
+    {
+        int v;
+        return CudaDriver.cuDeviceGetAttribute(&v, attribute, device) == CUresult.CUDA_SUCCESS ? v : -1;
     }
 
     static int Attribute(int attribute, int device)

@@ -97,6 +97,65 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
             throw new CudaException($"Launching kernel {Name}{(cooperative ? " cooperatively" : "")} (grid {grid}{(gridY > 1 ? $"×{gridY}" : "")}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
     }
 
+    /// <summary>
+    /// A launch in thread-block clusters of <paramref name="clusterSize"/> blocks along x (<c>cuLaunchKernelEx</c> with
+    /// <c>CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION</c>, sm_90+): the blocks of a cluster are resident at once on one GPC,
+    /// may wait for each other (<c>barrier.cluster</c>) and read and write each other's shared memory.
+    /// <paramref name="grid"/> must be a multiple of the cluster size; above 8 needs <see cref="AllowNonPortableClusters"/>.
+    /// </summary>
+    public void LaunchCluster(uint grid, uint clusterSize, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args)
+    {
+        var values = stackalloc ulong[args.Length];
+        var pointers = stackalloc void*[args.Length];
+        for (int i = 0; i < args.Length; i++)
+        {
+            values[i] = args[i].Bits;
+            pointers[i] = &values[i];
+        }
+        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
+        if (clusterSize > 8) AllowNonPortableClusters();
+        var attr = ClusterAttribute(clusterSize);
+        var config = Config(grid, block, sharedBytes, stream.Handle, &attr);
+        var status = CudaDriver.cuLaunchKernelEx(&config, handle, pointers, null);
+        if (status != CUresult.CUDA_SUCCESS)
+            throw new CudaException($"Launching kernel {Name} in clusters of {clusterSize} (grid {grid}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+    }
+
+    /// <summary>How many clusters of <paramref name="clusterSize"/> blocks (<paramref name="block"/> threads,
+    /// <paramref name="sharedBytes"/> of dynamic shared memory each) fit on the device at once (0: not even one).</summary>
+    public int MaxActiveClusters(int clusterSize, int block, int sharedBytes)
+    {
+        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared(sharedBytes);
+        if (clusterSize > 8) AllowNonPortableClusters();
+        var attr = ClusterAttribute((uint)clusterSize);
+        var config = Config((uint)clusterSize, (uint)block, (uint)sharedBytes, IntPtr.Zero, &attr);
+        int n;
+        var status = CudaDriver.cuOccupancyMaxActiveClusters(&n, handle, &config);
+        // A cluster size the device can never hold is reported as an error rather than 0 clusters.
+        return status == CUresult.CUDA_SUCCESS ? n : status is CUresult.CUDA_ERROR_INVALID_CLUSTER_SIZE or CUresult.CUDA_ERROR_INVALID_VALUE ? 0 : Throw(status);
+    }
+
+    static int Throw(CUresult status) { CudaCheck.ThrowIfFailed(status); return 0; }
+
+    bool _nonPortable;
+
+    /// <summary>Lets this kernel launch in clusters of more than the portable 8 blocks (16 on an H100/H200).</summary>
+    public void AllowNonPortableClusters()
+    {
+        if (_nonPortable) return;
+        CudaCheck.ThrowIfFailed(CudaDriver.cuFuncSetAttribute(handle, CudaDriver.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1));
+        _nonPortable = true;
+    }
+
+    static CUlaunchAttribute ClusterAttribute(uint size) =>
+        new() { id = CudaDriver.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION, clusterDimX = size, clusterDimY = 1, clusterDimZ = 1 };
+
+    static CUlaunchConfig Config(uint grid, uint block, uint sharedBytes, IntPtr stream, CUlaunchAttribute* attr) => new()
+    {
+        gridDimX = grid, gridDimY = 1, gridDimZ = 1, blockDimX = block, blockDimY = 1, blockDimZ = 1,
+        sharedMemBytes = sharedBytes, hStream = stream, attrs = attr, numAttrs = 1,
+    };
+
     /// <summary>Lets launches use more than the default 48 KiB of dynamic shared memory (up to the device's opt-in limit).</summary>
     public void AllowDynamicShared(int bytes)
     {

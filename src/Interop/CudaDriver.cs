@@ -19,9 +19,15 @@ public static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     public const int CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95;
     public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    public const int CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH = 120;
 
     // CUfunction_attribute values used.
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+    public const int CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED = 14;
+
+    // CUlaunchAttributeID values used.
+    public const int CU_LAUNCH_ATTRIBUTE_COOPERATIVE = 2;
+    public const int CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
 
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
@@ -63,6 +69,11 @@ public static unsafe partial class CudaDriver
     [LibraryImport(Lib)]
     public static partial CUresult cuLaunchCooperativeKernel(IntPtr f, uint gridDimX, uint gridDimY, uint gridDimZ,
         uint blockDimX, uint blockDimY, uint blockDimZ, uint sharedMemBytes, IntPtr hStream, void** kernelParams);
+    /// <summary><c>cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void** kernelParams, void** extra)</c> (CUDA 12.0+).</summary>
+    [LibraryImport(Lib)] public static partial CUresult cuLaunchKernelEx(CUlaunchConfig* config, IntPtr f, void** kernelParams, void** extra);
+    /// <summary><c>cuOccupancyMaxActiveClusters(int*, CUfunction, const CUlaunchConfig*)</c>: how many clusters of the
+    /// config's cluster dimension can be resident at once.</summary>
+    [LibraryImport(Lib)] public static partial CUresult cuOccupancyMaxActiveClusters(int* numClusters, IntPtr func, CUlaunchConfig* config);
     [LibraryImport(Lib)] public static partial CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, IntPtr func, int blockSize, nuint dynamicSMemSize);
     [LibraryImport(Lib)] public static partial CUresult cuFuncSetAttribute(IntPtr hfunc, int attrib, int value);
 
@@ -110,5 +121,31 @@ public enum CUresult
     CUDA_ERROR_NOT_SUPPORTED = 801,
     CUDA_ERROR_SYSTEM_DRIVER_MISMATCH = 803,
     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+    CUDA_ERROR_INVALID_CLUSTER_SIZE = 912,
     CUDA_ERROR_UNKNOWN = 999,
+}
+
+/// <summary><c>CUlaunchAttribute</c>: the id, 4 bytes of padding, then <c>CUlaunchAttributeValue</c>, a 64-byte union
+/// (72 bytes). Only the members we set are named: <c>clusterDim</c> {x, y, z} and <c>cooperative</c> (both at offset 8).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 72)]
+public struct CUlaunchAttribute
+{
+    [FieldOffset(0)] public int id;
+    [FieldOffset(8)] public uint clusterDimX;
+    [FieldOffset(12)] public uint clusterDimY;
+    [FieldOffset(16)] public uint clusterDimZ;
+    [FieldOffset(8)] public int cooperative;
+}
+
+/// <summary><c>CUlaunchConfig</c> (cuda.h, CUDA 12.0+): grid, block, dynamic shared bytes, stream, attribute list
+/// (56 bytes on 64-bit).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct CUlaunchConfig
+{
+    public uint gridDimX, gridDimY, gridDimZ;
+    public uint blockDimX, blockDimY, blockDimZ;
+    public uint sharedMemBytes;
+    public IntPtr hStream;
+    public CUlaunchAttribute* attrs;
+    public uint numAttrs;
 }

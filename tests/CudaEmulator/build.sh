@@ -15,8 +15,9 @@ flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -I"$
 grep -qw fma /proc/cpuinfo 2>/dev/null && flags+=(-mfma -ffp-contract=off)
 objs=()
 # A file whose kernels wait for other blocks (grid_barrier) must keep its shared memory in DYNAMIC_SHARED.
-bash "$here/check_shared.sh" "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu"
-for cu in "$root"/kernels/*.cu "$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu"; do
+selftests=("$here/selftest_kernels.cu" "$here/selftest_coop_kernels.cu" "$here/selftest_cluster_kernels.cu")
+bash "$here/check_shared.sh" "$root"/kernels/*.cu "${selftests[@]}"
+for cu in "$root"/kernels/*.cu "${selftests[@]}"; do
     name=$(basename "$cu" .cu)
     tu="$out/obj/kernel_$name.cpp"
     {

@@ -41,5 +41,16 @@ static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p 
 static inline int atomicAdd(int* p, int v) { int o = *p; *p = o + v; return o; }
 static inline unsigned atomicExch(unsigned* p, unsigned v) { unsigned o = *p; *p = v; return o; }
 template <typename T> static inline T __ldcg(const T* p) { return *(const volatile T*)p; }
+// Thread-block clusters (common.cuh's cluster_rank, cluster_size, cluster_sync, cluster_map): the blocks of a cluster
+// run together as one ring of fibers; a mapped address is the same offset in the other block's dynamic shared memory.
+unsigned emu_cluster_rank();
+unsigned emu_cluster_size();
+void emu_cluster_sync();
+void* emu_cluster_map(const void* p, unsigned rank);
+#define CLUSTER_SHIM
+#define cluster_rank() emu_cluster_rank()
+#define cluster_size() emu_cluster_size()
+#define cluster_sync() emu_cluster_sync()
+template <typename T> static inline T* cluster_map(T* p, unsigned rank) { return (T*)emu_cluster_map(p, rank); }
 void emu_trap();
 #define __trap() emu_trap()

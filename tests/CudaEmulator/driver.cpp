@@ -47,6 +47,7 @@ enum
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
     CUDA_ERROR_LAUNCH_FAILED = 719,
     CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE = 720,
+    CUDA_ERROR_INVALID_CLUSTER_SIZE = 912,
     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
     CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
     CUDA_ERROR_STREAM_CAPTURE_UNJOINED = 904,
@@ -76,6 +77,7 @@ static const char* error_name(int e)
     case 900: return "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED";
     case 901: return "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED";
     case 904: return "CUDA_ERROR_STREAM_CAPTURE_UNJOINED";
+    case 912: return "CUDA_ERROR_INVALID_CLUSTER_SIZE";
     default: return nullptr;
     }
 }
@@ -91,6 +93,9 @@ const int kDefaultShared = 48 * 1024;         // dynamic shared memory a launch 
 const int kOptinShared = 227 * 1024;          // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 const int kSharedPerSM = 228 * 1024;          // of which 1 KiB per resident block is reserved
 const int kThreadsPerSM = 2048, kBlocksPerSM = 32;
+// Thread-block clusters (sm_90): 8 blocks portable, 16 with CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED; a
+// cluster's blocks share one GPC (modelled as 8 GPCs of 16 SMs: an H100 SXM has 8, of 16 to 18 SMs).
+const int kPortableCluster = 8, kMaxCluster = 16, kGPCs = 8, kSMsPerGPC = 16;
 
 std::recursive_mutex g_mutex;
 bool g_init = false;
@@ -129,9 +134,12 @@ struct Event
     void* captured_on = nullptr; size_t captured_at = 0; // recorded inside a capture: on which stream, after how many ops
 };
 std::set<std::shared_ptr<Event>*> g_events;
-struct Module { std::set<std::string> names; std::map<std::string, int> max_threads; bool cubin; };
+struct Function;
+// functions: the handles cuModuleGetFunction gave out, one per name (as the driver's: attributes set through one
+// handle hold for every later lookup of the same kernel).
+struct Module { std::set<std::string> names; std::map<std::string, int> max_threads; bool cubin; std::map<std::string, Function*> functions; };
 std::set<Module*> g_modules;
-struct Function { Module* module; const emu::Kernel* kernel; int max_threads; int max_dynamic_shared = kDefaultShared; };
+struct Function { Module* module; const emu::Kernel* kernel; int max_threads; int max_dynamic_shared = kDefaultShared; bool non_portable_cluster = false; };
 std::set<Function*> g_functions;
 
 std::vector<emu::Kernel>& registry()
@@ -275,8 +283,15 @@ const size_t* g_offsets = nullptr;
 // spinning for a long while: a barrier that can never complete) is stopped as a deadlock.
 struct Fiber;
 struct BlockSync { size_t live, arrived; std::vector<Fiber*> waiting; };
-bool g_coop = false;
+bool g_coop = false;       // the running launch's blocks are resident together (a cooperative launch, or one cluster)
+bool g_spin_ok = false;    // ... and may spin-wait for each other (a cooperative launch: every block of the grid)
 std::vector<BlockSync> g_bsync;
+// Thread-block clusters (cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION): the blocks of one cluster run as
+// one ring, like a cooperative launch of just those blocks, one cluster after another in a shuffled order.
+// barrier.cluster (cluster_sync in common.cuh) waits for every live thread of every block of the cluster.
+unsigned g_cluster = 1;    // blocks per cluster of the running launch (1: not a cluster launch)
+BlockSync g_csync{0, 0, {}};
+size_t g_cluster_barriers = 0; // cluster barriers the running cluster has completed
 size_t g_stall = 0, g_stall_limit = 0; // yields since a barrier last completed or a thread finished
 
 // Dynamic shared memory (the launch's sharedMemBytes; kernels reach it through DYNAMIC_SHARED): each block gets its own
@@ -408,15 +423,15 @@ static void coop_release(BlockSync& b)
     g_stall = 0;
 }
 
-// The running fiber waits at its block's barrier: out of the ring until released.
-static void coop_block()
+// The running fiber waits at its block's barrier (or its cluster's): out of the ring until released.
+static void coop_block(BlockSync* at = nullptr)
 {
     Fiber* from = g_fiber;
     Fiber* next = from->next;
     if (next == from) coop_deadlock(from); // every other live thread is waiting too
     from->prev->next = next;
     next->prev = from->prev;
-    g_bsync[from->block].waiting.push_back(from);
+    (at ? *at : g_bsync[from->block]).waiting.push_back(from);
     g_fiber = next;
     emu_tc = &next->ctx;
     emu_fiber_switch(&from->sp, next->sp);
@@ -430,6 +445,11 @@ extern "C" __attribute__((visibility("default"))) void emu_fiber_main()
         BlockSync& b = g_bsync[g_fiber->block];
         b.live--;
         if (b.arrived > 0 && b.arrived == b.live) coop_release(b); // the exited thread was the last one awaited
+        if (g_cluster > 1)
+        {
+            g_csync.live--;
+            if (g_csync.arrived > 0 && g_csync.arrived == g_csync.live) { g_cluster_barriers++; coop_release(g_csync); }
+        }
         g_stall = 0;
     }
     switch_to_next(g_fiber, true);
@@ -465,7 +485,7 @@ void emu_trap()
 // __nanosleep in a spin-wait: only a cooperative launch may wait for other blocks (elsewhere they may never run).
 void emu_spin_wait()
 {
-    if (g_coop) { coop_yield(); return; }
+    if (g_spin_ok) { coop_yield(); return; }
     fprintf(stderr, "CUDA emulator: kernel %s spin-waits (__nanosleep) outside a cooperative launch: the blocks it waits "
                     "for may never be resident at the same time; launch it with cuLaunchCooperativeKernel\n", g_kernel->name);
     abort();
@@ -480,6 +500,45 @@ void* emu_dynamic_shared()
         abort();
     }
     return dynamic_shared_of(g_coop ? g_fiber->block : g_dyn_block);
+}
+
+// %cluster_ctarank / %cluster_nctarank: a launch without clusters is one cluster of one block (as on a card).
+unsigned emu_cluster_rank() { return g_cluster > 1 ? g_fiber->block % g_cluster : 0; }
+unsigned emu_cluster_size() { return g_cluster; }
+
+// barrier.cluster.arrive + wait: every live thread of every block of the cluster (a block's barrier without clusters).
+void emu_cluster_sync()
+{
+    if (g_cluster <= 1) { emu_syncthreads(); return; }
+    g_synced = true;
+    if (++g_csync.arrived == g_csync.live) { g_cluster_barriers++; coop_release(g_csync); }
+    else coop_block(&g_csync);
+}
+
+// mapa: the address of the same byte of dynamic shared memory in block `rank` of this cluster. Refused (an illegal
+// address, as a card's fault) for a rank outside the cluster, an address outside this block's dynamic shared memory
+// (the emulator keeps static __shared__ per kernel, not per block), and a block of the cluster that has exited: its
+// shared memory is gone, so a kernel must wait at a cluster barrier before any block exits.
+void* emu_cluster_map(const void* p, unsigned rank)
+{
+    unsigned self = g_coop ? g_fiber->block : g_dyn_block;
+    std::string why;
+    const char* mine = g_dyn_bytes ? dynamic_shared_of(self) : nullptr;
+    size_t off = (const char*)p - mine;
+    if (rank >= g_cluster)
+        why = "maps shared memory of cluster rank " + std::to_string(rank) + " in a cluster of " + std::to_string(g_cluster);
+    else if (!mine || (const char*)p < mine || off >= g_dyn_bytes)
+        why = "maps an address that is not in its block's dynamic shared memory";
+    else if (g_cluster > 1 && rank != self % g_cluster && g_cluster_barriers == 0)
+        why = "maps shared memory of cluster rank " + std::to_string(rank) + " before the cluster's first barrier (that block may not have started: cluster_sync first)";
+    else if (g_cluster > 1 && g_bsync[self - self % g_cluster + rank].live == 0)
+        why = "maps shared memory of cluster rank " + std::to_string(rank) + ", which has exited (wait at a cluster barrier before any block exits)";
+    if (!why.empty())
+    {
+        fprintf(stderr, "CUDA emulator: kernel %s %s\n", g_kernel->name, why.c_str());
+        abort();
+    }
+    return dynamic_shared_of(self - self % g_cluster + rank) + off;
 }
 
 namespace
@@ -538,13 +597,16 @@ void ensure_stacks(size_t n)
     }
 }
 
-// A cooperative launch: every thread of every block in one ring, in a shuffled order across blocks.
-void run_cooperative(emu_dim3 grid, emu_dim3 block)
+// Blocks [first, first + count) resident together: every thread of them in one ring, in a shuffled order across the
+// blocks (a cooperative launch: the whole grid; a cluster launch: one cluster at a time).
+void run_resident(emu_dim3 grid, emu_dim3 block, size_t first, size_t count)
 {
-    size_t per = (size_t)block.x * block.y * block.z, blocks = (size_t)grid.x * grid.y * grid.z, n = per * blocks;
+    size_t per = (size_t)block.x * block.y * block.z, n = per * count;
     ensure_stacks(n);
     std::vector<Fiber> fibers(n);
-    g_bsync.assign(blocks, BlockSync{per, 0, {}});
+    for (size_t b = first; b < first + count; b++) g_bsync[b] = BlockSync{per, 0, {}};
+    g_csync = BlockSync{n, 0, {}};
+    g_cluster_barriers = 0;
     std::vector<unsigned> ord;
     order(n, ord);
     for (size_t i = 0; i < n; i++)
@@ -553,7 +615,7 @@ void run_cooperative(emu_dim3 grid, emu_dim3 block)
         Fiber& f = fibers[t];
         f.next = &fibers[ord[(i + 1) % n]];
         f.prev = &fibers[ord[(i + n - 1) % n]];
-        f.block = (unsigned)(t / per);
+        f.block = (unsigned)(first + t / per);
         f.ctx.threadIdx = unflatten(t % per, block);
         f.ctx.blockIdx = unflatten(f.block, grid);
         f.ctx.blockDim = block;
@@ -563,7 +625,7 @@ void run_cooperative(emu_dim3 grid, emu_dim3 block)
         words[6] = (void*)&emu_fiber_start;
         f.sp = words;
     }
-    for (size_t b = 0; b < blocks && g_dyn_bytes; b++) memset(dynamic_shared_of((unsigned)b), 0xFF, g_dyn_bytes);
+    for (size_t b = first; b < first + count && g_dyn_bytes; b++) memset(dynamic_shared_of((unsigned)b), 0xFF, g_dyn_bytes);
     g_coop = true;
     g_stall = 0;
     g_stall_limit = 64 * n + 1000000;
@@ -572,24 +634,56 @@ void run_cooperative(emu_dim3 grid, emu_dim3 block)
     emu_fiber_switch(&g_sched_sp, g_fiber->sp); // returns when the ring is empty (or on a deadlock)
     g_coop = false;
     size_t unfinished = 0;
-    for (auto& b : g_bsync) unfinished += b.live;
+    for (size_t b = first; b < first + count; b++) unfinished += g_bsync[b].live;
     if (unfinished > 0 && !g_sticky) // the last runnable thread finished while others still waited at a barrier
         emu::fail(CUDA_ERROR_LAUNCH_FAILED, "kernel " + std::string(g_kernel->name) + ": " + std::to_string(unfinished) +
-                  " threads of the cooperative launch wait at a barrier that can never complete; the launch is stopped");
+                  " threads of the " + (g_cluster > 1 ? "cluster" : "cooperative launch") + " wait at a barrier that can never complete; the launch is stopped");
+}
+
+void run_cooperative(emu_dim3 grid, emu_dim3 block)
+{
+    size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    g_bsync.assign(blocks, BlockSync{0, 0, {}});
+    g_spin_ok = true;
+    run_resident(grid, block, 0, blocks);
+    g_spin_ok = false;
+}
+
+// A cluster launch: each cluster's blocks resident together, the clusters one after another in a shuffled order
+// (a card promises no order, nor co-residency, between clusters).
+void run_clusters(emu_dim3 grid, emu_dim3 block, unsigned cluster)
+{
+    size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    g_bsync.assign(blocks, BlockSync{0, 0, {}});
+    g_cluster = cluster;
+    std::vector<unsigned> ord;
+    order(blocks / cluster, ord);
+    for (unsigned c : ord)
+    {
+        run_resident(grid, block, (size_t)c * cluster, cluster);
+        if (g_sticky) break;
+    }
+    g_cluster = 1;
 }
 
 void run_kernel(const emu::Kernel* k, emu_dim3 grid, emu_dim3 block, const std::vector<unsigned char>& args,
-                const std::vector<size_t>& offsets, unsigned shared, bool cooperative)
+                const std::vector<size_t>& offsets, unsigned shared, bool cooperative, unsigned cluster)
 {
     size_t n = (size_t)block.x * block.y * block.z;
     g_kernel = k;
     g_args = args.data();
     g_offsets = offsets.data();
-    dynamic_shared_setup(shared, cooperative ? (size_t)grid.x * grid.y * grid.z : 1);
+    dynamic_shared_setup(shared, cooperative || cluster > 1 ? (size_t)grid.x * grid.y * grid.z : 1);
     g_dyn_block = 0;
     if (cooperative)
     {
         run_cooperative(grid, block);
+        emu_tc = nullptr;
+        return;
+    }
+    if (cluster > 1)
+    {
+        run_clusters(grid, block, cluster);
         emu_tc = nullptr;
         return;
     }
@@ -829,6 +923,7 @@ API cuDeviceGetAttribute(int* v, int attr, int dev)
     case 76: *v = 0; return CUDA_SUCCESS;    // COMPUTE_CAPABILITY_MINOR
     case 95: *v = 1; return CUDA_SUCCESS;    // COOPERATIVE_LAUNCH
     case 97: *v = kOptinShared; return CUDA_SUCCESS; // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+    case 120: *v = 1; return CUDA_SUCCESS;   // CLUSTER_LAUNCH
     default:
         fprintf(stderr, "CUDA emulator: cuDeviceGetAttribute(%d) is not emulated\n", attr);
         return CUDA_ERROR_INVALID_VALUE;
@@ -1055,6 +1150,7 @@ API cuModuleGetFunction(void** fn, void* module, const char* name)
     auto* m = (Module*)module;
     if (!fn || !name || !g_modules.count(m)) return CUDA_ERROR_INVALID_VALUE;
     if (!m->names.count(name)) return CUDA_ERROR_NOT_FOUND;
+    if (auto known = m->functions.find(name); known != m->functions.end()) { *fn = known->second; return CUDA_SUCCESS; }
     for (auto& k : registry())
     {
         if (strcmp(k.name, name) != 0) continue;
@@ -1067,6 +1163,7 @@ API cuModuleGetFunction(void** fn, void* module, const char* name)
         }
         auto* f = new Function{m, &k, bound};
         g_functions.insert(f);
+        m->functions[name] = f;
         *fn = f;
         return CUDA_SUCCESS;
     }
@@ -1085,7 +1182,8 @@ static int blocks_per_sm(int threads, size_t shared)
 }
 
 static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                       unsigned bz, unsigned shared, void* stream, void** params, void** extra, bool cooperative)
+                       unsigned bz, unsigned shared, void* stream, void** params, void** extra, bool cooperative,
+                       unsigned cluster = 1)
 {
     auto* f = (Function*)fn;
     if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
@@ -1111,6 +1209,32 @@ static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsi
         fprintf(stderr, "CUDA emulator: %s(%s): %lu threads per block, over its limit of %d\n", api, k->name,
                 threads, std::min(1024, f->max_threads));
         return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
+    if (cluster > 1)
+    {
+        // cuLaunchKernelEx's cluster rules (CUDA_ERROR_INVALID_CLUSTER_SIZE on a card): the grid a whole number of
+        // clusters, at most 8 blocks without the non-portable opt-in and 16 with it, and one cluster's blocks must fit
+        // on one GPC at once.
+        std::string why;
+        int per_sm = blocks_per_sm((int)threads, shared);
+        if (gx % cluster != 0) why = "grid " + std::to_string(gx) + " is not a multiple of the cluster size " + std::to_string(cluster);
+        else if (cluster > (unsigned)kMaxCluster) why = "clusters of " + std::to_string(cluster) + " blocks, over the device's 16";
+        else if (cluster > (unsigned)kPortableCluster && !f->non_portable_cluster)
+            why = "clusters of " + std::to_string(cluster) + " blocks need CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED (the portable limit is 8)";
+        else if ((int)cluster > per_sm * kSMsPerGPC)
+            why = "a cluster of " + std::to_string(cluster) + " blocks of " + std::to_string(threads) + " threads and " + std::to_string(shared) +
+                  " bytes of shared memory does not fit on one GPC (" + std::to_string(per_sm) + " blocks per SM, " + std::to_string(kSMsPerGPC) + " SMs)";
+        if (!why.empty())
+        {
+            fprintf(stderr, "CUDA emulator: %s(%s): %s\n", api, k->name, why.c_str());
+            return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+        }
+        if ((size_t)cluster * threads > kMaxCooperativeThreads) // the emulator's own fiber limit, as for cooperative launches
+        {
+            fprintf(stderr, "CUDA emulator: %s(%s): a cluster of %lu threads, more than the emulator's %zu fibers (a limit of the emulator, not of a GPU)\n",
+                    api, k->name, cluster * threads, kMaxCooperativeThreads);
+            return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+        }
     }
     if (cooperative)
     {
@@ -1154,7 +1278,7 @@ static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsi
         if (++g_launches_made == g_fault_launch_at)
             emu::fail(CUDA_ERROR_ILLEGAL_ADDRESS, "kernel " + std::string(k->name) + " faults: injected by CHARRNN_EMULATOR_FAULT_LAUNCH_AT");
         else
-            run_kernel(k, grid, block, args, offsets, shared, cooperative);
+            run_kernel(k, grid, block, args, offsets, shared, cooperative, cluster);
     });
 }
 
@@ -1172,6 +1296,60 @@ API cuLaunchCooperativeKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, u
     return launch("cuLaunchCooperativeKernel", fn, gx, gy, gz, bx, by, bz, shared, stream, params, nullptr, true);
 }
 
+// CUlaunchConfig / CUlaunchAttribute (cuda.h, CUDA 12): only the attributes CharRnn sets are emulated.
+struct LaunchAttribute { int id; int pad; union { struct { unsigned x, y, z; } cluster; int cooperative; char bytes[64]; } value; };
+struct LaunchConfig { unsigned gx, gy, gz, bx, by, bz, shared; void* stream; LaunchAttribute* attrs; unsigned count; };
+static_assert(sizeof(LaunchAttribute) == 72 && sizeof(LaunchConfig) == 56, "cuda.h's layouts");
+
+// The config's cluster size (1 without one) and cooperative flag; false for an attribute that is not emulated.
+static bool read_attributes(const char* api, const LaunchConfig* c, unsigned& cluster, bool& cooperative)
+{
+    cluster = 1;
+    cooperative = false;
+    if (c->count > 0 && c->attrs == nullptr) return false;
+    for (unsigned i = 0; i < c->count; i++)
+    {
+        const LaunchAttribute& a = c->attrs[i];
+        if (a.id == 0) continue; // CU_LAUNCH_ATTRIBUTE_IGNORE
+        if (a.id == 2) { cooperative = a.value.cooperative != 0; continue; }
+        if (a.id == 4 && a.value.cluster.x >= 1 && a.value.cluster.y == 1 && a.value.cluster.z == 1) { cluster = a.value.cluster.x; continue; }
+        fprintf(stderr, "CUDA emulator: %s: launch attribute %d (or a cluster shape other than x × 1 × 1) is not emulated\n", api, a.id);
+        return false;
+    }
+    return true;
+}
+
+API cuLaunchKernelEx(const LaunchConfig* c, void* fn, void** params, void** extra)
+{
+    BEGIN("cuLaunchKernelEx");
+    unsigned cluster;
+    bool cooperative;
+    if (!c || !read_attributes("cuLaunchKernelEx", c, cluster, cooperative)) return CUDA_ERROR_INVALID_VALUE;
+    if (cooperative && cluster > 1)
+    {
+        fprintf(stderr, "CUDA emulator: cuLaunchKernelEx: a cooperative cluster launch is not emulated\n");
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    return launch("cuLaunchKernelEx", fn, c->gx, c->gy, c->gz, c->bx, c->by, c->bz, c->shared, c->stream, params, extra,
+                  cooperative, cluster);
+}
+
+// How many clusters fit at once: per GPC, the blocks per SM times its SMs, in whole clusters.
+API cuOccupancyMaxActiveClusters(int* clusters, void* fn, const LaunchConfig* c)
+{
+    BEGIN("cuOccupancyMaxActiveClusters");
+    auto* f = (Function*)fn;
+    if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
+    unsigned cluster;
+    bool cooperative;
+    if (!clusters || !c || !read_attributes("cuOccupancyMaxActiveClusters", c, cluster, cooperative)) return CUDA_ERROR_INVALID_VALUE;
+    if (cluster > (unsigned)kMaxCluster || (cluster > (unsigned)kPortableCluster && !f->non_portable_cluster)) return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+    int threads = (int)(c->bx * c->by * c->bz);
+    int per_sm = threads > f->max_threads || c->shared > (unsigned)f->max_dynamic_shared ? 0 : blocks_per_sm(threads, c->shared);
+    *clusters = kGPCs * (per_sm * kSMsPerGPC / (int)cluster);
+    return CUDA_SUCCESS;
+}
+
 API cuOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, void* fn, int threads, size_t shared)
 {
     BEGIN("cuOccupancyMaxActiveBlocksPerMultiprocessor");
@@ -1187,7 +1365,13 @@ API cuFuncSetAttribute(void* fn, int attr, int value)
     BEGIN("cuFuncSetAttribute");
     auto* f = (Function*)fn;
     if (!g_functions.count(f)) return CUDA_ERROR_INVALID_HANDLE;
-    if (attr != 8) // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES is the one emulated
+    if (attr == 14) // CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
+    {
+        if (value != 0 && value != 1) return CUDA_ERROR_INVALID_VALUE;
+        f->non_portable_cluster = value == 1;
+        return CUDA_SUCCESS;
+    }
+    if (attr != 8) // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES and the one above are the ones emulated
     {
         fprintf(stderr, "CUDA emulator: cuFuncSetAttribute(%d) is not emulated\n", attr);
         return CUDA_ERROR_INVALID_VALUE;

@@ -30,6 +30,8 @@ CUresult cuLaunchKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned,
 CUresult cuLaunchCooperativeKernel(void*, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void*, void**);
 CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int*, void*, int, size_t);
 CUresult cuFuncSetAttribute(void*, int, int);
+CUresult cuLaunchKernelEx(const void*, void*, void**, void**);
+CUresult cuOccupancyMaxActiveClusters(int*, void*, const void*);
 CUresult cuMemsetD32Async(unsigned long long, unsigned, size_t, void*);
 CUresult cuStreamCreate(void**, unsigned);
 CUresult cuStreamSynchronize(void*);
@@ -59,7 +61,8 @@ const char* kPtx = ".version 7.8\n.target sm_90\n.address_size 64\n"
                    ".visible .entry selftest_last_writer(.param .u64 a) {}\n"
                    ".visible .entry selftest_grid_exchange(.param .u64 a) .maxntid 64, 1, 1 {}\n"
                    ".visible .entry selftest_grid_deadlock(.param .u64 a) .maxntid 64, 1, 1 {}\n"
-                   ".visible .entry selftest_spin_outside_cooperative(.param .u64 a) {}\n";
+                   ".visible .entry selftest_spin_outside_cooperative(.param .u64 a) {}\n"
+                   ".visible .entry selftest_cluster_exchange(.param .u64 a) .maxntid 64, 1, 1 {}\n";
 
 void* g_mod;
 void* g_stream;
@@ -532,6 +535,68 @@ int main()
         REQUIRE(cuLaunchCooperativeKernel(f, 2, 1, 1, 64, 1, 1, 64 * 1024, g_stream, args) == 0);
         REQUIRE(cuStreamSynchronize(g_stream) == 0);
     });
+    // Thread-block clusters: cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION (see selftest_cluster_kernels.cu).
+    struct Attr { int id; int pad; unsigned x, y, z; char rest[52]; };
+    struct Config { unsigned gx, gy, gz, bx, by, bz, shared; void* stream; Attr* attrs; unsigned count; };
+    static_assert(sizeof(Attr) == 72 && sizeof(Config) == 56, "cuda.h's layouts");
+    // selftest_cluster_exchange on `blocks` blocks in clusters of `cluster`; out[] after the stream, or the launch's error in *r.
+    static auto cluster_exchange = [](unsigned blocks, unsigned cluster, int mode, CUresult* r = nullptr) {
+        auto out = dalloc(4 * blocks);
+        void* args[] = {&out, &mode};
+        Attr a{4, 0, cluster, 1, 1, {}};
+        Config c{blocks, 1, 1, 64, 1, 1, 64, g_stream, &a, 1};
+        CUresult launched = cuLaunchKernelEx(&c, fn("selftest_cluster_exchange"), args, nullptr);
+        if (r) *r = launched;
+        std::vector<int> host(blocks, -1);
+        if (launched == 0)
+        {
+            REQUIRE(cuStreamSynchronize(g_stream) == 0);
+            REQUIRE(cuMemcpyDtoH_v2(host.data(), out, 4 * blocks) == 0);
+        }
+        return host;
+    };
+    expect("cluster launch: each block reaches every block of its cluster's shared memory, past a cluster barrier", [] {
+        for (unsigned cluster : {1u, 2u, 4u, 8u})
+        {
+            auto out = cluster_exchange(16, cluster, 0);
+            for (unsigned b = 0; b < 16; b++)
+            {
+                int first = (int)(b / cluster * cluster), want = 0;
+                for (unsigned r = 0; r < cluster; r++) want += first + (int)r + 1;
+                REQUIRE(out[b] == want);
+            }
+        }
+    });
+    expect("cluster launch: above 8 blocks needs the non-portable opt-in, at most 16; the grid a whole number of clusters", [] {
+        CUresult r;
+        cluster_exchange(16, 16, 0, &r);
+        REQUIRE(r == 912);
+        REQUIRE(cuFuncSetAttribute(fn("selftest_cluster_exchange"), 14, 1) == 0);
+        auto out = cluster_exchange(16, 16, 0, &r);
+        REQUIRE(r == 0 && out[3] == 136);
+        cluster_exchange(32, 32, 0, &r);
+        REQUIRE(r == 912);
+        cluster_exchange(12, 8, 0, &r);
+        REQUIRE(r == 912);
+    });
+    expect("cluster occupancy: clusters of 64-thread blocks fit 8 GPCs; 16 without the opt-in is refused", [] {
+        Attr a{4, 0, 8, 1, 1, {}};
+        Config c{8, 1, 1, 64, 1, 1, 64, nullptr, &a, 1};
+        int n = 0;
+        REQUIRE(cuOccupancyMaxActiveClusters(&n, fn("selftest_cluster_exchange"), &c) == 0);
+        REQUIRE(n == 8 * (32 * 16 / 8));
+        a.x = 16;
+        REQUIRE(cuOccupancyMaxActiveClusters(&n, fn("selftest_cluster_exchange"), &c) == 912);
+    });
+    expect("cluster launch: mapping another block before the cluster's first barrier stops the emulator", [] {
+        cluster_exchange(8, 4, 1);
+    }, 134);
+    expect("cluster launch: mapping a block of the cluster that has exited stops the emulator", [] {
+        cluster_exchange(8, 4, 2);
+    }, 134);
+    expect("cluster launch: mapping a rank outside the cluster stops the emulator", [] {
+        cluster_exchange(8, 4, 3);
+    }, 134);
     printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
