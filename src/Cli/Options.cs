@@ -38,20 +38,22 @@ internal static class CommonOptions
         "fp32", "tf32", "bf16");
 
     public static Option<string> Recurrence() => Choice("--recurrence",
-        "GPU, RNN cell: auto (one persistent kernel per layer and direction where the shape fits and launches matter, else per step), persistent (the kernel wherever it fits) or steps (a GEMM and a kernel per time step).",
-        "auto", "persistent", "steps");
+        "GPU, RNN cell: auto (the fastest of per-step, grid-persistent and cluster kernels as timed on this card on first use of a shape, cached in ~/.cache/charrnn/plans.json; CHARRNN_PLAN_CACHE moves it, =off keeps none; CHARRNN_PLAN_TIMING=off skips the timing for the untimed rule: grid kernel where it fits and B·H² ≤ 2^26, else per step), persistent (the grid kernel wherever it fits), cluster (the sm_90 thread-block cluster kernels wherever they fit) or steps (a GEMM and a kernel per time step).",
+        "auto", "persistent", "cluster", "steps");
 
     public static Option<string> Graph() => Choice("--graph",
         "GPU: on (record the training step once as a CUDA graph and replay it for every minibatch) or off (issue every op from the host). Same results.",
         "on", "off");
 
     /// <summary>The GPU options as given (the CPU ignores them), with the persistent kernels' tiling from
-    /// CHARRNN_PERSISTENT_COLS (a tuning knob for gpu-check, read here at the edge, not inside the backend).</summary>
+    /// CHARRNN_PERSISTENT_COLS (a tuning knob for gpu-check) and CHARRNN_PLAN_TIMING=off (auto without the timing: the
+    /// untimed rule, the same plan on every machine), read here at the edge, not inside the backend.</summary>
     public static GpuOptions Gpu(string precision, string recurrence, string graph) => new(
         precision switch { "tf32" => Rnn.Backends.Precision.Tf32, "bf16" => Rnn.Backends.Precision.Bf16, _ => Rnn.Backends.Precision.Fp32 },
-        recurrence switch { "steps" => RecurrenceMode.Steps, "persistent" => RecurrenceMode.Persistent, _ => RecurrenceMode.Auto },
+        recurrence switch { "steps" => RecurrenceMode.Steps, "persistent" => RecurrenceMode.Persistent, "cluster" => RecurrenceMode.Cluster, _ => RecurrenceMode.Auto },
         graph != "off",
-        int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int cols) && cols > 0 ? cols : null);
+        int.TryParse(Environment.GetEnvironmentVariable("CHARRNN_PERSISTENT_COLS"), out int cols) && cols > 0 ? cols : null,
+        TimePlans: Environment.GetEnvironmentVariable("CHARRNN_PLAN_TIMING") is not ("off" or "0"));
 
     public static Option<string?> Corpus() =>
         new("--corpus") { Description = "A .zip with jaychou_lyrics.txt (or one text file), or a UTF-8 .txt (default: the shipped data/jaychou_lyrics.txt.zip)." };

@@ -1,3 +1,4 @@
+using CharRnn.Rnn.Backends.Cuda;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -148,6 +149,35 @@ public class CliTests
         var (code, o, _) = Run("info");
         Assert.That(code, Is.EqualTo(0));
         Assert.That(o, Does.Contain("cpu:"));
+    }
+
+    /// <summary><c>info --plans</c> lists what <c>--recurrence auto</c> timed (the plan cache), says when there is
+    /// none, and when the cache is off; a cache file it cannot parse is reported as empty, not an error.</summary>
+    [Test]
+    public void InfoPlansListsTheTimedPlans()
+    {
+        using var dir = new TempDir();
+        var file = dir.File("plans.json");
+        var env = new Dictionary<string, string> { ["CHARRNN_PLAN_CACHE"] = file };
+        var (code, o, _) = CliProcess.Run(["info", "--plans"], env);
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(o, Does.Contain($"recurrence plans: 0 in {file} (none timed yet"));
+        var saved = Environment.GetEnvironmentVariable("CHARRNN_PLAN_CACHE");
+        try
+        {
+            Environment.SetEnvironmentVariable("CHARRNN_PLAN_CACHE", file);
+            Assert.That(PlanCache.Store("H100 | rnn tanh H 256 B 32 T 35", new PlanCache.Entry("cluster 16x8", [("steps", 20.5), ("cluster 16x8", 3.27)], "2026-12-03T10:00:00Z")), Is.True);
+        }
+        finally { Environment.SetEnvironmentVariable("CHARRNN_PLAN_CACHE", saved); }
+        (code, o, _) = CliProcess.Run(["info", "--plans"], env);
+        Assert.That(o, Does.Contain($"recurrence plans: 1 in {file}\n").And.Contain("  H100 | rnn tanh H 256 B 32 T 35\n")
+            .And.Contain("    runs cluster 16x8 (timed 2026-12-03T10:00:00Z): steps 20.5 µs, cluster 16x8 3.3 µs a step"));
+        File.WriteAllText(file, "[1, 2");
+        (code, o, _) = CliProcess.Run(["info", "--plans"], env);
+        Assert.That(code, Is.EqualTo(0));
+        Assert.That(o, Does.Contain("recurrence plans: 0 in"));
+        (code, o, _) = CliProcess.Run(["info", "--plans"], new Dictionary<string, string> { ["CHARRNN_PLAN_CACHE"] = "off" });
+        Assert.That(o, Does.Contain("recurrence plans: not cached (CHARRNN_PLAN_CACHE=off)"));
     }
 }
 

@@ -17,19 +17,19 @@ namespace CharRnn.Tests;
 [Category("Gpu")]
 public class GpuPathTests
 {
-    static Corpus Small => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
+    internal static Corpus Small => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"), 3000);
 
-    static CudaBackend Gpu(RecurrenceMode rec = RecurrenceMode.Auto, bool graphs = true)
+    internal static CudaBackend Gpu(RecurrenceMode rec = RecurrenceMode.Auto, bool graphs = true, bool timed = false)
     {
         GpuTests.CreateCudaBackend().Dispose(); // Ignore (or fail under CHARRNN_REQUIRE_GPU=1) without a usable GPU
-        return CudaBackend.Create(0, new GpuOptions(Precision.Fp32, rec, graphs));
+        return CudaBackend.Create(0, new GpuOptions(Precision.Fp32, rec, graphs, TimePlans: timed));
     }
 
-    sealed record StepResult(double Loss, float[][] Grads, float[] TopHs, float[][] DH0);
+    internal sealed record StepResult(double Loss, float[][] Grads, float[] TopHs, float[][] DH0);
 
     /// <summary>One forward and backward pass of a fresh model on <paramref name="be"/>, from a random H_0 (so the
     /// recurrence's first step matters), asking for dH_0.</summary>
-    static StepResult OneStep(IBackend be, ModelSpec spec, int batch, int steps, ulong seed)
+    internal static StepResult OneStep(IBackend be, ModelSpec spec, int batch, int steps, ulong seed)
     {
         var corpus = Small;
         var init = RnnParameters.Initialize(spec, new Rng(seed));
@@ -82,6 +82,51 @@ public class GpuPathTests
         }
     }
 
+    /// <summary>The cluster kernels (thread-block clusters, distributed shared memory: on the emulator each cluster's
+    /// blocks run together and really wait at barrier.cluster) against the per-step path and the CPU, both activations,
+    /// one and two layers, several clusters of batch rows.</summary>
+    [TestCase(Activation.Tanh, 1, 64, 8, 12)]
+    [TestCase(Activation.Relu, 1, 64, 8, 12)]
+    [TestCase(Activation.Tanh, 2, 48, 5, 9)]
+    [TestCase(Activation.Relu, 2, 32, 3, 7)]
+    public void ClusterRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps)
+    {
+        using var cluster = Gpu(RecurrenceMode.Cluster);
+        using var perStep = Gpu(RecurrenceMode.Steps);
+        using var cpu = new CpuBackend();
+        var spec = new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers);
+        using (var probe = new RnnModel(cluster, RnnParameters.Initialize(spec, new Rng(1))))
+        using (var d = new BpttDriver(probe, batch, steps))
+            Assert.That(d.DescribeRecurrence(), Does.StartWith("cluster ("), "the shape this test is about runs the cluster kernels");
+        var k = OneStep(cluster, spec, batch, steps, 7);
+        var s = OneStep(perStep, spec, batch, steps, 7);
+        var c = OneStep(cpu, spec, batch, steps, 7);
+        foreach (var (other, name) in new[] { (s, "per-step"), (c, "cpu") })
+        {
+            Check.Close(other.Loss, k.Loss, 1e-6, 1e-5, $"loss vs {name}");
+            Check.Close(Check.ToDouble(other.TopHs), k.TopHs, 1e-5, 1e-4, $"top layer's H vs {name}");
+            for (int i = 0; i < spec.Parameters.Count; i++)
+                Check.Close(Check.ToDouble(other.Grads[i]), k.Grads[i], 1e-6, 1e-3, $"grad {spec.Parameters[i].Name} vs {name}");
+            for (int l = 0; l < layers; l++)
+                Check.Close(Check.ToDouble(other.DH0[l]), k.DH0[l], 1e-6, 1e-3, $"dH_0 of layer {l + 1} vs {name}");
+        }
+    }
+
+    /// <summary>The cluster kernels sum in a fixed order (no atomics): the same step twice gives the same bits, at a
+    /// small shape and at the book's (16 clusters of 8 blocks, 2 batch rows each, split products).</summary>
+    [TestCase(96, 6, 10)]
+    [TestCase(256, 32, 35)]
+    public void ClusterRecurrenceIsBitIdenticalOnRepeat(int hidden, int batch, int steps)
+    {
+        using var gpu = Gpu(RecurrenceMode.Cluster);
+        var spec = new ModelSpec(ModelKind.Scratch, Small.Vocab.Count, hidden, Activation.Tanh, CellKind.Rnn, 1);
+        var a = OneStep(gpu, spec, batch, steps, 3);
+        var b = OneStep(gpu, spec, batch, steps, 3);
+        Assert.That(b.TopHs, Is.EqualTo(a.TopHs));
+        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), spec.Parameters[i].Name);
+        Assert.That(b.DH0[0], Is.EqualTo(a.DH0[0]));
+    }
+
     /// <summary>The persistent kernels use no atomics whose order varies: the same step twice gives the same bits.</summary>
     [TestCase(96, 6, 10)]
     [TestCase(256, 32, 35)] // the book's: 64 blocks, split products
@@ -117,6 +162,12 @@ public class GpuPathTests
         using var forced = Gpu(RecurrenceMode.Persistent);
         Assert.That(Describe(forced, CellKind.Rnn, 1024, 256), Is.EqualTo("persistent (64 blocks × 16 columns)"));
         Assert.That(Describe(forced, CellKind.Rnn, 4096, 256), Does.StartWith("per-step (H 4096, B 256:"), "forcing does not make it fit");
+        using var cluster = Gpu(RecurrenceMode.Cluster);
+        Assert.That(Describe(cluster, CellKind.Rnn, 256, 32), Is.EqualTo("cluster (16 × 8 blocks, 2 rows each)"), "the book's shape: portable clusters of 8, as many as 132 SMs hold");
+        Assert.That(Describe(cluster, CellKind.Rnn, 1024, 256), Is.EqualTo("per-step (H 1024, B 256: 520 KiB of shared memory per block in clusters of 16, over the card's 227 KiB; --recurrence cluster)"),
+            "the large config: an FP32 W_hh (4 MiB) does not fit even 16 blocks' shared memory");
+        Assert.That(Describe(cluster, CellKind.Rnn, 512, 64), Is.EqualTo("cluster (16 × 8 blocks, 4 rows each)"), "H 512 fits clusters of 8 (128 KiB of W_hh each)");
+        Assert.That(Describe(gpu, CellKind.Rnn, 256, 32), Does.Not.Contain("cluster"), "untimed, auto never picks the unmeasured cluster kernels");
     }
 
     /// <summary>A recording must not allocate, wait or copy from the host: each of those throws, and the backend works after.</summary>

@@ -26,7 +26,7 @@ public class GpuTests
             if (TestBackends.RequireGpu) Assert.Fail("CHARRNN_REQUIRE_GPU=1 but no usable GPU: " + probe.Reason);
             Assert.Ignore("No usable GPU: " + probe.Reason);
         }
-        return CudaBackend.Create(0);
+        return CudaBackend.Create(0, new GpuOptions(TimePlans: false)); // the untimed rule: the same plan on every run
     }
 
     static Corpus Corpus10k => Corpus.Load(Path.Combine(AppContext.BaseDirectory, "data", "jaychou_lyrics.txt.zip"));
@@ -89,7 +89,7 @@ public class GpuTests
         var runs = new List<double[]>();
         foreach (var p in new[] { Precision.Fp32, precision })
         {
-            using var gpu = CudaBackend.Create(0, new GpuOptions(p));
+            using var gpu = CudaBackend.Create(0, new GpuOptions(p, TimePlans: false));
             Assert.That(gpu.Description.Contains(described), Is.EqualTo(p != Precision.Fp32));
             using var t = new Trainer(gpu, Corpus3k, o);
             var reports = new List<EpochReport>();
@@ -105,7 +105,7 @@ public class GpuTests
     public void Bf16GemmMultipliesRoundedOperands()
     {
         CreateCudaBackend().Dispose();
-        using var gpu = CudaBackend.Create(0, new GpuOptions(Precision.Bf16));
+        using var gpu = CudaBackend.Create(0, new GpuOptions(Precision.Bf16, TimePlans: false));
         int m = 128, k = 256, n = 64; // tensor-core-friendly shapes (cuBLAS may keep FP32 where they do not pay)
         var rng = new Rng(8);
         var a = Enumerable.Range(0, m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();

@@ -15,13 +15,16 @@ public enum Precision
 /// <summary>How the CUDA backend runs a plain RNN layer's recurrence (<c>--recurrence</c>).</summary>
 public enum RecurrenceMode
 {
-    /// <summary>The persistent kernels where the cell, the shape and the card allow and the products are small enough
-    /// for launches to matter (B·H² ≤ 2^26), else the per-step ops.</summary>
+    /// <summary>The fastest eligible plan as timed on this card on first use of a shape (per step, grid-persistent,
+    /// each cluster shape that fits), cached (<c>CudaBackend.Plans</c>); without timing
+    /// (<see cref="GpuOptions.TimePlans"/>), the grid kernels where they fit and B·H² ≤ 2^26, else the per-step ops.</summary>
     Auto,
-    /// <summary>The persistent kernels wherever they fit, large products included (for timing against the per-step path).</summary>
+    /// <summary>The grid-persistent kernels wherever they fit, large products included.</summary>
     Persistent,
     /// <summary>Always the per-step ops (a GEMM and an elementwise kernel per step): for comparison and debugging.</summary>
     Steps,
+    /// <summary>The thread-block cluster kernels (sm_90) wherever they fit (the fastest cluster shape when timing).</summary>
+    Cluster,
 }
 
 /// <summary>
@@ -29,9 +32,11 @@ public enum RecurrenceMode
 /// CUDA graph (captured once per shape) instead of issuing its ops one by one (<c>--graph on|off</c>).
 /// <paramref name="PersistentColumns"/>: hidden columns per block of the persistent kernels instead of the planned
 /// number, for timing tilings on a card (the CLI takes it from <c>CHARRNN_PERSISTENT_COLS</c>; null = planned).
+/// <paramref name="TimePlans"/>: choose the recurrence plan by timing the candidates on the card (cached); false keeps
+/// the untimed rule (the tests' default: the emulator's timings mean nothing, and its choice would vary by load).
 /// </summary>
 public sealed record GpuOptions(Precision Precision = Precision.Fp32, RecurrenceMode Recurrence = RecurrenceMode.Auto, bool Graphs = true,
-    int? PersistentColumns = null)
+    int? PersistentColumns = null, bool TimePlans = true)
 {
     public static GpuOptions Default { get; } = new();
 }

@@ -99,10 +99,15 @@ public enum GridKind
     /// <summary>Exactly <see cref="Grid.X"/> blocks of <see cref="Grid.Threads"/> threads with <see cref="Grid.SharedBytes"/>
     /// of dynamic shared memory, all resident at once (a cooperative launch: the kernel waits at grid barriers).</summary>
     Cooperative,
+    /// <summary><see cref="Grid.X"/> blocks of <see cref="Grid.Threads"/> threads with <see cref="Grid.SharedBytes"/>
+    /// of dynamic shared memory in thread-block clusters of <see cref="Grid.Y"/> blocks (sm_90: the kernel waits at
+    /// cluster barriers and reaches the other blocks' shared memory).</summary>
+    Cluster,
 }
 
 /// <summary>A launch's grid: <see cref="X"/> by its <see cref="Kind"/>, <see cref="Y"/> along y (a multi-tensor
-/// kernel's tensor; the table of their addresses is then the kernel's first parameter).</summary>
+/// kernel's tensor; the table of their addresses is then the kernel's first parameter), or, for
+/// <see cref="GridKind.Cluster"/>, the blocks per cluster.</summary>
 public readonly record struct Grid(GridKind Kind, long X, int Y = 1, int Threads = 0, int SharedBytes = 0)
 {
     public static Grid Elements(long n) => new(GridKind.Elements, n);

@@ -1,3 +1,5 @@
+using CharRnn.Rnn.Backends.Ops;
+
 namespace CharRnn.Rnn.Backends;
 
 /// <summary>
@@ -66,6 +68,36 @@ public sealed class StepProgress
         Waiting?.Invoke(waiter, steps);
         var spin = new SpinWait();
         while (Volatile.Read(ref _done) < steps) spin.SpinOnce(sleep1Threshold: -1);
+    }
+}
+
+/// <summary>A plain RNN layer's per-step ops on its <see cref="PlainRecurrence"/> tensors: what <c>RnnCell</c>'s steps
+/// issue, and what a backend times them by on scratch tensors of the same shapes (<c>CudaBackend</c>'s planner).</summary>
+public static class PlainSteps
+{
+    static Mat Rows(Tensor t, PlainRecurrence r, int step) => t.RowRange(step * r.Batch, r.Batch);
+
+    /// <summary>Step t: Pre_t += H_t·W_hh, then H_{t+1} = act(Pre_t + b_x (+ b_h)).</summary>
+    public static void Forward(IBackend be, PlainRecurrence r, int t)
+    {
+        var pre = Rows(r.Pre, r, t);
+        be.Gemm(false, false, 1f, Rows(r.Hs, r, t), r.Wh.All, 1f, pre);
+        be.BiasActivationForward(r.Activation, pre, r.Bx, r.Bh, Rows(r.Hs, r, t + 1));
+    }
+
+    /// <summary>Backward step t of <paramref name="steps"/>: dH_t += dPre_{t+1}·W_hhᵀ (but at the last step), then
+    /// dPre_t = dH_t ⊙ act′(H_{t+1}).</summary>
+    public static void Backward(IBackend be, PlainRecurrence r, int t, int steps)
+    {
+        var dh = Rows(r.DH, r, t);
+        if (t < steps - 1) be.Gemm(false, true, 1f, Rows(r.DPre, r, t + 1), r.Wh.All, 1f, dh);
+        be.ActivationBackward(r.Activation, dh, Rows(r.Hs, r, t + 1), Rows(r.DPre, r, t));
+    }
+
+    /// <summary>After step 0: dH_0 = dPre_0·W_hhᵀ when the layer wants it.</summary>
+    public static void End(IBackend be, PlainRecurrence r)
+    {
+        if (r.WantDH0) be.Gemm(false, true, 1f, Rows(r.DPre, r, 0), r.Wh.All, 0f, r.DH0.All);
     }
 }
 

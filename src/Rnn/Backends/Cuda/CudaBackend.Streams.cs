@@ -29,7 +29,7 @@ public sealed unsafe partial class CudaBackend
         _stream.Wait(_join); // what follows on this stream sees the blocks' outputs (and what they issued: an all-reduce)
     }
 
-    public bool FusesRecurrence(IRecurrence layer) => Persistent(layer) != null;
+    public bool FusesRecurrence(IRecurrence layer) => Fused(layer) != null;
 
     /// <summary>Whole 32-byte rows for W_hq, b_q and the logits (cuBLAS's fast paths want aligned leading dimensions).</summary>
     public int PaddedVocabulary(int vocab) => (vocab + 7) / 8 * 8;
@@ -59,41 +59,35 @@ public sealed unsafe partial class CudaBackend
         };
     }
 
-    /// <summary>The persistent kernels' launch for this layer, or null where the per-step ops run.</summary>
-    PersistentRecurrence.Plan? Persistent(IRecurrence layer)
-    {
-        if (_options.Recurrence == RecurrenceMode.Steps || layer.Plain is not PlainRecurrence r) return null;
-        var plan = PlanOf(r);
-        return plan.Runs ? plan : null;
-    }
-
-    PersistentRecurrence.Plan PlanOf(PlainRecurrence r) => _persistent.PlanFor(r.Batch, r.Hidden, _options.Recurrence == RecurrenceMode.Persistent);
+    /// <summary>The fused kernels' plan for this layer, or null where the per-step ops run.</summary>
+    RecurrencePlan? Fused(IRecurrence layer) =>
+        _options.Recurrence != RecurrenceMode.Steps && layer.Plain is PlainRecurrence r && PlanOf(r, layer.Steps) is { PerStep: false } p ? p : null;
 
     public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
     {
         if (progress != null && Profiler == null) TrackProgress(progress);
-        if (Persistent(layer) is not { } plan)
+        if (Fused(layer) is not { } plan)
         {
             RecurrenceSteps.Forward(this, layer, progress);
             return;
         }
-        Launch(RnnForwardPersistentOp.Instance, _persistent.Forward(layer.Plain!, layer.Steps, plan));
+        RunForward(plan, layer.Plain!, layer.Steps);
         progress?.Publish(layer.Steps); // the blocks waiting on it are issued after it on this one stream anyway
     }
 
     public void RecurrenceBackward(IRecurrence layer)
     {
-        if (Persistent(layer) is not { } plan)
+        if (Fused(layer) is not { } plan)
         {
             RecurrenceSteps.Backward(this, layer);
             return;
         }
-        Launch(RnnBackwardPersistentOp.Instance, _persistent.Backward(layer.Plain!, layer.Steps, plan));
+        RunBackward(plan, layer.Plain!, layer.Steps);
     }
 
     public string DescribeRecurrence(IRecurrence layer) =>
         _options.Recurrence == RecurrenceMode.Steps ? "per-step (--recurrence steps)"
-        : layer.Plain is PlainRecurrence r ? PlanOf(r).ToString()
+        : layer.Plain is PlainRecurrence r ? PlanOf(r, layer.Steps).Description
         : "per-step (the gated cells have no persistent kernels yet)";
 
     public double? DeviceSeconds(Action ops, int repeats)

@@ -31,6 +31,8 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly uint _maxBlocks;
     readonly GpuOptions _options;
     readonly PersistentRecurrence _persistent;
+    readonly ClusterRecurrence _clusters;
+    readonly Dictionary<(int B, int H, int T, Activation Act, bool Bh), RecurrencePlan> _plans; // chosen per layer shape
     readonly Dictionary<string, DeviceBuffer<ulong>> _tables;    // multi-tensor launch tables, by tensor addresses
     readonly Dictionary<int, DeviceBuffer<int>> _orders;         // scatter-add scratch, by length
     readonly Dictionary<ulong, List<string>> _tablesOf;          // tensor address → the tables that hold it
@@ -64,6 +66,8 @@ public sealed unsafe partial class CudaBackend : IBackend
         (_tables, _orders, _tablesOf) = (new(), new(), new());
         _maxBlocks = (uint)Math.Max(1, ctx.MultiprocessorCount * 16);
         _persistent = new PersistentRecurrence(ctx, _stream, Kernel, options.PersistentColumns);
+        _clusters = new ClusterRecurrence(ctx, Kernel);
+        _plans = new();
         Name = $"cuda:{ctx.Device}";
         Description = $"{Name} ({ctx.DeviceName}, {target}, cuBLAS {_blas.Version / 10000}.{_blas.Version / 100 % 100}.{_blas.Version % 100}{math switch { GemmMath.Tf32 => ", TF32 GEMMs", GemmMath.Bf16 => ", BF16 GEMMs with FP32 accumulation", _ => "" }})";
         var side = ctx.Own(ctx.CreateStream());
@@ -76,6 +80,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     {
         (_ctx, _stream, _blas, _options, _module, _k, _loss, _state) = (main._ctx, stream, blas, main._options, main._module, main._k, main._loss, main._state);
         (_maxBlocks, _persistent, _tables, _orders, _tablesOf) = (main._maxBlocks, main._persistent, main._tables, main._orders, main._tablesOf);
+        (_clusters, _plans) = (main._clusters, main._plans);
         (Name, Description) = (main.Name + " side lane", main.Description);
     }
 
@@ -166,6 +171,9 @@ public sealed unsafe partial class CudaBackend : IBackend
         {
             case GridKind.Cooperative:
                 k.LaunchCooperative((uint)g.X, (uint)g.Threads, (uint)g.SharedBytes, _stream, _args.Written);
+                break;
+            case GridKind.Cluster:
+                k.LaunchCluster((uint)g.X, (uint)g.Y, (uint)g.Threads, (uint)g.SharedBytes, _stream, _args.Written);
                 break;
             default:
                 uint x = g.Kind == GridKind.Elements ? Blocks(g.X) : (uint)g.X;

@@ -42,3 +42,44 @@ public sealed class RnnBackwardPersistentOp : KernelOp<RnnBackwardPersistentOp.A
     public override string Kernel => "rnn_backward_persistent";
     public override Grid GridFor(in Args a) => new(GridKind.Cooperative, a.Shape.Blocks, 1, a.Shape.Threads, a.Shape.SharedBytes);
 }
+
+// kernels/rnn_cluster.cu: the same recurrence in thread-block clusters (sm_90; planned by Cuda/ClusterRecurrence:
+// blocks per cluster, batch rows per cluster, the k split).
+
+/// <summary>A cluster plan's launch: <see cref="Clusters"/> clusters of <see cref="Size"/> blocks, each cluster owning
+/// <see cref="Rows"/> batch rows; threads per block and dynamic shared memory.</summary>
+public readonly record struct ClusterShape(int Clusters, int Size, int Rows, int Split, int Threads, int SharedBytes);
+
+/// <summary><c>rnn_forward_cluster</c>: H_t = act(pre_t + b1 (+ b2) + H_{t−1}·W_hh) for t = 1 … T into hs.</summary>
+public sealed class RnnForwardClusterOp : KernelOp<RnnForwardClusterOp.Args>
+{
+    public static readonly RnnForwardClusterOp Instance = new();
+    public readonly record struct Args(ClusterShape Shape, PlainRecurrence R, int T) : IKernelArgs
+    {
+        public void Write(KernelArgWriter w)
+        {
+            w.Ptr(R?.Pre, "pre"); w.Ptr(R?.Bx, "b1"); w.Ptr(R?.Bh, "b2"); w.Ptr(R?.Wh, "wh"); w.Int(R?.Batch ?? 0, "B"); w.Int(R?.Hidden ?? 0, "H");
+            w.Int(T); w.Int(R?.Activation == Activation.Relu ? 1 : 0, "act"); w.Int(Shape.Rows, "rows"); w.Int(Shape.Split, "split"); w.Ptr(R?.Hs, "hs");
+        }
+    }
+    public override string Kernel => "rnn_forward_cluster";
+    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+}
+
+/// <summary><c>rnn_backward_cluster</c>: dpre_t = (dh_t + dpre_{t+1}·W_hhᵀ) ⊙ act'(H_t) for t = T … 1, and dh0 (when
+/// not null) = dpre_1·W_hhᵀ.</summary>
+public sealed class RnnBackwardClusterOp : KernelOp<RnnBackwardClusterOp.Args>
+{
+    public static readonly RnnBackwardClusterOp Instance = new();
+    public readonly record struct Args(ClusterShape Shape, PlainRecurrence R, int T) : IKernelArgs
+    {
+        public void Write(KernelArgWriter w)
+        {
+            w.Ptr(R?.DH, "dh"); w.Ptr(R?.Hs, "hs"); w.Ptr(R?.Wh, "wh"); w.Int(R?.Batch ?? 0, "B"); w.Int(R?.Hidden ?? 0, "H"); w.Int(T);
+            w.Int(R?.Activation == Activation.Relu ? 1 : 0, "act"); w.Int(Shape.Rows, "rows"); w.Int(Shape.Split, "split");
+            w.Ptr(R?.DPre, "dpre"); w.Ptr(R is { WantDH0: true } ? R.DH0 : null, "dh0");
+        }
+    }
+    public override string Kernel => "rnn_backward_cluster";
+    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+}

@@ -17,23 +17,12 @@ public sealed class RnnCell(ModelSpec spec) : RecurrentCell(spec)
 
         public override PlainRecurrence Plain => new(_act, Batch, Hidden, Pre, Hs, P.Wh, P.Bx, P.Bh, DH, DPre, DH0, WantDH0);
 
-        public override void ForwardStep(IBackend be, int t)
-        {
-            var pre = Rows(Pre, t);
-            be.Gemm(false, false, 1f, Rows(Hs, t), P.Wh.All, 1f, pre);       // pre += H_{t-1}·W_hh
-            be.BiasActivationForward(_act, pre, P.Bx, P.Bh, Rows(Hs, t + 1)); // H_t = act(pre + b)
-        }
+        // The steps are PlainSteps' (pre += H_{t-1}·W_hh, H_t = act(pre + b); dH_t += dPre_{t+1}·W_hhᵀ, dPre_t =
+        // dH_t ⊙ act′): one definition for the layer and for a backend that times them on scratch tensors.
+        public override void ForwardStep(IBackend be, int t) => PlainSteps.Forward(be, Plain, t);
 
-        public override void BackwardStep(IBackend be, int t)
-        {
-            var dh = Rows(DH, t);
-            if (t < Steps - 1) be.Gemm(false, true, 1f, Rows(DPre, t + 1), P.Wh.All, 1f, dh); // dH_t += dPre_{t+1}·W_hhᵀ
-            be.ActivationBackward(_act, dh, Rows(Hs, t + 1), Rows(DPre, t));
-        }
+        public override void BackwardStep(IBackend be, int t) => PlainSteps.Backward(be, Plain, t, Steps);
 
-        public override void EndBackward(IBackend be)
-        {
-            if (WantDH0) be.Gemm(false, true, 1f, Rows(DPre, 0), P.Wh.All, 0f, DH0.All);
-        }
+        public override void EndBackward(IBackend be) => PlainSteps.End(be, Plain);
     }
 }
