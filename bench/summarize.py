@@ -52,7 +52,8 @@ def path(r):
     """What ran: CharRnn's recurrence path, graph and plan; PyTorch's mode."""
     if r.get("peer") == "pytorch":
         return r.get("mode", "?") + (" (eager: every op issued from Python)" if r.get("mode") == "eager" else "")
-    rec = (r.get("Recurrence") or "?").split(" (")[0]
+    # "cluster (16 × 8 blocks, 2 rows each); timed steps … µs, … a step": the plan, without auto's timings
+    rec = (r.get("Recurrence") or "?").split("; timed")[0].split("; not timed")[0][:70]
     graph = "graph" if str(r.get("Graph", "")).startswith("on") else "no graph"
     plan = r.get("Plan")
     return f"{rec}, {graph}" + (f", plan {plan}" if plan else "")
@@ -174,7 +175,8 @@ if large and large[0].get("SgemmGflopsPerSecond"):
 
 for cell in ("gru", "lstm"):
     table(f"(3) {cell}-concise at the book's shapes, FP32 (s = epochs 2..N)", [
-        (f"CharRnn {cell}-concise", runs(f"charrnn_{cell}_book_*.json")),
+        (f"CharRnn {cell}-concise (auto: the timed plan)", runs(f"charrnn_{cell}_book_*.json")),
+        (f"CharRnn {cell}-concise --recurrence steps", runs(f"charrnn_{cell}_perstep_*.json")),
         (f"PyTorch nn.{cell.upper()} + Linear, whole step in torch.cuda.graph", runs(f"torch_{cell}_book_graph_*.json")),
     ], "train s")
     same_bits(f"{cell}-concise: every round", runs(f"charrnn_{cell}_book_*.json"))
@@ -189,6 +191,17 @@ for cell in ("gru", "lstm"):
         (f"CharRnn {cell}", runs(f"charrnn_large_{cell}.json")),
         (f"PyTorch nn.{cell.upper()} + Linear (eager)", runs(f"torch_large_{cell}.json")),
     ], "train s")
+
+plans = os.path.join(d, "plans.json")
+if os.path.exists(plans):
+    print("Recurrence plans --recurrence auto timed on the card (µs per step, forward + backward, on scratch tensors):")
+    try:
+        for key, e in sorted(json.load(open(plans)).items()):
+            shape = " | ".join(key.split(" | ")[1:3])
+            print(f"  {shape}: runs {e['plan']}; " + ", ".join(f"{t['plan']} {t['us_per_step']:.1f}" for t in e["timings"]))
+    except Exception as ex:
+        print(f"  (unreadable: {ex})")
+    print()
 
 print("Variants that must give equal bits:")
 print("\n".join(equal_checks))

@@ -26,6 +26,9 @@ static __device__ __forceinline__ void store_u64(int* pair, unsigned long long v
 }
 #define NEG_INF __int_as_float(0xff800000) // −inf without math.h
 
+// The logistic function as every gate kernel computes it (gates.cu, gated_cluster.cu): the same bits in both.
+static __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
 template <typename T> static __device__ __forceinline__ T block_sum(T v, T* sh)
 {
     sh[threadIdx.x] = v;

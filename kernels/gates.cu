@@ -29,7 +29,7 @@
 
 #include "common.cuh"
 
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+// sigmoidf_: common.cuh (the cluster kernels use it too).
 
 extern "C" __global__ void lstm_forward(const float* __restrict__ pre, const float* __restrict__ bx,
                                         const float* __restrict__ bh, const float* __restrict__ c_prev, int n, int H,

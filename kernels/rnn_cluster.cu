@@ -26,46 +26,7 @@
 // Double buffering makes one barrier a step enough: step t reads buffer t & 1 and writes buffer (t + 1) & 1 in every
 // block; a block writes a buffer again only after the barrier that every reader of its last contents has reached.
 
-#include "common.cuh"
-
-// red[s·O + o] = Σ_{k in range s of split} x[b·H + k]·w[k·cols + j], o = b·cols + j, O = rows·cols; then a barrier.
-static __device__ __forceinline__ void cluster_partials(const float* x, const float* w, float* red, int rows, int H,
-                                                        int cols, int split)
-{
-    int O = rows * cols;
-    for (int i = threadIdx.x; i < O * split; i += blockDim.x)
-    {
-        int o = i % O, s = i / O, b = o / cols, j = o - b * cols;
-        int a0 = H * s / split, a1 = H * (s + 1) / split;
-        const float* xr = x + b * H;
-        const float* wk = w + j;
-        float acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
-        int k = a0;
-        for (; k + 3 < a1; k += 4)
-        {
-            acc0 = fmaf(xr[k], wk[k * cols], acc0);
-            acc1 = fmaf(xr[k + 1], wk[(k + 1) * cols], acc1);
-            acc2 = fmaf(xr[k + 2], wk[(k + 2) * cols], acc2);
-            acc3 = fmaf(xr[k + 3], wk[(k + 3) * cols], acc3);
-        }
-        for (; k < a1; k++) acc0 = fmaf(xr[k], wk[k * cols], acc0);
-        red[i] = (acc0 + acc1) + (acc2 + acc3);
-    }
-    __syncthreads();
-}
-
-static __device__ __forceinline__ float cluster_sum(const float* red, int o, int O, int split)
-{
-    float acc = red[o];
-    for (int s = 1; s < split; s++) acc += red[s * O + o];
-    return acc;
-}
-
-// v into column c of row b of buffer `buf` in every block of the cluster (this one included).
-static __device__ __forceinline__ void push(float* buf, int b, int H, int c, float v, unsigned C)
-{
-    for (unsigned r = 0; r < C; r++) cluster_map(buf, r)[b * H + c] = v;
-}
+#include "cluster.cuh"
 
 extern "C" __global__ void __launch_bounds__(THREADS)
 rnn_forward_cluster(const float* __restrict__ pre, const float* __restrict__ b1, const float* __restrict__ b2,
@@ -87,7 +48,7 @@ rnn_forward_cluster(const float* __restrict__ pre, const float* __restrict__ b1,
     {
         float* cur = xs + (t & 1) * rows * H;
         float* nxt = xs + ((t + 1) & 1) * rows * H;
-        cluster_partials(cur, w, red, rows, H, cols, split);
+        cluster_products(cur, H, w, cols, red, rows, split);
         for (int o = threadIdx.x; o < O; o += blockDim.x)
         {
             int b = o / cols, c = c0 + (o - b * cols);
@@ -97,7 +58,7 @@ rnn_forward_cluster(const float* __restrict__ pre, const float* __restrict__ b1,
             if (b2 != 0) s += b2[c];
             float y = act == 0 ? tanhf(s) : fmaxf(s, 0.0f);
             hs[r + (long long)B * H] = y;
-            push(nxt, b, H, c, y, C);
+            cluster_push(nxt, b * H + c, y, C);
         }
         cluster_sync(); // H_{t+1} complete in every block (and red free to reuse)
     }
@@ -122,7 +83,7 @@ rnn_backward_cluster(const float* __restrict__ dh, const float* __restrict__ hs,
     {
         float* mine = xs + (t & 1) * rows * H;         // dPre_t, written by every block now
         float* later = xs + ((t + 1) & 1) * rows * H;  // dPre_{t+1}
-        if (t < T - 1) cluster_partials(later, w, red, rows, H, cols, split);
+        if (t < T - 1) cluster_products(later, H, w, cols, red, rows, split);
         for (int o = threadIdx.x; o < O; o += blockDim.x)
         {
             int b = o / cols, c = c0 + (o - b * cols);
@@ -132,13 +93,13 @@ rnn_backward_cluster(const float* __restrict__ dh, const float* __restrict__ hs,
             float y = hs[r + (long long)B * H];
             float d = act == 0 ? g * (1.0f - y * y) : (y > 0.0f ? g : 0.0f);
             dpre[r] = d;
-            push(mine, b, H, c, d, C);
+            cluster_push(mine, b * H + c, d, C);
         }
         cluster_sync(); // dPre_t complete in every block
     }
     if (dh0 != 0)
     {
-        cluster_partials(xs, w, red, rows, H, cols, split); // buffer 0: dPre_0
+        cluster_products(xs, H, w, cols, red, rows, split); // buffer 0: dPre_0
         for (int o = threadIdx.x; o < O; o += blockDim.x)
         {
             int b = o / cols, c = c0 + (o - b * cols);

@@ -139,7 +139,7 @@ CLARGE="bench --device cuda --config large --hidden $LARGE_H --batch $LARGE_B --
 PLARGE="--model concise --optimizer sgd --lr 100 --clip 0.01 --sampling random --hidden $LARGE_H --batch $LARGE_B --chars all --minibatches $LARGE_STEPS --device cuda"
 GATED="--optimizer adam --lr 0.01 --clip none --sampling consecutive --device cuda"
 CRNN="--layers 2 --hidden $CHARRNN_H --batch 64 --steps 50"
-# A cluster variant joins every table once `--recurrence cluster` exists (the GPU issue's cluster recurrence).
+# The cluster variant joins the book table where this charrnn has `--recurrence cluster` (older bundles do not).
 CLUSTER=$("$C" bench --help 2>/dev/null | grep -q "cluster" && echo yes)
 
 book_round() { # one round of the book table, the sides alternating
@@ -161,6 +161,8 @@ gated_round() { # ROUND: book gru-/lstm-concise and the char-rnn-sized LSTM, eac
   for cell in gru lstm; do
     run charrnn_${cell}_book_$r $C $BOOK --preset $cell-concise --epochs "$GATED_EPOCHS" --json "$RAW/charrnn_${cell}_book_$r.json"
     run torch_${cell}_book_graph_$r $P --model concise --cell $cell $GATED --epochs "$GATED_EPOCHS" --mode graph --json "$RAW/torch_${cell}_book_graph_$r.json"
+    # the per-step path beside auto's timed choice (the cluster kernels, where they won), in the first round only
+    [ "$r" = 1 ] && run charrnn_${cell}_perstep_1 $C $BOOK --preset $cell-concise --epochs "$GATED_EPOCHS" --recurrence steps --json "$RAW/charrnn_${cell}_perstep_1.json"
   done
   run charrnn_lstm_charrnn_$r $C bench --device cuda --config large --preset lstm-concise $CRNN --minibatches "$LARGE_STEPS" --sgemm 0 --json "$RAW/charrnn_lstm_charrnn_$r.json"
   run torch_lstm_charrnn_graph_$r $P --model concise --cell lstm $CRNN $GATED --chars all --minibatches "$LARGE_STEPS" --mode graph --json "$RAW/torch_lstm_charrnn_graph_$r.json"

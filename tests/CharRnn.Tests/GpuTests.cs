@@ -369,7 +369,8 @@ public class GpuTests
                  {
                      (new[] { "--graph", "off" }, "training step as a CUDA graph: off (turned off by --graph off)"),
                      (["--recurrence", "steps"], "charrnn: recurrence per-step (--recurrence steps);"),
-                     (["--preset", "lstm-concise", "--layers", "2"], "recurrence per-step (the gated cells have no persistent kernels yet) in every layer;"),
+                     (["--preset", "lstm-concise", "--layers", "2"], "recurrence per-step (the gated cells' cluster kernels run where timed faster, or with --recurrence cluster) in every layer;"),
+                     (["--preset", "lstm-concise", "--recurrence", "cluster"], "charrnn: recurrence cluster (16 × 8 blocks, 2 rows each);"),
                  })
         {
             e = new StringWriter();

@@ -65,6 +65,32 @@ public class RecurrencePlanTests
         Assert.That(File.ReadAllText(file), Is.EqualTo(root.ToJsonString(new() { WriteIndented = true }) + "\n"), "reuse writes nothing");
     }
 
+    /// <summary>The gated cells' candidates: per step and each cluster shape (no grid kernels); the book's GRU has none.</summary>
+    [Test]
+    public void GatedCellsTimeTheStepsAgainstTheClusters()
+    {
+        using var dir = new TempDir();
+        var file = dir.File("plans.json");
+        Environment.SetEnvironmentVariable("CHARRNN_PLAN_CACHE", file);
+        using var gpu = GpuPathTests.Gpu(timed: true);
+        foreach (var cell in new[] { CellKind.Lstm, CellKind.Gru })
+        {
+            var spec = new ModelSpec(ModelKind.Concise, 30, 32, Activation.Tanh, cell, 1);
+            using var model = new RnnModel(gpu, RnnParameters.Initialize(spec, new Rng(1)));
+            using var d = new BpttDriver(model, 4, 5);
+            Assert.That(d.DescribeRecurrence(), Does.Contain("; timed steps "), cell.ToString());
+        }
+        var root = ReadCache(file);
+        Assert.That(root.Select(kv => kv.Key.Split(" | ")[1]), Is.EquivalentTo(new[] { "lstm 2 biases H 32 B 4 T 5", "gru 2 biases H 32 B 4 T 5" }));
+        foreach (var (_, entry) in root)
+            Assert.That(entry!["timings"]!.AsArray().Select(t => t!["plan"]!.GetValue<string>()),
+                Is.EqualTo(new[] { "steps", "cluster 4x16", "cluster 4x8", "cluster 4x4", "cluster 4x2" }));
+        var book = new ModelSpec(ModelKind.Scratch, 30, 32, Activation.Tanh, CellKind.Gru, 1);
+        using var bookModel = new RnnModel(gpu, RnnParameters.Initialize(book, new Rng(1)));
+        using var bookDriver = new BpttDriver(bookModel, 4, 5);
+        Assert.That(bookDriver.DescribeRecurrence(), Does.StartWith("per-step (the book's GRU"));
+    }
+
     static string PathPrefix(string id) => id == "steps" ? "per-step" : id.Split(' ')[0];
 
     [Test]

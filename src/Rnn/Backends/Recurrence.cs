@@ -28,6 +28,28 @@ public interface IRecurrence
 
     /// <summary>The tensors of a plain (tanh/relu) RNN layer, for a fused implementation; null for gated cells.</summary>
     PlainRecurrence? Plain { get; }
+
+    /// <summary>The tensors of an LSTM or (PyTorch's) GRU layer, for a fused implementation; null for other cells.</summary>
+    GatedRecurrence? Gated => null;
+}
+
+/// <summary>The gated cells a fused recurrence exists for (the book's scratch GRU, reset before the product, has none).</summary>
+public enum GatedCell { Lstm, Gru }
+
+/// <summary>
+/// An LSTM or GRU layer's recurrence tensors, the per-step path's buffers (time-major, T·B rows): <paramref name="Pre"/>
+/// the input products (G·H wide), <paramref name="Hs"/> H_0 … H_T, <paramref name="Gates"/> the activated gates,
+/// <paramref name="Cs"/> the LSTM's C_0 … C_T, <paramref name="HProj"/> the GRU's h·W_hh, <paramref name="DH"/> dH from
+/// above, <paramref name="DPre"/> d(x·W_x), <paramref name="DHProj"/> the GRU's d(h·W_hh + b_h), <paramref name="DC"/>
+/// the LSTM's carried dC (B × H), <paramref name="DH0"/>/<paramref name="DC0"/> d/dH_0, d/dC_0 when
+/// <paramref name="WantDH0"/>. The per-step ops on them are <see cref="GatedSteps"/>.
+/// </summary>
+public sealed record GatedRecurrence(GatedCell Cell, int Batch, int Hidden, Tensor Pre, Tensor Hs, Tensor Gates, Tensor? Cs,
+    Tensor? HProj, Tensor Wh, Tensor Bx, Tensor? Bh, Tensor DH, Tensor DPre, Tensor? DHProj, Tensor? DC, Tensor DH0, Tensor? DC0,
+    bool WantDH0)
+{
+    /// <summary>Gates per hidden unit: 4 (LSTM), 3 (GRU).</summary>
+    public int G => Cell == GatedCell.Lstm ? 4 : 3;
 }
 
 /// <summary>
@@ -98,6 +120,58 @@ public static class PlainSteps
     public static void End(IBackend be, PlainRecurrence r)
     {
         if (r.WantDH0) be.Gemm(false, true, 1f, Rows(r.DPre, r, 0), r.Wh.All, 0f, r.DH0.All);
+    }
+}
+
+/// <summary>An LSTM or GRU layer's per-step ops on its <see cref="GatedRecurrence"/> tensors: what <c>LstmCell</c>'s and
+/// <c>GruCell</c>'s steps issue, and what a backend times them by on scratch tensors of the same shapes.</summary>
+public static class GatedSteps
+{
+    static Mat Rows(Tensor t, GatedRecurrence r, int step) => t.RowRange(step * r.Batch, r.Batch);
+
+    public static void Forward(IBackend be, GatedRecurrence r, int t)
+    {
+        if (r.Cell == GatedCell.Lstm)
+        {
+            var pre = Rows(r.Pre, r, t);
+            be.Gemm(false, false, 1f, Rows(r.Hs, r, t), r.Wh.All, 1f, pre); // all four gates at once
+            be.LstmForward(pre, r.Bx, r.Bh, Rows(r.Cs!, r, t), Rows(r.Gates, r, t), Rows(r.Cs!, r, t + 1), Rows(r.Hs, r, t + 1));
+            return;
+        }
+        var hp = Rows(r.HProj!, r, t);
+        be.Gemm(false, false, 1f, Rows(r.Hs, r, t), r.Wh.All, 0f, hp); // r, z, n hidden parts
+        be.GruForward(Rows(r.Pre, r, t), hp, r.Bx, r.Bh, Rows(r.Hs, r, t), Rows(r.Gates, r, t), Rows(r.Hs, r, t + 1));
+    }
+
+    /// <summary>Before step T−1: the LSTM's carried dC to zero; the GRU's dH_0, which step 0 adds z ⊙ dH_0 into.</summary>
+    public static void Begin(IBackend be, GatedRecurrence r) => be.Zero(r.Cell == GatedCell.Lstm ? r.DC!.All : r.DH0.All);
+
+    public static void Backward(IBackend be, GatedRecurrence r, int t, int steps)
+    {
+        var dh = Rows(r.DH, r, t);
+        if (r.Cell == GatedCell.Lstm)
+        {
+            if (t < steps - 1) be.Gemm(false, true, 1f, Rows(r.DPre, r, t + 1), r.Wh.All, 1f, dh);
+            be.LstmBackward(dh, r.DC!.All, Rows(r.Gates, r, t), Rows(r.Cs!, r, t), Rows(r.Cs!, r, t + 1), Rows(r.DPre, r, t));
+            return;
+        }
+        if (t < steps - 1) be.Gemm(false, true, 1f, Rows(r.DHProj!, r, t + 1), r.Wh.All, 1f, dh); // + dHProj_{t+1}·W_hhᵀ
+        be.GruBackward(dh, Rows(r.Gates, r, t), Rows(r.HProj!, r, t), r.Bh, Rows(r.Hs, r, t), Rows(r.DPre, r, t), Rows(r.DHProj!, r, t),
+            t > 0 ? Rows(r.DH, r, t - 1) : r.DH0.All);                                                 // dH_{t−1} += z ⊙ dH_t
+    }
+
+    /// <summary>After step 0, when the layer wants them: dH_0 (and the LSTM's dC_0).</summary>
+    public static void End(IBackend be, GatedRecurrence r)
+    {
+        // Stryker disable once Statement : computing dH_0/dC_0 unasked only costs time — they are read only when asked for
+        if (!r.WantDH0) return;
+        if (r.Cell == GatedCell.Lstm)
+        {
+            be.Gemm(false, true, 1f, Rows(r.DPre, r, 0), r.Wh.All, 0f, r.DH0.All);
+            be.Copy(r.DC!.All, r.DC0!.All);
+            return;
+        }
+        be.Gemm(false, true, 1f, Rows(r.DHProj!, r, 0), r.Wh.All, 1f, r.DH0.All);
     }
 }
 

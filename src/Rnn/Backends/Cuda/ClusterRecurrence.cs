@@ -4,10 +4,11 @@ using CharRnn.Rnn.Backends.Ops;
 namespace CharRnn.Rnn.Backends.Cuda;
 
 /// <summary>
-/// The plain RNN's recurrence in thread-block clusters (<c>kernels/rnn_cluster.cu</c>, sm_90): which cluster shapes fit
-/// a layer on this card — one per cluster size (2, 4, 8, and 16 with the non-portable opt-in), each with as many
-/// clusters (batch row blocks) as the multiprocessors hold — or why none does. The planner
-/// (<see cref="RecurrencePlanner"/>) times them against the other paths.
+/// The recurrence in thread-block clusters (<c>kernels/rnn_cluster.cu</c> for the plain RNN,
+/// <c>kernels/gated_cluster.cu</c> for the LSTM and GRU; sm_90): which cluster shapes fit a layer on this card — one per
+/// cluster size (16 with the non-portable opt-in, 8, 4, 2), each with as many clusters (batch row blocks) as the
+/// multiprocessors hold at one block each — or why none does. The planner (<c>CudaBackend.Plans</c>) times them
+/// against the other paths.
 /// </summary>
 sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
 {
@@ -15,8 +16,9 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
     static readonly int[] Sizes = [16, 8, 4, 2];
 
     /// <summary>The shapes that fit (largest cluster first), or the reason none does (the largest cluster's: the one
-    /// most likely to fit).</summary>
-    public (List<ClusterShape> Shapes, string? Reason) ShapesFor(int batch, int hidden)
+    /// most likely to fit). <paramref name="gates"/>: 1 (plain RNN), 3 (GRU), 4 (LSTM); <paramref name="forward"/> and
+    /// <paramref name="backward"/>: the cell's two kernels.</summary>
+    public (List<ClusterShape> Shapes, string? Reason) ShapesFor(int batch, int hidden, int gates, string forward, string backward)
     {
         if (!ctx.ClusterLaunch) return ([], $"{ctx.Arch} has no thread-block clusters (sm_90 and newer)");
         var shapes = new List<ClusterShape>();
@@ -29,22 +31,34 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
             int clusters = 1;
             for (int n = batch; n >= 1; n--)
                 if (batch % n == 0 && n * size <= ctx.MultiprocessorCount) { clusters = n; break; }
-            int rows = batch / clusters, outputs = rows * cols;
-            int split = 1;
-            while (outputs * split * 2 <= Threads && hidden / (split * 2) >= 32) split *= 2;
-            int threads = Math.Min(Threads, (outputs * split + 31) / 32 * 32);
-            long shared = 4L * ((long)hidden * cols + 2L * rows * hidden + (long)split * outputs);
+            int rows = batch / clusters;
+            // Forward: rows × G·cols products of length H; backward: rows × cols of length G·H.
+            int outF = rows * gates * cols, outB = rows * cols;
+            int splitF = Split(outF, hidden), splitB = Split(outB, gates * hidden);
+            int threads = Math.Min(Threads, (Math.Max(outF * splitF, outB * splitB) + 31) / 32 * 32);
+            long weights = (long)gates * hidden * cols;
+            long fwd = weights + 2L * rows * hidden + (long)splitF * outF;
+            long bwd = weights + 2L * rows * gates * hidden + (long)splitB * outB + (gates > 1 ? outB : 0);
+            long shared = 4 * Math.Max(fwd, bwd);
             if (shared > ctx.MaxSharedPerBlockOptin)
             {
                 last ??= $"H {hidden}, B {batch}: {shared / 1024} KiB of shared memory per block in clusters of {size}, over the card's {ctx.MaxSharedPerBlockOptin / 1024} KiB";
                 continue;
             }
-            int fit = Math.Min(kernel(RnnForwardClusterOp.Instance.Kernel).MaxActiveClusters(size, threads, (int)shared),
-                               kernel(RnnBackwardClusterOp.Instance.Kernel).MaxActiveClusters(size, threads, (int)shared));
+            int fit = Math.Min(kernel(forward).MaxActiveClusters(size, threads, (int)shared),
+                               kernel(backward).MaxActiveClusters(size, threads, (int)shared));
             if (fit < 1) { last ??= $"no cluster of {size} blocks with {shared / 1024} KiB each fits on the card"; continue; }
-            shapes.Add(new ClusterShape(clusters, size, rows, split, threads, (int)shared));
+            shapes.Add(new ClusterShape(clusters, size, rows, splitF, threads, (int)shared, splitB));
         }
         return (shapes, shapes.Count > 0 ? null : last);
+    }
+
+    // Each product cut into k ranges of at least 32 terms, as many as 256 threads allow.
+    static int Split(int outputs, int length)
+    {
+        int split = 1;
+        while (outputs * split * 2 <= Threads && length / (split * 2) >= 32) split *= 2;
+        return split;
     }
 
     public static string Describe(ClusterShape s) =>

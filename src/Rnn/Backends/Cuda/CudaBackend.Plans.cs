@@ -15,74 +15,88 @@ sealed record RecurrencePlan(string Id, PersistentRecurrence.Plan? Grid, Cluster
 
 /// <summary>
 /// The recurrence planner (the first use of a layer shape): <c>--recurrence auto</c> times every eligible plan — per
-/// step, grid-persistent, and each cluster shape that fits — on scratch tensors of the layer's shapes with device
-/// events, runs the fastest, and caches the choice per card, driver, shape, precision and kernel sources
-/// (<see cref="PlanCache"/>); cuDNN's find step. <c>steps</c>, <c>persistent</c> and <c>cluster</c> force a path (the
-/// per-step one, with the reason, where the forced one cannot run). Without timing
-/// (<see cref="GpuOptions.TimePlans"/> false) auto keeps the untimed rule: the grid kernels where they fit and
-/// B·H² ≤ 2^26, else per step; it never picks the clusters unmeasured.
+/// step, grid-persistent (plain RNN), and each cluster shape that fits (plain RNN, LSTM, PyTorch's GRU) — on scratch
+/// tensors of the layer's shapes with device events, runs the fastest, and caches the choice per card, driver, cell,
+/// shape, precision and kernel sources (<see cref="PlanCache"/>); cuDNN's find step. <c>steps</c>, <c>persistent</c>
+/// and <c>cluster</c> force a path (the per-step one, with the reason, where the forced one cannot run). Without timing
+/// (<see cref="GpuOptions.TimePlans"/> false) auto keeps the untimed rule: for the plain RNN the grid kernels where they
+/// fit and B·H² ≤ 2^26, else per step; the gated cells per step; it never picks the clusters unmeasured.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
     const int TimedSteps = 16; // a timing runs min(T, 16) steps: enough to amortise the weights' load, cheap everywhere
     const int TimedRounds = 3;
 
-    /// <summary>The plan for a plain layer (chosen, timed or read from the cache on first use of its shape).</summary>
-    RecurrencePlan PlanOf(PlainRecurrence r, int steps)
+    /// <summary>The plan for a layer (chosen, timed or read from the cache on first use of its shape).</summary>
+    RecurrencePlan PlanOf(IRecurrence layer)
     {
-        var key = (r.Batch, r.Hidden, steps, r.Activation, r.Bh != null);
+        var (cell, b, h, act, bh) = layer.Plain is PlainRecurrence r ? ("rnn " + r.Activation.ToString().ToLowerInvariant(), r.Batch, r.Hidden, r.Activation, r.Bh != null)
+            : layer.Gated is GatedRecurrence g ? (g.Cell.ToString().ToLowerInvariant(), g.Batch, g.Hidden, Activation.Tanh, g.Bh != null)
+            : ("other", 0, 0, Activation.Tanh, false);
+        var key = (cell, b, h, layer.Steps, bh);
         lock (_plans)
             if (_plans.TryGetValue(key, out var known)) return known;
-        var plan = Choose(r, steps);
+        var plan = Choose(layer);
         if (!_state.Recording) lock (_plans) _plans[key] = plan; // chosen while recording: untimed, so not kept
         return plan;
     }
 
     static RecurrencePlan Steps(string why) => new("steps", null, null, $"per-step ({why})");
-    static RecurrencePlan GridPlan(PersistentRecurrence.Plan g, string? note = null) =>
-        new($"persistent {g.Blocks}x{g.Cols}", g, null, note == null ? g.ToString() : $"{g}; {note}");
-    static RecurrencePlan ClusterPlan(ClusterShape c, string? note = null) =>
-        new($"cluster {c.Clusters}x{c.Size}", null, c, note == null ? ClusterRecurrence.Describe(c) : $"{ClusterRecurrence.Describe(c)}; {note}");
+    static RecurrencePlan GridPlan(PersistentRecurrence.Plan g) => new($"persistent {g.Blocks}x{g.Cols}", g, null, g.ToString());
+    static RecurrencePlan ClusterPlan(ClusterShape c) => new($"cluster {c.Clusters}x{c.Size}", null, c, ClusterRecurrence.Describe(c));
 
-    RecurrencePlan Choose(PlainRecurrence r, int steps)
+    (List<ClusterShape> Shapes, string? Reason) ClusterShapes(object rec) => rec switch
     {
+        PlainRecurrence r => _clusters.ShapesFor(r.Batch, r.Hidden, 1, RnnForwardClusterOp.Instance.Kernel, RnnBackwardClusterOp.Instance.Kernel),
+        GatedRecurrence { Cell: GatedCell.Lstm } g => _clusters.ShapesFor(g.Batch, g.Hidden, 4, LstmForwardClusterOp.Instance.Kernel, LstmBackwardClusterOp.Instance.Kernel),
+        GatedRecurrence g => _clusters.ShapesFor(g.Batch, g.Hidden, 3, GruForwardClusterOp.Instance.Kernel, GruBackwardClusterOp.Instance.Kernel),
+        _ => ([], "no cluster kernels for this cell"),
+    };
+
+    RecurrencePlan Choose(IRecurrence layer)
+    {
+        if (_options.Recurrence == RecurrenceMode.Steps) return Steps("--recurrence steps");
+        object? rec = (object?)layer.Plain ?? layer.Gated;
+        if (rec == null) return Steps("the book's GRU, reset before the product, has no fused kernels");
+        var plain = rec as PlainRecurrence;
         switch (_options.Recurrence)
         {
-            case RecurrenceMode.Steps:
-                return Steps("--recurrence steps");
             case RecurrenceMode.Persistent:
-            {
-                var g = _persistent.PlanFor(r.Batch, r.Hidden, force: true);
-                return g.Runs ? GridPlan(g) : Steps(g.Reason + "; --recurrence persistent");
-            }
+                if (plain == null) return Steps("the grid kernels are the plain RNN's; --recurrence persistent");
+                var forced = _persistent.PlanFor(plain.Batch, plain.Hidden, force: true);
+                return forced.Runs ? GridPlan(forced) : Steps(forced.Reason + "; --recurrence persistent");
             case RecurrenceMode.Cluster:
             {
-                var (shapes, why) = _clusters.ShapesFor(r.Batch, r.Hidden);
+                var (shapes, why) = ClusterShapes(rec);
                 if (shapes.Count == 0) return Steps(why + "; --recurrence cluster");
                 if (!_options.TimePlans || shapes.Count == 1 || _state.Recording)
                     return ClusterPlan(shapes.FirstOrDefault(s => s.Size == 8, shapes[0]));
-                return Timed(r, steps, shapes.Select(s => ClusterPlan(s)).ToList(), "cluster");
+                return Timed(rec, layer.Steps, shapes.Select(ClusterPlan).ToList(), "cluster");
             }
             default:
             {
-                var rule = _persistent.PlanFor(r.Batch, r.Hidden);
-                var untimed = rule.Runs ? GridPlan(rule) : Steps(rule.Reason!);
+                RecurrencePlan untimed;
+                if (plain != null)
+                {
+                    var rule = _persistent.PlanFor(plain.Batch, plain.Hidden);
+                    untimed = rule.Runs ? GridPlan(rule) : Steps(rule.Reason!);
+                }
+                else untimed = Steps("the gated cells' cluster kernels run where timed faster, or with --recurrence cluster");
                 if (!_options.TimePlans) return untimed;
                 if (_state.Recording) return untimed with { Description = untimed.Description + "; not timed: first used while recording" };
                 var candidates = new List<RecurrencePlan> { new("steps", null, null, "per-step") };
-                var forced = _persistent.PlanFor(r.Batch, r.Hidden, force: true);
-                if (forced.Runs) candidates.Add(GridPlan(forced));
-                candidates.AddRange(_clusters.ShapesFor(r.Batch, r.Hidden).Shapes.Select(s => ClusterPlan(s)));
-                return Timed(r, steps, candidates, "auto");
+                if (plain != null && _persistent.PlanFor(plain.Batch, plain.Hidden, force: true) is { Runs: true } grid) candidates.Add(GridPlan(grid));
+                candidates.AddRange(ClusterShapes(rec).Shapes.Select(ClusterPlan));
+                return Timed(rec, layer.Steps, candidates, "auto");
             }
         }
     }
 
     /// <summary>The fastest of <paramref name="candidates"/>: from the cache when it holds this key and its choice is
     /// still a candidate, else timed now (and stored).</summary>
-    RecurrencePlan Timed(PlainRecurrence r, int steps, List<RecurrencePlan> candidates, string mode)
+    RecurrencePlan Timed(object rec, int steps, List<RecurrencePlan> candidates, string mode)
     {
-        string key = CacheKey(r, steps, mode);
+        string key = CacheKey(rec, steps, mode);
         if (PlanCache.Find(key) is { } hit && candidates.FirstOrDefault(c => c.Id == hit.Plan) is { } cached)
             return cached with { Description = $"{cached.Description}; {Timings(hit.Timings)}, cached" };
         var timings = new List<(string Plan, double Micros)>();
@@ -95,7 +109,7 @@ public sealed unsafe partial class CudaBackend
             // run; a sticky fault (an illegal address) still ends it, as it must.
             try
             {
-                timings.Add((c.Id, TimePlan(c, r, steps)));
+                timings.Add((c.Id, TimePlan(c, rec, steps)));
                 ran.Add(c);
             }
             catch (CudaException e) when (c != candidates[0] && ContextStillUsable())
@@ -127,48 +141,97 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>What the cache keys a choice by: the card, its driver, the layer (cell, activation, biases, H, B, T),
     /// the GEMM precision, the mode and the recurrence kernels' sources (a changed kernel is timed again).</summary>
-    string CacheKey(PlainRecurrence r, int steps, string mode) =>
-        $"{_ctx.DeviceName} {_ctx.Arch} driver {CudaContext.DriverVersion()} | rnn {r.Activation.ToString().ToLowerInvariant()}{(r.Bh != null ? " 2 biases" : "")} H {r.Hidden} B {r.Batch} T {steps} | {_options.Precision.ToString().ToLowerInvariant()} | {mode} | kernels {KernelsHash}";
+    string CacheKey(object rec, int steps, string mode)
+    {
+        var (cell, b, h, bh) = rec switch
+        {
+            PlainRecurrence r => ("rnn " + r.Activation.ToString().ToLowerInvariant(), r.Batch, r.Hidden, r.Bh != null),
+            GatedRecurrence g => (g.Cell.ToString().ToLowerInvariant(), g.Batch, g.Hidden, g.Bh != null),
+            _ => throw new ArgumentException("no fused recurrence", nameof(rec)),
+        };
+        return $"{_ctx.DeviceName} {_ctx.Arch} driver {CudaContext.DriverVersion()} | {cell}{(bh ? " 2 biases" : "")} H {h} B {b} T {steps} | {_options.Precision.ToString().ToLowerInvariant()} | {mode} | kernels {KernelsHash}";
+    }
 
     static readonly string KernelsHash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
-        string.Concat(new[] { "rnn_persistent.cu", "rnn_cluster.cu" }.Select(f => KernelSources.All[f])) + KernelSources.Headers["common.cuh"])))[..12].ToLowerInvariant();
+        string.Concat(new[] { "rnn_persistent.cu", "rnn_cluster.cu", "gated_cluster.cu", "gates.cu" }.Select(f => KernelSources.All[f]))
+        + KernelSources.Headers["common.cuh"] + KernelSources.Headers["cluster.cuh"])))[..12].ToLowerInvariant();
 
-    /// <summary>Microseconds per step (forward + backward) of <paramref name="plan"/> on scratch tensors shaped as
-    /// <paramref name="r"/>'s (its weights, read only): one warm-up, then the median of three rounds.</summary>
-    double TimePlan(RecurrencePlan plan, PlainRecurrence r, int steps)
+    /// <summary>Microseconds per step (forward + backward) of <paramref name="plan"/> on scratch tensors shaped as the
+    /// layer's (its weights, read only): one warm-up, then the median of three rounds.</summary>
+    double TimePlan(RecurrencePlan plan, object rec, int steps)
     {
-        int t = Math.Min(steps, TimedSteps), b = r.Batch, h = r.Hidden;
-        using var pre = Zeros(t * b, h);
-        using var hs = Zeros((t + 1) * b, h);
-        using var dh = Zeros(t * b, h);
-        using var dpre = Zeros(t * b, h);
-        using var dh0 = Zeros(b, h);
-        var scratch = r with { Pre = pre, Hs = hs, DH = dh, DPre = dpre, DH0 = dh0, WantDH0 = true };
-        void Run()
+        int t = Math.Min(steps, TimedSteps);
+        var scratch = new List<Tensor>();
+        Tensor Z(int rows, int cols)
         {
-            RunForward(plan, scratch, t);
-            RunBackward(plan, scratch, t);
+            var z = Zeros(rows, cols);
+            scratch.Add(z);
+            return z;
         }
-        Run();
-        var rounds = Enumerable.Range(0, TimedRounds).Select(_ => DeviceSeconds(Run, 1) ?? 0).OrderBy(x => x).ToArray();
-        return rounds[rounds.Length / 2] * 1e6 / t;
-    }
-
-    void RunForward(RecurrencePlan plan, PlainRecurrence r, int steps)
-    {
-        if (plan.Grid is { } g) Launch(RnnForwardPersistentOp.Instance, _persistent.Forward(r, steps, g));
-        else if (plan.Cluster is { } c) Launch(RnnForwardClusterOp.Instance, new RnnForwardClusterOp.Args(c, r, steps));
-        else for (int t = 0; t < steps; t++) PlainSteps.Forward(this, r, t);
-    }
-
-    void RunBackward(RecurrencePlan plan, PlainRecurrence r, int steps)
-    {
-        if (plan.Grid is { } g) Launch(RnnBackwardPersistentOp.Instance, _persistent.Backward(r, steps, g));
-        else if (plan.Cluster is { } c) Launch(RnnBackwardClusterOp.Instance, new RnnBackwardClusterOp.Args(c, r, steps));
-        else
+        try
         {
-            for (int t = steps - 1; t >= 0; t--) PlainSteps.Backward(this, r, t, steps);
-            PlainSteps.End(this, r);
+            object s = rec switch
+            {
+                PlainRecurrence r => r with
+                {
+                    Pre = Z(t * r.Batch, r.Hidden), Hs = Z((t + 1) * r.Batch, r.Hidden), DH = Z(t * r.Batch, r.Hidden),
+                    DPre = Z(t * r.Batch, r.Hidden), DH0 = Z(r.Batch, r.Hidden), WantDH0 = true,
+                },
+                GatedRecurrence g => g with
+                {
+                    Pre = Z(t * g.Batch, g.G * g.Hidden), Hs = Z((t + 1) * g.Batch, g.Hidden), Gates = Z(t * g.Batch, g.G * g.Hidden),
+                    Cs = g.Cs == null ? null : Z((t + 1) * g.Batch, g.Hidden), HProj = g.HProj == null ? null : Z(t * g.Batch, g.G * g.Hidden),
+                    DH = Z(t * g.Batch, g.Hidden), DPre = Z(t * g.Batch, g.G * g.Hidden),
+                    DHProj = g.DHProj == null ? null : Z(t * g.Batch, g.G * g.Hidden), DC = g.DC == null ? null : Z(g.Batch, g.Hidden),
+                    DH0 = Z(g.Batch, g.Hidden), DC0 = g.DC0 == null ? null : Z(g.Batch, g.Hidden), WantDH0 = true,
+                },
+                _ => throw new ArgumentException("no fused recurrence", nameof(rec)),
+            };
+            void Run()
+            {
+                RunForward(plan, s, t);
+                RunBackward(plan, s, t);
+            }
+            Run();
+            var rounds = Enumerable.Range(0, TimedRounds).Select(_ => DeviceSeconds(Run, 1) ?? 0).OrderBy(x => x).ToArray();
+            return rounds[rounds.Length / 2] * 1e6 / t;
+        }
+        finally
+        {
+            foreach (var z in scratch) z.Dispose();
+        }
+    }
+
+    void RunForward(RecurrencePlan plan, object rec, int steps)
+    {
+        switch (rec)
+        {
+            case PlainRecurrence r when plan.Grid is { } g: Launch(RnnForwardPersistentOp.Instance, _persistent.Forward(r, steps, g)); break;
+            case PlainRecurrence r when plan.Cluster is { } c: Launch(RnnForwardClusterOp.Instance, new RnnForwardClusterOp.Args(c, r, steps)); break;
+            case PlainRecurrence r: for (int t = 0; t < steps; t++) PlainSteps.Forward(this, r, t); break;
+            case GatedRecurrence { Cell: GatedCell.Lstm } l when plan.Cluster is { } c: Launch(LstmForwardClusterOp.Instance, new LstmForwardClusterOp.Args(c, l, steps)); break;
+            case GatedRecurrence g when plan.Cluster is { } c: Launch(GruForwardClusterOp.Instance, new GruForwardClusterOp.Args(c, g, steps)); break;
+            case GatedRecurrence g: for (int t = 0; t < steps; t++) GatedSteps.Forward(this, g, t); break;
+        }
+    }
+
+    void RunBackward(RecurrencePlan plan, object rec, int steps)
+    {
+        switch (rec)
+        {
+            case PlainRecurrence r when plan.Grid is { } g: Launch(RnnBackwardPersistentOp.Instance, _persistent.Backward(r, steps, g)); break;
+            case PlainRecurrence r when plan.Cluster is { } c: Launch(RnnBackwardClusterOp.Instance, new RnnBackwardClusterOp.Args(c, r, steps)); break;
+            case PlainRecurrence r:
+                for (int t = steps - 1; t >= 0; t--) PlainSteps.Backward(this, r, t, steps);
+                PlainSteps.End(this, r);
+                break;
+            case GatedRecurrence { Cell: GatedCell.Lstm } l when plan.Cluster is { } c: Launch(LstmBackwardClusterOp.Instance, new LstmBackwardClusterOp.Args(c, l, steps)); break;
+            case GatedRecurrence g when plan.Cluster is { } c: Launch(GruBackwardClusterOp.Instance, new GruBackwardClusterOp.Args(c, g, steps)); break;
+            case GatedRecurrence g:
+                GatedSteps.Begin(this, g);
+                for (int t = steps - 1; t >= 0; t--) GatedSteps.Backward(this, g, t, steps);
+                GatedSteps.End(this, g);
+                break;
         }
     }
 }

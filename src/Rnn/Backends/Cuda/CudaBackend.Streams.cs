@@ -61,7 +61,7 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>The fused kernels' plan for this layer, or null where the per-step ops run.</summary>
     RecurrencePlan? Fused(IRecurrence layer) =>
-        _options.Recurrence != RecurrenceMode.Steps && layer.Plain is PlainRecurrence r && PlanOf(r, layer.Steps) is { PerStep: false } p ? p : null;
+        _options.Recurrence != RecurrenceMode.Steps && PlanOf(layer) is { PerStep: false } p ? p : null;
 
     public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
     {
@@ -71,7 +71,7 @@ public sealed unsafe partial class CudaBackend
             RecurrenceSteps.Forward(this, layer, progress);
             return;
         }
-        RunForward(plan, layer.Plain!, layer.Steps);
+        RunForward(plan, (object?)layer.Plain ?? layer.Gated!, layer.Steps);
         progress?.Publish(layer.Steps); // the blocks waiting on it are issued after it on this one stream anyway
     }
 
@@ -82,13 +82,10 @@ public sealed unsafe partial class CudaBackend
             RecurrenceSteps.Backward(this, layer);
             return;
         }
-        RunBackward(plan, layer.Plain!, layer.Steps);
+        RunBackward(plan, (object?)layer.Plain ?? layer.Gated!, layer.Steps);
     }
 
-    public string DescribeRecurrence(IRecurrence layer) =>
-        _options.Recurrence == RecurrenceMode.Steps ? "per-step (--recurrence steps)"
-        : layer.Plain is PlainRecurrence r ? PlanOf(r, layer.Steps).Description
-        : "per-step (the gated cells have no persistent kernels yet)";
+    public string DescribeRecurrence(IRecurrence layer) => PlanOf(layer).Description;
 
     public double? DeviceSeconds(Action ops, int repeats)
     {

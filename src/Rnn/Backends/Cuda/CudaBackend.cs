@@ -32,7 +32,7 @@ public sealed unsafe partial class CudaBackend : IBackend
     readonly GpuOptions _options;
     readonly PersistentRecurrence _persistent;
     readonly ClusterRecurrence _clusters;
-    readonly Dictionary<(int B, int H, int T, Activation Act, bool Bh), RecurrencePlan> _plans; // chosen per layer shape
+    readonly Dictionary<(string Cell, int B, int H, int T, bool Bh), RecurrencePlan> _plans; // chosen per layer shape
     readonly Dictionary<string, DeviceBuffer<ulong>> _tables;    // multi-tensor launch tables, by tensor addresses
     readonly Dictionary<int, DeviceBuffer<int>> _orders;         // scatter-add scratch, by length
     readonly Dictionary<ulong, List<string>> _tablesOf;          // tensor address → the tables that hold it

@@ -50,6 +50,7 @@ public abstract class CellLayer : IRecurrence, IDisposable
     public bool WantDH0 { get; set; }
 
     public virtual PlainRecurrence? Plain => null;
+    public virtual GatedRecurrence? Gated => null;
 
     public Mat H0 => Hs.RowRange(0, Batch);
     public Mat HT => Hs.RowRange(Steps * Batch, Batch);

@@ -31,26 +31,14 @@ public sealed class GruCell(ModelSpec spec) : RecurrentCell(spec)
         public override Tensor DRec => _dhproj;
         protected override IEnumerable<Tensor?> Buffers => base.Buffers.Concat([_hproj, _gates, _dhproj]);
 
-        public override void ForwardStep(IBackend be, int t)
-        {
-            var hp = Rows(_hproj, t);
-            be.Gemm(false, false, 1f, Rows(Hs, t), P.Wh.All, 0f, hp); // r, z, n hidden parts
-            be.GruForward(Rows(Pre, t), hp, P.Bx, P.Bh, Rows(Hs, t), Rows(_gates, t), Rows(Hs, t + 1));
-        }
+        public override GatedRecurrence Gated =>
+            new(GatedCell.Gru, Batch, Hidden, Pre, Hs, _gates, null, _hproj, P.Wh, P.Bx, P.Bh, DH, DPre, _dhproj, null, DH0, null, WantDH0);
 
-        public override void BeginBackward(IBackend be) => be.Zero(DH0.All); // gru_backward adds z·dh into dH_{t−1}; for t = 0 that is DH0
-
-        public override void BackwardStep(IBackend be, int t)
-        {
-            var dh = Rows(DH, t);
-            if (t < Steps - 1) be.Gemm(false, true, 1f, Rows(_dhproj, t + 1), P.Wh.All, 1f, dh); // + dHProj_{t+1}·W_hhᵀ
-            be.GruBackward(dh, Rows(_gates, t), Rows(_hproj, t), P.Bh, Rows(Hs, t), Rows(DPre, t), Rows(_dhproj, t),
-                t > 0 ? Rows(DH, t - 1) : DH0.All);                                              // dH_{t−1} += z ⊙ dH_t
-        }
-
-        public override void EndBackward(IBackend be)
-        {
-            if (WantDH0) be.Gemm(false, true, 1f, Rows(_dhproj, 0), P.Wh.All, 1f, DH0.All);
-        }
+        // The steps are GatedSteps' (one definition for the layer and for a backend that times them on scratch tensors);
+        // gru_backward adds z·dh into dH_{t−1}, for t = 0 into DH0, which the backward therefore zeroes first.
+        public override void ForwardStep(IBackend be, int t) => GatedSteps.Forward(be, Gated, t);
+        public override void BeginBackward(IBackend be) => GatedSteps.Begin(be, Gated);
+        public override void BackwardStep(IBackend be, int t) => GatedSteps.Backward(be, Gated, t, Steps);
+        public override void EndBackward(IBackend be) => GatedSteps.End(be, Gated);
     }
 }

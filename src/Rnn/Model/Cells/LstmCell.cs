@@ -35,28 +35,13 @@ public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
         public override Tensor DC0 => _dc0;
         protected override IEnumerable<Tensor?> Buffers => base.Buffers.Concat([_gates, _cs, _dc, _dc0]);
 
-        public override void ForwardStep(IBackend be, int t)
-        {
-            var pre = Rows(Pre, t);
-            be.Gemm(false, false, 1f, Rows(Hs, t), P.Wh.All, 1f, pre); // all four gates at once
-            be.LstmForward(pre, P.Bx, P.Bh, Rows(_cs, t), Rows(_gates, t), Rows(_cs, t + 1), Rows(Hs, t + 1));
-        }
+        public override GatedRecurrence Gated =>
+            new(GatedCell.Lstm, Batch, Hidden, Pre, Hs, _gates, _cs, null, P.Wh, P.Bx, P.Bh, DH, DPre, null, _dc, DH0, _dc0, WantDH0);
 
-        public override void BeginBackward(IBackend be) => be.Zero(_dc.All);
-
-        public override void BackwardStep(IBackend be, int t)
-        {
-            var dh = Rows(DH, t);
-            if (t < Steps - 1) be.Gemm(false, true, 1f, Rows(DPre, t + 1), P.Wh.All, 1f, dh);
-            be.LstmBackward(dh, _dc.All, Rows(_gates, t), Rows(_cs, t), Rows(_cs, t + 1), Rows(DPre, t));
-        }
-
-        public override void EndBackward(IBackend be)
-        {
-            // Stryker disable once Statement : computing dH_0/dC_0 unasked only costs time — they are read only when asked for
-            if (!WantDH0) return;
-            be.Gemm(false, true, 1f, Rows(DPre, 0), P.Wh.All, 0f, DH0.All);
-            be.Copy(_dc.All, _dc0.All);
-        }
+        // The steps are GatedSteps' (one definition for the layer and for a backend that times them on scratch tensors).
+        public override void ForwardStep(IBackend be, int t) => GatedSteps.Forward(be, Gated, t);
+        public override void BeginBackward(IBackend be) => GatedSteps.Begin(be, Gated);
+        public override void BackwardStep(IBackend be, int t) => GatedSteps.Backward(be, Gated, t, Steps);
+        public override void EndBackward(IBackend be) => GatedSteps.End(be, Gated);
     }
 }
