@@ -67,34 +67,29 @@ extern __shared__ __align__(16) unsigned char charrnn_dynamic_shared[];
 
 // grid_barrier(state): every thread of every block waits here until all blocks have arrived; what any block wrote
 // before is then visible to all (fences on both sides, and the readers bypass L1 with __ldcg). Only for cooperative
-// launches (cuLaunchCooperativeKernel), where all blocks are resident at once. `state` is two unsigned ints in device
-// memory, zero before the first launch: [arrived, generation]; `arrived` is back at zero after each barrier, so the
-// same state serves every later launch. The last block to arrive resets the count and then bumps the generation the
-// others spin on. A wait that goes on for seconds (blocks that are not co-resident after all) traps instead of hanging.
+// launches (all blocks resident at once). `state` is an unsigned int in device memory, zero before the first launch
+// (the plans allocate two; the second is unused). One atomic per block and barrier (cooperative groups' scheme): block
+// 0 adds 2^31 − (n − 1), every other block 1, so the sum of a barrier's n arrivals is exactly 2^31: the top bit flips
+// when the last block arrives and the low bits are back where they were; each block waits for the top bit to differ
+// from what it saw before its own add. The same state serves every later barrier and launch. A wait that goes on for
+// seconds (blocks that are not co-resident after all) traps instead of hanging.
 static __device__ __forceinline__ void grid_barrier(unsigned* state)
 {
     __syncthreads();
     if (threadIdx.x == 0)
     {
-        volatile unsigned* generation = state + 1;
-        unsigned seen = *generation;
+        unsigned n = gridDim.x * gridDim.y * gridDim.z;
+        unsigned add = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 ? 0x80000000u - (n - 1) : 1u;
+        volatile unsigned* v = state;
         __threadfence(); // this block's writes before its arrival
-        if (atomicAdd(state, 1u) == gridDim.x * gridDim.y * gridDim.z - 1)
+        unsigned seen = atomicAdd(state, add);
+        unsigned long long spins = 0;
+        while (((seen ^ *v) & 0x80000000u) == 0)
         {
-            atomicExch(state, 0u);
-            __threadfence();
-            atomicAdd(state + 1, 1u);
-        }
-        else
-        {
-            unsigned long long spins = 0;
-            while (*generation == seen)
-            {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
-                __nanosleep(32);
+            __nanosleep(32);
 #endif
-                if (++spins == (1ull << 27)) __trap();
-            }
+            if (++spins == (1ull << 27)) __trap();
         }
         __threadfence(); // the other blocks' writes before our reads
     }

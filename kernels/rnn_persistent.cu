@@ -20,7 +20,7 @@
 // around a GEMM: ((pre + H·W) + b1) + b2 and (dH + dPre·Wᵀ)·act′. Each product H_t·W_hh[:, j] is split into `split`
 // contiguous k ranges per tile summed by one thread each and added in a fixed order: the same bits on every run, no atomics (the
 // GEMM's own order differs from cuBLAS's, so the two paths agree to rounding, not bit for bit).
-// state: two unsigned ints for grid_barrier (common.cuh), zero before the first launch.
+// state: grid_barrier's counter (common.cuh: one atomic per block and step), zero before the first launch.
 // Launch: cuLaunchCooperativeKernel, grid H / cols (all resident), up to 256 threads (whole warps, as many as the
 // B·cols·split partial sums need); split ≥ 1 with B·cols·split ≤ 256 unless split = 1 (then a thread may take several
 // outputs). Any block size works: every loop strides by blockDim.x.

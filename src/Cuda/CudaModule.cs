@@ -73,12 +73,42 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
         Launch(gridX, gridY, block, sharedBytes, stream, cooperative: false, args);
 
     /// <summary>
-    /// A cooperative launch (<c>cuLaunchCooperativeKernel</c>): the driver guarantees every block is resident at once,
-    /// so blocks may wait for each other (a grid barrier). <paramref name="grid"/> must not exceed
-    /// <see cref="MaxActiveBlocksPerMultiprocessor"/> × the multiprocessor count.
+    /// A cooperative launch: the driver guarantees every block is resident at once, so blocks may wait for each other
+    /// (a grid barrier). <paramref name="grid"/> must not exceed <see cref="MaxActiveBlocksPerMultiprocessor"/> × the
+    /// multiprocessor count. Issued as <c>cuLaunchKernelEx</c> with <c>CU_LAUNCH_ATTRIBUTE_COOPERATIVE</c>, which a
+    /// stream capture records as a cooperative kernel node (CUDA 12+), and as <c>cuLaunchCooperativeKernel</c> on a
+    /// driver without <c>cuLaunchKernelEx</c>.
     /// </summary>
-    public void LaunchCooperative(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
-        Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
+    public void LaunchCooperative(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args)
+    {
+        if (!s_launchEx)
+        {
+            Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
+            return;
+        }
+        var values = stackalloc ulong[args.Length];
+        var pointers = stackalloc void*[args.Length];
+        for (int i = 0; i < args.Length; i++)
+        {
+            values[i] = args[i].Bits;
+            pointers[i] = &values[i];
+        }
+        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
+        var attr = new CUlaunchAttribute { id = CudaDriver.CU_LAUNCH_ATTRIBUTE_COOPERATIVE, cooperative = 1 };
+        var config = Config(grid, block, sharedBytes, stream.Handle, &attr);
+        CUresult status;
+        try { status = CudaDriver.cuLaunchKernelEx(&config, handle, pointers, null); }
+        catch (EntryPointNotFoundException)
+        {
+            s_launchEx = false; // a CUDA 11 driver: the classic call
+            Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
+            return;
+        }
+        if (status != CUresult.CUDA_SUCCESS)
+            throw new CudaException($"Launching kernel {Name} cooperatively (grid {grid}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+    }
+
+    static bool s_launchEx = true;
 
     void Launch(uint grid, uint gridY, uint block, uint sharedBytes, CudaStream stream, bool cooperative, ReadOnlySpan<KernelArg> args)
     {

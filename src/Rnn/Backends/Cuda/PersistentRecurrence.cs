@@ -22,7 +22,7 @@ sealed class PersistentRecurrence
 
     readonly CudaContext _ctx;
     readonly Func<string, CudaKernel> _kernel;
-    readonly DeviceBuffer<uint> _barrier; // grid_barrier's [arrived, generation], zero between launches
+    readonly DeviceBuffer<uint> _barrier; // grid_barrier's counter (and a spare word), zero before the first launch
     readonly int? _colsOverride;
     readonly Dictionary<(int B, int H, bool Force), Plan> _plans = new();
 
