@@ -200,7 +200,9 @@ internal static partial class TrainCommand
             var dev = pr.GetValue(device)!;
             if (ranks.Size > 1 && dev is "cuda" or "auto" && Cuda.GpuProbe.Run(0) is { Usable: true, Info: { } gpu })
                 dev = $"cuda:{Launch.LocalRank() % gpu.DeviceCount}";
-            using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, CommonOptions.Gpu(pr.GetValue(precision)!, pr.GetValue(recurrence)!, pr.GetValue(graph)!));
+            // A resume runs the recurrence plan its checkpoint trained with where it can (--recurrence auto).
+            var gpuOptions = CommonOptions.Gpu(pr.GetValue(precision)!, pr.GetValue(recurrence)!, pr.GetValue(graph)!) with { ResumePlan = from?.Header.Recurrence };
+            using var backend = BackendFactory.Create(dev, pr.GetValue(blas), stderr, gpuOptions);
             using var gpuRanks = BackendFactory.DeviceCollective(backend, ranks, pr.GetValue(nccl));
             if (pr.GetValue(nccl) && gpuRanks == null) throw new CharRnnException("--nccl averages gradients on GPUs: it needs --device cuda.");
             var team = (ICollective?)gpuRanks ?? ranks;

@@ -91,6 +91,30 @@ public class RecurrencePlanTests
         Assert.That(bookDriver.DescribeRecurrence(), Does.StartWith("per-step (the book's GRU"));
     }
 
+    /// <summary>A checkpoint records the plan its run trained with; a resume with auto runs it again (the same kernels,
+    /// so the run continues as it would have), a forced --recurrence wins, and the CPU records none.</summary>
+    [Test]
+    public void AResumeRunsThePlanItsCheckpointRecorded()
+    {
+        GpuPathTests.Gpu().Dispose(); // Ignore (or fail under CHARRNN_REQUIRE_GPU=1) without a usable GPU
+        using var dir = new TempDir();
+        var ck = dir.File("ck");
+        string[] common = ["--device", "cuda", "--hidden", "32", "--pred-len", "5", "--chars", "3000", "--checkpoint-dir", ck];
+        var e = new StringWriter();
+        Assert.That(CharRnn.Cli.Program.Run(["train", "--epochs", "1", "--recurrence", "cluster", .. common], new StringWriter(), e), Is.EqualTo(0), e.ToString());
+        var saved = Directory.GetFiles(ck, "*.ckpt").Order().Last(); // the latest (a final one may sit beside the epoch's)
+        Assert.That(Rnn.Checkpoints.Checkpoint.Load(saved).Header.Recurrence, Is.EqualTo("cluster 16x8"));
+        e = new StringWriter();
+        Assert.That(CharRnn.Cli.Program.Run(["train", "--device", "cuda", "--resume", ck, "--epochs", "2", "--pred-len", "5"], new StringWriter(), e), Is.EqualTo(0), e.ToString());
+        Assert.That(e.ToString(), Does.Contain("charrnn: recurrence cluster (16 × 8 blocks, 2 rows each); as the resumed checkpoint ran;"));
+        e = new StringWriter();
+        Assert.That(CharRnn.Cli.Program.Run(["train", "--device", "cuda", "--resume", ck, "--epochs", "3", "--pred-len", "5", "--recurrence", "steps"], new StringWriter(), e), Is.EqualTo(0), e.ToString());
+        Assert.That(e.ToString(), Does.Contain("charrnn: recurrence per-step (--recurrence steps);"));
+        var cpu = dir.File("cpu");
+        Assert.That(CharRnn.Cli.Program.Run(["train", "--device", "cpu", "--hidden", "16", "--epochs", "1", "--pred-len", "5", "--chars", "3000", "--checkpoint-dir", cpu], new StringWriter(), new StringWriter()), Is.EqualTo(0));
+        Assert.That(Rnn.Checkpoints.Checkpoint.Load(Directory.GetFiles(cpu, "*.ckpt").Order().Last()).Header.Recurrence, Is.Null);
+    }
+
     static string PathPrefix(string id) => id == "steps" ? "per-step" : id.Split(' ')[0];
 
     [Test]

@@ -34,9 +34,10 @@ public enum RecurrenceMode
 /// number, for timing tilings on a card (the CLI takes it from <c>CHARRNN_PERSISTENT_COLS</c>; null = planned).
 /// <paramref name="TimePlans"/>: choose the recurrence plan by timing the candidates on the card (cached); false keeps
 /// the untimed rule (the tests' default: the emulator's timings mean nothing, and its choice would vary by load).
+/// <paramref name="ResumePlan"/>: the plan id a resumed checkpoint trained with; auto runs it where it is eligible.
 /// </summary>
 public sealed record GpuOptions(Precision Precision = Precision.Fp32, RecurrenceMode Recurrence = RecurrenceMode.Auto, bool Graphs = true,
-    int? PersistentColumns = null, bool TimePlans = true)
+    int? PersistentColumns = null, bool TimePlans = true, string? ResumePlan = null)
 {
     public static GpuOptions Default { get; } = new();
 }

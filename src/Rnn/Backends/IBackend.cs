@@ -156,6 +156,10 @@ public interface IBackend : IDisposable
     /// <summary>How this backend runs <paramref name="layer"/>'s recurrence (for the run's header line).</summary>
     string DescribeRecurrence(IRecurrence layer) => "per-step";
 
+    /// <summary>The id of the plan <paramref name="layer"/>'s recurrence runs with (a GPU's: "cluster 16x8",
+    /// "persistent 64x4", "steps"), which a checkpoint records so a resume runs the same; null where there is no choice.</summary>
+    string? RecurrencePlanId(IRecurrence layer) => null;
+
     /// <summary>Waits until all queued work is done.</summary>
     void Synchronize();
 }

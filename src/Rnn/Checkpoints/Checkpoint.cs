@@ -90,7 +90,7 @@ public sealed class Checkpoint
                 CheckpointDir = checkpointDir != null ? Path.GetFullPath(checkpointDir) : null,
                 ValPerplexity = valPerplexity, History = history?.ToList(), Ranks = state.Ranks, Outputs = outputs,
                 WrittenBy = "charrnn " + (typeof(Checkpoint).Assembly.GetName().Version?.ToString() ?? "?"),
-                Backend = trainer.Model.Backend.Description, Created = DateTime.UtcNow,
+                Backend = trainer.Model.Backend.Description, Recurrence = trainer.Driver.RecurrencePlan(), Created = DateTime.UtcNow,
             },
             Tensors = tensors,
         };
@@ -298,6 +298,9 @@ public sealed record CheckpointHeader
     public RunOutputPaths? Outputs { get; init; }
     public required string WrittenBy { get; init; }
     public required string Backend { get; init; }
+    /// <summary>The GPU recurrence plan the run trained with ("cluster 16x8", …; null on the CPU): a resume with
+    /// --recurrence auto runs it again where it can, so the run continues with the same kernels.</summary>
+    public string? Recurrence { get; init; }
     public required DateTime Created { get; init; }
     public IReadOnlyList<TensorEntry> Tensors { get; init; } = [];
 }

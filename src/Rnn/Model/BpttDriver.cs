@@ -87,6 +87,10 @@ public sealed class BpttDriver : IDisposable
             : string.Join(", ", each.Select((d, i) => $"layer {i + 1} {d}"));
     }
 
+    /// <summary>The plan the recurrence runs with (every layer has the same shape, so the first layer's; null on a
+    /// backend without a choice): what a checkpoint records.</summary>
+    public string? RecurrencePlan() => _be.RecurrencePlanId(_l[0]);
+
     /// <summary>(T·B × V') the logits without b_q, V' = <see cref="RnnModel.OutputWidth"/> (V padded on the GPU).</summary>
     public Tensor Logits { get; }
 

@@ -75,6 +75,17 @@ public sealed unsafe partial class CudaBackend
             }
             default:
             {
+                var candidates = new List<RecurrencePlan> { new("steps", null, null, "per-step") };
+                if (plain != null && _persistent.PlanFor(plain.Batch, plain.Hidden, force: true) is { Runs: true } grid) candidates.Add(GridPlan(grid));
+                candidates.AddRange(ClusterShapes(rec).Shapes.Select(ClusterPlan));
+                // A resume runs the plan its checkpoint trained with, where it can: the same kernels, the same bits.
+                string note = "";
+                if (_options.ResumePlan is string resumed)
+                {
+                    if (candidates.FirstOrDefault(c => c.Id == resumed) is { } same)
+                        return same with { Description = same.Description + "; as the resumed checkpoint ran" };
+                    note = $"; the resumed checkpoint's plan ({resumed}) cannot run here";
+                }
                 RecurrencePlan untimed;
                 if (plain != null)
                 {
@@ -82,12 +93,10 @@ public sealed unsafe partial class CudaBackend
                     untimed = rule.Runs ? GridPlan(rule) : Steps(rule.Reason!);
                 }
                 else untimed = Steps("the gated cells' cluster kernels run where timed faster, or with --recurrence cluster");
-                if (!_options.TimePlans) return untimed;
-                if (_state.Recording) return untimed with { Description = untimed.Description + "; not timed: first used while recording" };
-                var candidates = new List<RecurrencePlan> { new("steps", null, null, "per-step") };
-                if (plain != null && _persistent.PlanFor(plain.Batch, plain.Hidden, force: true) is { Runs: true } grid) candidates.Add(GridPlan(grid));
-                candidates.AddRange(ClusterShapes(rec).Shapes.Select(ClusterPlan));
-                return Timed(rec, layer.Steps, candidates, "auto");
+                if (!_options.TimePlans) return untimed with { Description = untimed.Description + note };
+                if (_state.Recording) return untimed with { Description = untimed.Description + "; not timed: first used while recording" + note };
+                var chosen = Timed(rec, layer.Steps, candidates, "auto");
+                return chosen with { Description = chosen.Description + note };
             }
         }
     }

@@ -87,6 +87,8 @@ public sealed unsafe partial class CudaBackend
 
     public string DescribeRecurrence(IRecurrence layer) => PlanOf(layer).Description;
 
+    public string? RecurrencePlanId(IRecurrence layer) => PlanOf(layer).Id;
+
     public double? DeviceSeconds(Action ops, int repeats)
     {
         using var start = _ctx.CreateEvent(timing: true);
