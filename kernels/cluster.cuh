@@ -6,6 +6,10 @@
 
 #include "common.cuh"
 
+// Outputs (rows × columns of a step) per thread whose operands a cluster kernel keeps in registers across the steps:
+// a block has at most CLUSTER_OUTS × its threads outputs (ClusterRecurrence refuses shapes that need more).
+#define CLUSTER_OUTS 4
+
 // red[s·O + o] = Σ_{k in range s of split} x[b·K + k]·w[k·outs + m] for o = b·outs + m, O = rows·outs: each of the
 // rows × outs products of length K cut into `split` contiguous ranges, one thread each, four interleaved chains
 // combined as (0 + 1) + (2 + 3): a fixed order, the same bits on every run. x and w in shared memory (x is the state

@@ -58,30 +58,57 @@ lstm_forward_cluster(const float* __restrict__ pre, const float* __restrict__ bx
     float* red = xs + 2 * rows * H;
     load_forward_slice(w, wh, 4, H, cols, c0);
     for (int i = threadIdx.x; i < rows * H; i += blockDim.x) xs[i] = hs[(long long)row0 * H + i];
+    // In registers across the steps, per output of this thread: the four biases (b_x + b_h, as lstm_forward adds
+    // them), the cell state, and the step's four input products, the next step's loaded before the barrier.
+    float bias[4 * CLUSTER_OUTS], cell[CLUSTER_OUTS], pp[4 * CLUSTER_OUTS];
+#pragma unroll
+    for (int m = 0; m < CLUSTER_OUTS; m++)
+    {
+        int o = threadIdx.x + m * blockDim.x;
+        if (o >= O) continue;
+        int b = o / cols, c = c0 + (o - b * cols);
+        long long row = (long long)row0 + b;
+#pragma unroll
+        for (int g = 0; g < 4; g++)
+        {
+            bias[4 * m + g] = bx[g * H + c];
+            if (bh != 0) bias[4 * m + g] += bh[g * H + c];
+            pp[4 * m + g] = pre[row * 4 * H + g * H + c];
+        }
+        cell[m] = cs[row * H + c];
+    }
     cluster_sync();
     for (int t = 0; t < T; t++)
     {
         float* cur = xs + (t & 1) * rows * H;
         float* nxt = xs + ((t + 1) & 1) * rows * H;
         cluster_products(cur, H, w, 4 * cols, red, rows, split);
-        for (int o = threadIdx.x; o < O; o += blockDim.x)
+#pragma unroll
+        for (int m = 0; m < CLUSTER_OUTS; m++)
         {
+            int o = threadIdx.x + m * blockDim.x;
+            if (o >= O) continue;
             int b = o / cols, j = o - b * cols, c = c0 + j;
             long long row = (long long)t * B + row0 + b, e = row * H + c;
-            const float* p = pre + row * 4 * H;
             int q = b * 4 * cols + j; // gate g's product: q + g·cols
-            float bi = bx[c], bf = bx[H + c], bg = bx[2 * H + c], bo = bx[3 * H + c];
-            if (bh != 0) { bi += bh[c]; bf += bh[H + c]; bg += bh[2 * H + c]; bo += bh[3 * H + c]; }
-            float si = p[c] + cluster_sum(red, q, O4, split), sf = p[H + c] + cluster_sum(red, q + cols, O4, split);
-            float sg = p[2 * H + c] + cluster_sum(red, q + 2 * cols, O4, split), so = p[3 * H + c] + cluster_sum(red, q + 3 * cols, O4, split);
-            float i = sigmoidf_(si + bi), f = sigmoidf_(sf + bf), g = tanhf(sg + bg), og = sigmoidf_(so + bo);
-            float cv = f * cs[e] + i * g;
+            float si = pp[4 * m] + cluster_sum(red, q, O4, split), sf = pp[4 * m + 1] + cluster_sum(red, q + cols, O4, split);
+            float sg = pp[4 * m + 2] + cluster_sum(red, q + 2 * cols, O4, split), so = pp[4 * m + 3] + cluster_sum(red, q + 3 * cols, O4, split);
+            float i = sigmoidf_(si + bias[4 * m]), f = sigmoidf_(sf + bias[4 * m + 1]);
+            float g = tanhf(sg + bias[4 * m + 2]), og = sigmoidf_(so + bias[4 * m + 3]);
+            float cv = f * cell[m] + i * g;
             float h = og * tanhf(cv);
+            cell[m] = cv;
             cs[e + (long long)B * H] = cv;
             hs[e + (long long)B * H] = h;
             float* gt = gates + row * 4 * H;
             gt[c] = i; gt[H + c] = f; gt[2 * H + c] = g; gt[3 * H + c] = og;
             cluster_push(nxt, b * H + c, h, C);
+            if (t + 1 < T)
+            {
+                const float* p = pre + (row + B) * 4 * H;
+#pragma unroll
+                for (int k = 0; k < 4; k++) pp[4 * m + k] = p[k * H + c];
+            }
         }
         cluster_sync();
     }
@@ -152,27 +179,50 @@ gru_forward_cluster(const float* __restrict__ xpre, const float* __restrict__ bx
     float* red = xs + 2 * rows * H;
     load_forward_slice(w, wh, 3, H, cols, c0);
     for (int i = threadIdx.x; i < rows * H; i += blockDim.x) xs[i] = hs[(long long)row0 * H + i];
+    // In registers across the steps, per output of this thread: the hidden biases, and the step's x + b_x of the three
+    // gates (gru_forward's first addition, which needs no product), the next step's loaded before the barrier.
+    float hb[3 * CLUSTER_OUTS], xb[3 * CLUSTER_OUTS];
+#pragma unroll
+    for (int m = 0; m < CLUSTER_OUTS; m++)
+    {
+        int o = threadIdx.x + m * blockDim.x;
+        if (o >= O) continue;
+        int b = o / cols, c = c0 + (o - b * cols);
+        const float* x = xpre + ((long long)row0 + b) * 3 * H;
+#pragma unroll
+        for (int g = 0; g < 3; g++)
+        {
+            hb[3 * m + g] = bh != 0 ? bh[g * H + c] : 0.0f;
+            xb[3 * m + g] = x[g * H + c] + bx[g * H + c];
+        }
+    }
     cluster_sync();
     for (int t = 0; t < T; t++)
     {
         float* cur = xs + (t & 1) * rows * H;
         float* nxt = xs + ((t + 1) & 1) * rows * H;
         cluster_products(cur, H, w, 3 * cols, red, rows, split);
-        for (int o = threadIdx.x; o < O; o += blockDim.x)
+#pragma unroll
+        for (int m = 0; m < CLUSTER_OUTS; m++)
         {
+            int o = threadIdx.x + m * blockDim.x;
+            if (o >= O) continue;
             int b = o / cols, j = o - b * cols, c = c0 + j;
             long long row = (long long)t * B + row0 + b;
             int q = b * 3 * cols + j;
             float ur = cluster_sum(red, q, O3, split), uz = cluster_sum(red, q + cols, O3, split), un = cluster_sum(red, q + 2 * cols, O3, split);
             float* u = hproj + row * 3 * H;
             u[c] = ur; u[H + c] = uz; u[2 * H + c] = un;
-            const float* x = xpre + row * 3 * H;
-            float hr = 0.0f, hz = 0.0f, hn = 0.0f;
-            if (bh != 0) { hr = bh[c]; hz = bh[H + c]; hn = bh[2 * H + c]; }
-            float rg = sigmoidf_(x[c] + bx[c] + ur + hr);
-            float z = sigmoidf_(x[H + c] + bx[H + c] + uz + hz);
-            float nn = tanhf(x[2 * H + c] + bx[2 * H + c] + rg * (un + hn));
+            float rg = sigmoidf_(xb[3 * m] + ur + hb[3 * m]);
+            float z = sigmoidf_(xb[3 * m + 1] + uz + hb[3 * m + 1]);
+            float nn = tanhf(xb[3 * m + 2] + rg * (un + hb[3 * m + 2]));
             float h = (1.0f - z) * nn + z * cur[b * H + c];
+            if (t + 1 < T)
+            {
+                const float* x = xpre + (row + B) * 3 * H;
+#pragma unroll
+                for (int g = 0; g < 3; g++) xb[3 * m + g] = x[g * H + c] + bx[g * H + c];
+            }
             hs[(row + B) * H + c] = h;
             float* gt = gates + row * 3 * H;
             gt[c] = rg; gt[H + c] = z; gt[2 * H + c] = nn;

@@ -21,7 +21,8 @@
 // ((pre + H·W) + b1) + b2 and (dH + dPre·Wᵀ)·act′. Each product is split into `split` contiguous k ranges summed by
 // one thread each (four interleaved chains) and added in a fixed order: the same bits on every run, no atomics.
 // Launch: cuLaunchKernelEx with a cluster dimension C (8 portable, 16 with the non-portable opt-in), grid (B / rows)·C,
-// up to 256 threads; H a multiple of C, B a multiple of rows. Any block size works (loops stride by blockDim.x).
+// up to 256 threads; H a multiple of C, B a multiple of rows, rows·cols ≤ CLUSTER_OUTS·threads (cluster.cuh: each
+// thread keeps its outputs' operands in registers). The loops stride by blockDim.x.
 //
 // Double buffering makes one barrier a step enough: step t reads buffer t & 1 and writes buffer (t + 1) & 1 in every
 // block; a block writes a buffer again only after the barrier that every reader of its last contents has reached.
@@ -43,22 +44,39 @@ rnn_forward_cluster(const float* __restrict__ pre, const float* __restrict__ b1,
         w[i] = wh[(long long)k * H + c0 + j];
     }
     for (int i = threadIdx.x; i < rows * H; i += blockDim.x) xs[i] = hs[(long long)row0 * H + i]; // H_0
+    // A thread's outputs keep their biases and the step's pre-activation in registers; the next step's pre-activations
+    // are loaded before the barrier, so their global-memory latency hides behind it.
+    float pf[CLUSTER_OUTS], c1[CLUSTER_OUTS], c2[CLUSTER_OUTS];
+#pragma unroll
+    for (int m = 0; m < CLUSTER_OUTS; m++)
+    {
+        int o = threadIdx.x + m * blockDim.x;
+        if (o >= O) continue;
+        int b = o / cols, c = c0 + (o - b * cols);
+        c1[m] = b1[c];
+        c2[m] = b2 != 0 ? b2[c] : 0.0f;
+        pf[m] = pre[((long long)row0 + b) * H + c];
+    }
     cluster_sync(); // every block has started (its shared memory exists) before any writes to it
     for (int t = 0; t < T; t++)
     {
         float* cur = xs + (t & 1) * rows * H;
         float* nxt = xs + ((t + 1) & 1) * rows * H;
         cluster_products(cur, H, w, cols, red, rows, split);
-        for (int o = threadIdx.x; o < O; o += blockDim.x)
+#pragma unroll
+        for (int m = 0; m < CLUSTER_OUTS; m++)
         {
+            int o = threadIdx.x + m * blockDim.x;
+            if (o >= O) continue;
             int b = o / cols, c = c0 + (o - b * cols);
             long long r = ((long long)t * B + row0 + b) * H + c;
-            float s = pre[r] + cluster_sum(red, o, O, split);
-            s += b1[c];
-            if (b2 != 0) s += b2[c];
+            float s = pf[m] + cluster_sum(red, o, O, split);
+            s += c1[m];
+            if (b2 != 0) s += c2[m];
             float y = act == 0 ? tanhf(s) : fmaxf(s, 0.0f);
             hs[r + (long long)B * H] = y;
             cluster_push(nxt, b * H + c, y, C);
+            if (t + 1 < T) pf[m] = pre[r + (long long)B * H];
         }
         cluster_sync(); // H_{t+1} complete in every block (and red free to reuse)
     }
@@ -78,22 +96,42 @@ rnn_backward_cluster(const float* __restrict__ dh, const float* __restrict__ hs,
         int j = i / H, k = i - j * H; // consecutive threads read consecutive k of one row of W_hh
         w[k * cols + j] = wh[(long long)(c0 + j) * H + k];
     }
+    // dH_t and H_{t+1} of a thread's outputs in registers, the next (earlier) step's loaded before the barrier.
+    float pdh[CLUSTER_OUTS], py[CLUSTER_OUTS];
+#pragma unroll
+    for (int m = 0; m < CLUSTER_OUTS; m++)
+    {
+        int o = threadIdx.x + m * blockDim.x;
+        if (o >= O) continue;
+        int b = o / cols, c = c0 + (o - b * cols);
+        long long r = ((long long)(T - 1) * B + row0 + b) * H + c;
+        pdh[m] = dh[r];
+        py[m] = hs[r + (long long)B * H];
+    }
     cluster_sync();
     for (int t = T - 1; t >= 0; t--)
     {
         float* mine = xs + (t & 1) * rows * H;         // dPre_t, written by every block now
         float* later = xs + ((t + 1) & 1) * rows * H;  // dPre_{t+1}
         if (t < T - 1) cluster_products(later, H, w, cols, red, rows, split);
-        for (int o = threadIdx.x; o < O; o += blockDim.x)
+#pragma unroll
+        for (int m = 0; m < CLUSTER_OUTS; m++)
         {
+            int o = threadIdx.x + m * blockDim.x;
+            if (o >= O) continue;
             int b = o / cols, c = c0 + (o - b * cols);
             long long r = ((long long)t * B + row0 + b) * H + c;
-            float g = dh[r];
+            float g = pdh[m];
             if (t < T - 1) g += cluster_sum(red, o, O, split);
-            float y = hs[r + (long long)B * H];
+            float y = py[m];
             float d = act == 0 ? g * (1.0f - y * y) : (y > 0.0f ? g : 0.0f);
             dpre[r] = d;
             cluster_push(mine, b * H + c, d, C);
+            if (t > 0)
+            {
+                pdh[m] = dh[r - (long long)B * H];
+                py[m] = hs[r];
+            }
         }
         cluster_sync(); // dPre_t complete in every block
     }

@@ -9,7 +9,7 @@ out=${1:-$root/artifacts/cuda-emulator}
 mkdir -p "$out/obj"
 out=$(cd "$out" && pwd)
 CXX=${CXX:-g++}
-flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -I"$here" -I"$root/kernels")
+flags=(-O2 -g -fPIC -std=c++17 -Wall -Wno-unused-function -Wno-sign-compare -Wno-unknown-pragmas -I"$here" -I"$root/kernels")
 # Where the CPU has FMA, fmaf() becomes one instruction instead of a libm call (the same exact result; a tenth of the
 # persistent kernels' time here); nothing else is contracted into FMAs (-ffp-contract=off, as without -mfma).
 grep -qw fma /proc/cpuinfo 2>/dev/null && flags+=(-mfma -ffp-contract=off)

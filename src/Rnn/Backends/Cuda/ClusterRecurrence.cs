@@ -14,6 +14,7 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
 {
     const int Threads = 256;
     static readonly int[] Sizes = [16, 8, 4, 2];
+    const int OutputsPerThread = 4; // CLUSTER_OUTS in kernels/cluster.cuh
 
     /// <summary>The shapes that fit (largest cluster first), or the reason none does (the largest cluster's: the one
     /// most likely to fit). <paramref name="gates"/>: 1 (plain RNN), 3 (GRU), 4 (LSTM); <paramref name="forward"/> and
@@ -43,6 +44,11 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
             if (shared > ctx.MaxSharedPerBlockOptin)
             {
                 last ??= $"H {hidden}, B {batch}: {shared / 1024} KiB of shared memory per block in clusters of {size}, over the card's {ctx.MaxSharedPerBlockOptin / 1024} KiB";
+                continue;
+            }
+            if (outB > OutputsPerThread * threads) // the kernels keep each thread's outputs in registers (cluster.cuh)
+            {
+                last ??= $"H {hidden}, B {batch}: {outB} outputs per block in clusters of {size}, over the kernels' {OutputsPerThread} per thread";
                 continue;
             }
             int fit = Math.Min(kernel(forward).MaxActiveClusters(size, threads, (int)shared),
