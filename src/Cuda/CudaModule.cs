@@ -66,11 +66,11 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
     public string Name { get; } = name;
 
     public void Launch(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
-        Launch(grid, 1, block, sharedBytes, stream, cooperative: false, args);
+        Launch(grid, 1, block, sharedBytes, stream, null, args);
 
     /// <summary>A launch on a <paramref name="gridX"/> × <paramref name="gridY"/> grid (blockIdx.y: e.g. which tensor of a list).</summary>
     public void Launch2D(uint gridX, uint gridY, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args) =>
-        Launch(gridX, gridY, block, sharedBytes, stream, cooperative: false, args);
+        Launch(gridX, gridY, block, sharedBytes, stream, null, args);
 
     /// <summary>
     /// A cooperative launch: the driver guarantees every block is resident at once, so blocks may wait for each other
@@ -81,59 +81,39 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
     /// </summary>
     public void LaunchCooperative(uint grid, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args)
     {
-        if (!s_launchEx)
-        {
-            Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
-            return;
-        }
-        var values = stackalloc ulong[args.Length];
-        var pointers = stackalloc void*[args.Length];
-        for (int i = 0; i < args.Length; i++)
-        {
-            values[i] = args[i].Bits;
-            pointers[i] = &values[i];
-        }
-        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
-        var attr = new CUlaunchAttribute { id = CudaDriver.CU_LAUNCH_ATTRIBUTE_COOPERATIVE, cooperative = 1 };
-        var config = Config(grid, block, sharedBytes, stream.Handle, &attr);
-        CUresult status;
-        try { status = CudaDriver.cuLaunchKernelEx(&config, handle, pointers, null); }
-        catch (EntryPointNotFoundException)
-        {
-            s_launchEx = false; // a CUDA 11 driver: the classic call
-            Launch(grid, 1, block, sharedBytes, stream, cooperative: true, args);
-            return;
-        }
-        if (status != CUresult.CUDA_SUCCESS)
-            throw new CudaException($"Launching kernel {Name} cooperatively (grid {grid}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+        if (s_launchEx)
+            try
+            {
+                Launch(grid, 1, block, sharedBytes, stream, new CUlaunchAttribute { id = CudaDriver.CU_LAUNCH_ATTRIBUTE_COOPERATIVE, cooperative = 1 }, args);
+                return;
+            }
+            catch (EntryPointNotFoundException)
+            {
+                s_launchEx = false; // a CUDA 11 driver: the classic call
+            }
+        Launch(grid, 1, block, sharedBytes, stream, null, args, classicCooperative: true);
     }
 
     static bool s_launchEx = true;
-
-    void Launch(uint grid, uint gridY, uint block, uint sharedBytes, CudaStream stream, bool cooperative, ReadOnlySpan<KernelArg> args)
-    {
-        var values = stackalloc ulong[args.Length];
-        var pointers = stackalloc void*[args.Length];
-        for (int i = 0; i < args.Length; i++)
-        {
-            values[i] = args[i].Bits;
-            pointers[i] = &values[i];
-        }
-        if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
-        var status = cooperative
-            ? CudaDriver.cuLaunchCooperativeKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers)
-            : CudaDriver.cuLaunchKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers, null);
-        if (status != CUresult.CUDA_SUCCESS)
-            throw new CudaException($"Launching kernel {Name}{(cooperative ? " cooperatively" : "")} (grid {grid}{(gridY > 1 ? $"×{gridY}" : "")}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
-    }
 
     /// <summary>
     /// A launch in thread-block clusters of <paramref name="clusterSize"/> blocks along x (<c>cuLaunchKernelEx</c> with
     /// <c>CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION</c>, sm_90+): the blocks of a cluster are resident at once on one GPC,
     /// may wait for each other (<c>barrier.cluster</c>) and read and write each other's shared memory.
-    /// <paramref name="grid"/> must be a multiple of the cluster size; above 8 needs <see cref="AllowNonPortableClusters"/>.
+    /// <paramref name="grid"/> must be a multiple of the cluster size; above 8 needs <see cref="AllowNonPortableClusters"/>
+    /// (done here).
     /// </summary>
     public void LaunchCluster(uint grid, uint clusterSize, uint block, uint sharedBytes, CudaStream stream, params ReadOnlySpan<KernelArg> args)
+    {
+        if (clusterSize > 8) AllowNonPortableClusters();
+        Launch(grid, 1, block, sharedBytes, stream, ClusterAttribute(clusterSize), args);
+    }
+
+    /// <summary>Every launch: the arguments packed as the driver wants them (an array of pointers to the values), then
+    /// <c>cuLaunchKernel</c> without an attribute, <c>cuLaunchKernelEx</c> with one, except a cooperative launch on a
+    /// driver without it (<c>cuLaunchCooperativeKernel</c>).</summary>
+    void Launch(uint grid, uint gridY, uint block, uint sharedBytes, CudaStream stream, CUlaunchAttribute? attribute,
+                ReadOnlySpan<KernelArg> args, bool classicCooperative = false)
     {
         var values = stackalloc ulong[args.Length];
         var pointers = stackalloc void*[args.Length];
@@ -143,12 +123,27 @@ public sealed unsafe class CudaKernel(string name, IntPtr handle)
             pointers[i] = &values[i];
         }
         if (sharedBytes > _dynamicSharedLimit) AllowDynamicShared((int)sharedBytes);
-        if (clusterSize > 8) AllowNonPortableClusters();
-        var attr = ClusterAttribute(clusterSize);
-        var config = Config(grid, block, sharedBytes, stream.Handle, &attr);
-        var status = CudaDriver.cuLaunchKernelEx(&config, handle, pointers, null);
+        CUresult status;
+        string how;
+        if (attribute is { } a)
+        {
+            var config = Config(grid, block, sharedBytes, stream.Handle, &a);
+            config.gridDimY = gridY;
+            status = CudaDriver.cuLaunchKernelEx(&config, handle, pointers, null);
+            how = a.id == CudaDriver.CU_LAUNCH_ATTRIBUTE_COOPERATIVE ? " cooperatively" : $" in clusters of {a.clusterDimX}";
+        }
+        else if (classicCooperative)
+        {
+            status = CudaDriver.cuLaunchCooperativeKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers);
+            how = " cooperatively";
+        }
+        else
+        {
+            status = CudaDriver.cuLaunchKernel(handle, grid, gridY, 1, block, 1, 1, sharedBytes, stream.Handle, pointers, null);
+            how = "";
+        }
         if (status != CUresult.CUDA_SUCCESS)
-            throw new CudaException($"Launching kernel {Name} in clusters of {clusterSize} (grid {grid}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
+            throw new CudaException($"Launching kernel {Name}{how} (grid {grid}{(gridY > 1 ? $"×{gridY}" : "")}, block {block}, {sharedBytes} bytes of shared memory) failed: {CudaCheck.Describe(status)}") { DriverStatus = status };
     }
 
     /// <summary>How many clusters of <paramref name="clusterSize"/> blocks (<paramref name="block"/> threads,

@@ -1,6 +1,5 @@
 using CharRnn.Rnn;
 using CharRnn.Rnn.Backends;
-using CharRnn.Rnn.Backends.Cpu;
 using CharRnn.Rnn.Model;
 
 namespace CharRnn.Tests;
@@ -18,42 +17,14 @@ public class GatedClusterTests
     [TestCase(CellKind.Lstm, 2, 48, 5, 9)]
     [TestCase(CellKind.Gru, 1, 64, 8, 12)]
     [TestCase(CellKind.Gru, 2, 32, 3, 7)]
-    public void GatedClusterRecurrenceMatchesPerStepAndCpu(CellKind cell, int layers, int hidden, int batch, int steps)
-    {
-        using var cluster = GpuPathTests.Gpu(RecurrenceMode.Cluster);
-        using var perStep = GpuPathTests.Gpu(RecurrenceMode.Steps);
-        using var cpu = new CpuBackend();
-        var spec = new ModelSpec(ModelKind.Concise, GpuPathTests.Small.Vocab.Count, hidden, Activation.Tanh, cell, layers);
-        using (var probe = new RnnModel(cluster, RnnParameters.Initialize(spec, new Rng(1))))
-        using (var d = new BpttDriver(probe, batch, steps))
-            Assert.That(d.DescribeRecurrence(), Does.StartWith("cluster ("), "the shape this test is about runs the cluster kernels");
-        var k = GpuPathTests.OneStep(cluster, spec, batch, steps, 11);
-        var s = GpuPathTests.OneStep(perStep, spec, batch, steps, 11);
-        var c = GpuPathTests.OneStep(cpu, spec, batch, steps, 11);
-        // float32 everywhere, different summation orders (split-k partials vs cuBLAS vs OpenBLAS), compounded over the steps.
-        foreach (var (other, name) in new[] { (s, "per-step"), (c, "cpu") })
-        {
-            Check.Close(other.Loss, k.Loss, 1e-6, 1e-5, $"loss vs {name}");
-            Check.Close(Check.ToDouble(other.TopHs), k.TopHs, 1e-5, 1e-4, $"top layer's H vs {name}");
-            for (int i = 0; i < spec.Parameters.Count; i++)
-                Check.Close(Check.ToDouble(other.Grads[i]), k.Grads[i], 1e-6, 1e-3, $"grad {spec.Parameters[i].Name} vs {name}");
-            for (int l = 0; l < layers; l++)
-                Check.Close(Check.ToDouble(other.DH0[l]), k.DH0[l], 1e-6, 1e-3, $"dH_0 of layer {l + 1} vs {name}");
-        }
-    }
+    public void GatedClusterRecurrenceMatchesPerStepAndCpu(CellKind cell, int layers, int hidden, int batch, int steps) =>
+        GpuPathTests.FusedMatchesPerStepAndCpu(RecurrenceMode.Cluster, "cluster (",
+            new ModelSpec(ModelKind.Concise, GpuPathTests.Small.Vocab.Count, hidden, Activation.Tanh, cell, layers), batch, steps, 11);
 
     [TestCase(CellKind.Lstm)]
     [TestCase(CellKind.Gru)]
-    public void GatedClusterRecurrenceIsBitIdenticalOnRepeat(CellKind cell)
-    {
-        using var gpu = GpuPathTests.Gpu(RecurrenceMode.Cluster);
-        var spec = new ModelSpec(ModelKind.Concise, GpuPathTests.Small.Vocab.Count, 96, Activation.Tanh, cell, 1);
-        var a = GpuPathTests.OneStep(gpu, spec, 6, 10, 3);
-        var b = GpuPathTests.OneStep(gpu, spec, 6, 10, 3);
-        Assert.That(b.TopHs, Is.EqualTo(a.TopHs));
-        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), spec.Parameters[i].Name);
-        Assert.That(b.DH0[0], Is.EqualTo(a.DH0[0]));
-    }
+    public void GatedClusterRecurrenceIsBitIdenticalOnRepeat(CellKind cell) =>
+        GpuPathTests.RepeatIsBitIdentical(RecurrenceMode.Cluster, new ModelSpec(ModelKind.Concise, GpuPathTests.Small.Vocab.Count, 96, Activation.Tanh, cell, 1), 6, 10);
 
     /// <summary>Which path each cell takes, and why: the book's GRU has no fused kernels; the char-rnn-sized LSTM
     /// (H 512) does not fit FP32 clusters; auto untimed keeps the gated cells per step.</summary>

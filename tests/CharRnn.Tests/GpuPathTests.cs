@@ -57,29 +57,44 @@ public class GpuPathTests
     [TestCase(Activation.Relu, 1, 64, 8, 12)]
     [TestCase(Activation.Tanh, 2, 48, 5, 9)]
     [TestCase(Activation.Relu, 2, 32, 3, 7)]
-    public void PersistentRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps)
+    public void PersistentRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps) =>
+        FusedMatchesPerStepAndCpu(RecurrenceMode.Auto, "persistent", new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers), batch, steps, 7);
+
+    /// <summary>One step of a fresh model with the recurrence <paramref name="mode"/> runs (its description must start
+    /// with <paramref name="path"/>: the shape is one the test is about) against the per-step path and the CPU, from a
+    /// random H_0, asking for dH_0: float32 everywhere, different summation orders (split-k partials vs cuBLAS vs
+    /// OpenBLAS), ~1e-6 relative per op compounded over the steps of the recurrence.</summary>
+    internal static void FusedMatchesPerStepAndCpu(RecurrenceMode mode, string path, ModelSpec spec, int batch, int steps, ulong seed)
     {
-        using var persistent = Gpu();
+        using var fused = Gpu(mode);
         using var perStep = Gpu(RecurrenceMode.Steps);
         using var cpu = new CpuBackend();
-        var spec = new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers);
-        using (var probe = new RnnModel(persistent, RnnParameters.Initialize(spec, new Rng(1))))
+        using (var probe = new RnnModel(fused, RnnParameters.Initialize(spec, new Rng(1))))
         using (var d = new BpttDriver(probe, batch, steps))
-            Assert.That(d.DescribeRecurrence(), Does.StartWith("persistent"), "the shape this test is about runs the persistent kernels");
-        var p = OneStep(persistent, spec, batch, steps, 7);
-        var s = OneStep(perStep, spec, batch, steps, 7);
-        var c = OneStep(cpu, spec, batch, steps, 7);
-        // float32 everywhere, different summation orders (split-k partials vs cuBLAS vs OpenBLAS): ~1e-6 relative per op,
-        // compounded over the steps of the recurrence.
+            Assert.That(d.DescribeRecurrence(), Does.StartWith(path), "the shape this test is about runs the fused kernels");
+        var p = OneStep(fused, spec, batch, steps, seed);
+        var s = OneStep(perStep, spec, batch, steps, seed);
+        var c = OneStep(cpu, spec, batch, steps, seed);
         foreach (var (other, name) in new[] { (s, "per-step"), (c, "cpu") })
         {
             Check.Close(other.Loss, p.Loss, 1e-6, 1e-5, $"loss vs {name}");
             Check.Close(Check.ToDouble(other.TopHs), p.TopHs, 1e-5, 1e-4, $"top layer's H vs {name}");
             for (int i = 0; i < spec.Parameters.Count; i++)
                 Check.Close(Check.ToDouble(other.Grads[i]), p.Grads[i], 1e-6, 1e-3, $"grad {spec.Parameters[i].Name} vs {name}");
-            for (int l = 0; l < layers; l++)
+            for (int l = 0; l < spec.Layers; l++)
                 Check.Close(Check.ToDouble(other.DH0[l]), p.DH0[l], 1e-6, 1e-3, $"dH_0 of layer {l + 1} vs {name}");
         }
+    }
+
+    /// <summary>The same step twice on one backend gives the same bits (no atomics whose order varies).</summary>
+    internal static void RepeatIsBitIdentical(RecurrenceMode mode, ModelSpec spec, int batch, int steps)
+    {
+        using var gpu = Gpu(mode);
+        var a = OneStep(gpu, spec, batch, steps, 3);
+        var b = OneStep(gpu, spec, batch, steps, 3);
+        Assert.That(b.TopHs, Is.EqualTo(a.TopHs));
+        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), spec.Parameters[i].Name);
+        Assert.That(b.DH0[0], Is.EqualTo(a.DH0[0]));
     }
 
     /// <summary>The cluster kernels (thread-block clusters, distributed shared memory: on the emulator each cluster's
@@ -89,57 +104,21 @@ public class GpuPathTests
     [TestCase(Activation.Relu, 1, 64, 8, 12)]
     [TestCase(Activation.Tanh, 2, 48, 5, 9)]
     [TestCase(Activation.Relu, 2, 32, 3, 7)]
-    public void ClusterRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps)
-    {
-        using var cluster = Gpu(RecurrenceMode.Cluster);
-        using var perStep = Gpu(RecurrenceMode.Steps);
-        using var cpu = new CpuBackend();
-        var spec = new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers);
-        using (var probe = new RnnModel(cluster, RnnParameters.Initialize(spec, new Rng(1))))
-        using (var d = new BpttDriver(probe, batch, steps))
-            Assert.That(d.DescribeRecurrence(), Does.StartWith("cluster ("), "the shape this test is about runs the cluster kernels");
-        var k = OneStep(cluster, spec, batch, steps, 7);
-        var s = OneStep(perStep, spec, batch, steps, 7);
-        var c = OneStep(cpu, spec, batch, steps, 7);
-        foreach (var (other, name) in new[] { (s, "per-step"), (c, "cpu") })
-        {
-            Check.Close(other.Loss, k.Loss, 1e-6, 1e-5, $"loss vs {name}");
-            Check.Close(Check.ToDouble(other.TopHs), k.TopHs, 1e-5, 1e-4, $"top layer's H vs {name}");
-            for (int i = 0; i < spec.Parameters.Count; i++)
-                Check.Close(Check.ToDouble(other.Grads[i]), k.Grads[i], 1e-6, 1e-3, $"grad {spec.Parameters[i].Name} vs {name}");
-            for (int l = 0; l < layers; l++)
-                Check.Close(Check.ToDouble(other.DH0[l]), k.DH0[l], 1e-6, 1e-3, $"dH_0 of layer {l + 1} vs {name}");
-        }
-    }
+    public void ClusterRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps) =>
+        FusedMatchesPerStepAndCpu(RecurrenceMode.Cluster, "cluster (", new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers), batch, steps, 7);
 
     /// <summary>The cluster kernels sum in a fixed order (no atomics): the same step twice gives the same bits, at a
     /// small shape and at the book's (16 clusters of 8 blocks, 2 batch rows each, split products).</summary>
     [TestCase(96, 6, 10)]
     [TestCase(256, 32, 35)]
-    public void ClusterRecurrenceIsBitIdenticalOnRepeat(int hidden, int batch, int steps)
-    {
-        using var gpu = Gpu(RecurrenceMode.Cluster);
-        var spec = new ModelSpec(ModelKind.Scratch, Small.Vocab.Count, hidden, Activation.Tanh, CellKind.Rnn, 1);
-        var a = OneStep(gpu, spec, batch, steps, 3);
-        var b = OneStep(gpu, spec, batch, steps, 3);
-        Assert.That(b.TopHs, Is.EqualTo(a.TopHs));
-        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), spec.Parameters[i].Name);
-        Assert.That(b.DH0[0], Is.EqualTo(a.DH0[0]));
-    }
+    public void ClusterRecurrenceIsBitIdenticalOnRepeat(int hidden, int batch, int steps) =>
+        RepeatIsBitIdentical(RecurrenceMode.Cluster, new ModelSpec(ModelKind.Scratch, Small.Vocab.Count, hidden, Activation.Tanh, CellKind.Rnn, 1), batch, steps);
 
     /// <summary>The persistent kernels use no atomics whose order varies: the same step twice gives the same bits.</summary>
     [TestCase(96, 6, 10)]
     [TestCase(256, 32, 35)] // the book's: 64 blocks, split products
-    public void PersistentRecurrenceIsBitIdenticalOnRepeat(int hidden, int batch, int steps)
-    {
-        using var gpu = Gpu();
-        var spec = new ModelSpec(ModelKind.Scratch, Small.Vocab.Count, hidden, Activation.Tanh, CellKind.Rnn, 1);
-        var a = OneStep(gpu, spec, batch, steps, 3);
-        var b = OneStep(gpu, spec, batch, steps, 3);
-        Assert.That(b.TopHs, Is.EqualTo(a.TopHs));
-        for (int i = 0; i < a.Grads.Length; i++) Assert.That(b.Grads[i], Is.EqualTo(a.Grads[i]), spec.Parameters[i].Name);
-        Assert.That(b.DH0[0], Is.EqualTo(a.DH0[0]));
-    }
+    public void PersistentRecurrenceIsBitIdenticalOnRepeat(int hidden, int batch, int steps) =>
+        RepeatIsBitIdentical(RecurrenceMode.Auto, new ModelSpec(ModelKind.Scratch, Small.Vocab.Count, hidden, Activation.Tanh, CellKind.Rnn, 1), batch, steps);
 
     /// <summary>Where the persistent kernels cannot run, the per-step path does, and the run says why.</summary>
     [Test]
