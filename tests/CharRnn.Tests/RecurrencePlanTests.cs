@@ -89,6 +89,12 @@ public class RecurrencePlanTests
         using var bookModel = new RnnModel(gpu, RnnParameters.Initialize(book, new Rng(1)));
         using var bookDriver = new BpttDriver(bookModel, 4, 5);
         Assert.That(bookDriver.DescribeRecurrence(), Does.StartWith("per-step (the book's GRU"));
+        // The char-rnn-sized LSTM: no cluster fits an FP32 W_hh of H 512, so there is nothing to time and nothing cached.
+        var big = new ModelSpec(ModelKind.Concise, 30, 512, Activation.Tanh, CellKind.Lstm, 1);
+        using var bigModel = new RnnModel(gpu, RnnParameters.Initialize(big, new Rng(1)));
+        using var bigDriver = new BpttDriver(bigModel, 64, 5);
+        Assert.That(bigDriver.DescribeRecurrence(), Does.StartWith("per-step (H 512, B 64:").And.EndWith(": the only plan that fits, so nothing to time)"));
+        Assert.That(ReadCache(file), Has.Count.EqualTo(2));
     }
 
     /// <summary>A checkpoint records the plan its run trained with; a resume with auto runs it again (the same kernels,

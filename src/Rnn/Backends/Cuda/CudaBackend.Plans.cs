@@ -77,7 +77,8 @@ public sealed unsafe partial class CudaBackend
             {
                 var candidates = new List<RecurrencePlan> { new("steps", null, null, "per-step") };
                 if (plain != null && _persistent.PlanFor(plain.Batch, plain.Hidden, force: true) is { Runs: true } grid) candidates.Add(GridPlan(grid));
-                candidates.AddRange(ClusterShapes(rec).Shapes.Select(ClusterPlan));
+                var (shapes, noCluster) = ClusterShapes(rec);
+                candidates.AddRange(shapes.Select(ClusterPlan));
                 // A resume runs the plan its checkpoint trained with, where it can: the same kernels, the same bits.
                 string note = "";
                 if (_options.ResumePlan is string resumed)
@@ -94,6 +95,7 @@ public sealed unsafe partial class CudaBackend
                 }
                 else untimed = Steps("the gated cells' cluster kernels run where timed faster, or with --recurrence cluster");
                 if (!_options.TimePlans) return untimed with { Description = untimed.Description + note };
+                if (candidates.Count == 1) return Steps($"{noCluster}: the only plan that fits, so nothing to time{note}");
                 if (_state.Recording) return untimed with { Description = untimed.Description + "; not timed: first used while recording" + note };
                 var chosen = Timed(rec, layer.Steps, candidates, "auto");
                 return chosen with { Description = chosen.Description + note };
