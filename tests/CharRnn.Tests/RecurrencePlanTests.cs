@@ -121,6 +121,25 @@ public class RecurrencePlanTests
         Assert.That(Rnn.Checkpoints.Checkpoint.Load(Directory.GetFiles(cpu, "*.ckpt").Order().Last()).Header.Recurrence, Is.Null);
     }
 
+    /// <summary>A plan the card refuses at launch although the occupancy query allowed it drops out with its reason (the
+    /// emulator refuses clusters of 8 here, CHARRNN_EMULATOR_REFUSE_CLUSTER); the run goes on with the fastest of the
+    /// rest, and nothing is cached, so the next run times again.</summary>
+    [Test]
+    public void APlanTheCardRefusesDropsOutAndTheRunGoesOn()
+    {
+        GpuPathTests.Gpu().Dispose(); // Ignore (or fail under CHARRNN_REQUIRE_GPU=1) without a usable GPU
+        using var dir = new TempDir();
+        var file = dir.File("plans.json");
+        var env = new Dictionary<string, string>
+        {
+            ["CHARRNN_PLAN_TIMING"] = "on", ["CHARRNN_PLAN_CACHE"] = file, ["CHARRNN_EMULATOR_REFUSE_CLUSTER"] = "8",
+        };
+        var (code, _, err) = CliProcess.Run(["train", "--device", "cuda", "--epochs", "1", "--hidden", "32", "--chars", "3000", "--pred-len", "5"], env);
+        Assert.That(code, Is.EqualTo(0), err);
+        Assert.That(err, Does.Contain("; timed steps ").And.Contain("; cluster 16x8 refused: CUDA_ERROR_INVALID_CLUSTER_SIZE"));
+        Assert.That(File.Exists(file), Is.False, "a timing with a refusal is not cached");
+    }
+
     static string PathPrefix(string id) => id == "steps" ? "per-step" : id.Split(' ')[0];
 
     [Test]

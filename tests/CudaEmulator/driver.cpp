@@ -103,8 +103,11 @@ int g_sticky = 0;
 std::string g_current_op; // what is executing, for messages
 bool g_in_work = false;    // executing queued work (kernels, copies, GEMMs)
 // Fault injection (tests of CharRnn's error paths): the Nth device allocation fails with CUDA_ERROR_OUT_OF_MEMORY, the
-// Nth kernel launch faults when it runs (a sticky CUDA_ERROR_ILLEGAL_ADDRESS, as a bad kernel would on a GPU).
+// Nth kernel launch faults when it runs (a sticky CUDA_ERROR_ILLEGAL_ADDRESS, as a bad kernel would on a GPU), a
+// cluster launch of the given size is refused (CUDA_ERROR_INVALID_CLUSTER_SIZE, not sticky: a card whose occupancy
+// query allowed a cluster shape its launch then refuses).
 long g_fail_alloc_at = 0, g_allocs_made = 0, g_fault_launch_at = 0, g_launches_made = 0;
+unsigned g_refuse_cluster = 0;
 
 struct Context { int refs = 0; bool live = false; };
 Context g_primary;
@@ -846,6 +849,7 @@ API cuInit(unsigned flags)
         if (const char* seed = getenv("CHARRNN_EMULATOR_SEED")) g_rng = strtoull(seed, nullptr, 10) * 0x9E3779B97F4A7C15ull | 1;
         if (const char* n = getenv("CHARRNN_EMULATOR_FAIL_ALLOC_AT")) g_fail_alloc_at = strtol(n, nullptr, 10);
         if (const char* n = getenv("CHARRNN_EMULATOR_FAULT_LAUNCH_AT")) g_fault_launch_at = strtol(n, nullptr, 10);
+        if (const char* n = getenv("CHARRNN_EMULATOR_REFUSE_CLUSTER")) g_refuse_cluster = (unsigned)strtoul(n, nullptr, 10);
         if (const char* p = getenv("CHARRNN_EMULATOR_PROFILE"); p && *p == '1')
         {
             g_profile = new std::map<std::string, std::pair<double, long>>();
@@ -1224,6 +1228,7 @@ static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsi
         else if ((int)cluster > per_sm * kSMsPerGPC)
             why = "a cluster of " + std::to_string(cluster) + " blocks of " + std::to_string(threads) + " threads and " + std::to_string(shared) +
                   " bytes of shared memory does not fit on one GPC (" + std::to_string(per_sm) + " blocks per SM, " + std::to_string(kSMsPerGPC) + " SMs)";
+        if (why.empty() && cluster == g_refuse_cluster) why = "clusters of " + std::to_string(cluster) + " refused: injected by CHARRNN_EMULATOR_REFUSE_CLUSTER";
         if (!why.empty())
         {
             fprintf(stderr, "CUDA emulator: %s(%s): %s\n", api, k->name, why.c_str());

@@ -209,7 +209,7 @@ int main()
         REQUIRE(cuMemcpyDtoH_v2(&back, d, 4) == 0); // no stream synchronisation: the download itself must wait
         REQUIRE(back == 3);
     });
-    expect("build.sh refuses a grid-barrier kernel file with static __shared__ and accepts DYNAMIC_SHARED", [] {
+    expect("build.sh refuses a grid-barrier or cluster-barrier kernel file with static __shared__ and accepts DYNAMIC_SHARED", [] {
         char dir[] = "/tmp/emu-shared-XXXXXX";
         REQUIRE(mkdtemp(dir) != nullptr);
         std::string bad = std::string(dir) + "/bad.cu", good = std::string(dir) + "/good.cu";
@@ -223,6 +223,10 @@ int main()
         std::string check = std::string("bash " EMU_SOURCE_DIR "/check_shared.sh ");
         REQUIRE(system((check + bad + " 2>/dev/null").c_str()) != 0);
         REQUIRE(system((check + good).c_str()) == 0);
+        f = fopen(bad.c_str(), "w"); // a cluster kernel: its blocks run together too
+        fputs("extern \"C\" __global__ void k(float* a) { __shared__ float s[32]; s[0] = a[0]; cluster_sync(); }\n", f);
+        fclose(f);
+        REQUIRE(system((check + bad + " 2>/dev/null").c_str()) != 0);
         remove(bad.c_str());
         remove(good.c_str());
         rmdir(dir);
@@ -597,6 +601,13 @@ int main()
     expect("cluster launch: mapping a rank outside the cluster stops the emulator", [] {
         cluster_exchange(8, 4, 3);
     }, 134);
+    expect("cluster launch: CHARRNN_EMULATOR_REFUSE_CLUSTER refuses clusters of that size, and the context stays usable", [] {
+        CUresult r;
+        cluster_exchange(8, 4, 0, &r);
+        REQUIRE(r == 912);
+        auto out = cluster_exchange(8, 2, 0, &r);
+        REQUIRE(r == 0 && out[1] == 3);
+    }, 0, "CHARRNN_EMULATOR_REFUSE_CLUSTER=4");
     printf("selftest: %d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }
