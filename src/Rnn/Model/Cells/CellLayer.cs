@@ -79,3 +79,14 @@ public abstract class CellLayer : IRecurrence, IDisposable
         foreach (var t in Buffers) t?.Dispose();
     }
 }
+
+/// <summary>An LSTM or PyTorch-GRU layer: its steps are <see cref="GatedSteps"/>' on its <see cref="Gated"/> tensors
+/// (one definition for the layer and for a backend that times them on scratch tensors).</summary>
+public abstract class GatedCellLayer(IBackend be, LayerTensors p, ModelSpec spec, int batch, int steps) : CellLayer(be, p, spec, batch, steps)
+{
+    public abstract override GatedRecurrence Gated { get; }
+    public override void ForwardStep(IBackend be, int t) => GatedSteps.Forward(be, Gated, t);
+    public override void BeginBackward(IBackend be) => GatedSteps.Begin(be, Gated);
+    public override void BackwardStep(IBackend be, int t) => GatedSteps.Backward(be, Gated, t, Steps);
+    public override void EndBackward(IBackend be) => GatedSteps.End(be, Gated);
+}

@@ -15,7 +15,7 @@ public sealed class GruCell(ModelSpec spec) : RecurrentCell(spec)
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 
-    sealed class Layer : CellLayer
+    sealed class Layer : GatedCellLayer
     {
         readonly Tensor _hproj;   // (T·B × 3H) h_{t−1}·W_h per step
         readonly Tensor _gates;   // (T·B × 3H) r, z, n
@@ -31,14 +31,9 @@ public sealed class GruCell(ModelSpec spec) : RecurrentCell(spec)
         public override Tensor DRec => _dhproj;
         protected override IEnumerable<Tensor?> Buffers => base.Buffers.Concat([_hproj, _gates, _dhproj]);
 
+        // The steps are GatedSteps' on these tensors (GatedCellLayer); gru_backward adds z·dh into dH_{t−1}, for t = 0
+        // into DH0, which the backward therefore zeroes first.
         public override GatedRecurrence Gated =>
             new(GatedCell.Gru, Batch, Hidden, Pre, Hs, _gates, null, _hproj, P.Wh, P.Bx, P.Bh, DH, DPre, _dhproj, null, DH0, null, WantDH0);
-
-        // The steps are GatedSteps' (one definition for the layer and for a backend that times them on scratch tensors);
-        // gru_backward adds z·dh into dH_{t−1}, for t = 0 into DH0, which the backward therefore zeroes first.
-        public override void ForwardStep(IBackend be, int t) => GatedSteps.Forward(be, Gated, t);
-        public override void BeginBackward(IBackend be) => GatedSteps.Begin(be, Gated);
-        public override void BackwardStep(IBackend be, int t) => GatedSteps.Backward(be, Gated, t, Steps);
-        public override void EndBackward(IBackend be) => GatedSteps.End(be, Gated);
     }
 }

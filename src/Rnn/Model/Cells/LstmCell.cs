@@ -16,7 +16,7 @@ public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
 
     public override CellLayer CreateLayer(IBackend be, LayerTensors p, int batch, int steps) => new Layer(be, p, Spec, batch, steps);
 
-    sealed class Layer : CellLayer
+    sealed class Layer : GatedCellLayer
     {
         readonly Tensor _gates;  // (T·B × 4H) i, f, g, o, activated
         readonly Tensor _cs;     // ((T+1)·B × H) cell states, rows [0, B) = C_0
@@ -35,13 +35,8 @@ public sealed class LstmCell(ModelSpec spec) : RecurrentCell(spec)
         public override Tensor DC0 => _dc0;
         protected override IEnumerable<Tensor?> Buffers => base.Buffers.Concat([_gates, _cs, _dc, _dc0]);
 
+        // The steps are GatedSteps' on these tensors (GatedCellLayer).
         public override GatedRecurrence Gated =>
             new(GatedCell.Lstm, Batch, Hidden, Pre, Hs, _gates, _cs, null, P.Wh, P.Bx, P.Bh, DH, DPre, null, _dc, DH0, _dc0, WantDH0);
-
-        // The steps are GatedSteps' (one definition for the layer and for a backend that times them on scratch tensors).
-        public override void ForwardStep(IBackend be, int t) => GatedSteps.Forward(be, Gated, t);
-        public override void BeginBackward(IBackend be) => GatedSteps.Begin(be, Gated);
-        public override void BackwardStep(IBackend be, int t) => GatedSteps.Backward(be, Gated, t, Steps);
-        public override void EndBackward(IBackend be) => GatedSteps.End(be, Gated);
     }
 }
