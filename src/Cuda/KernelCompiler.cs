@@ -178,13 +178,17 @@ public static unsafe class KernelCompiler
         return Encoding.UTF8.GetString(buf, 0, buf.Length - 1).Trim();
     }
 
+    /// <summary>CharRnn's folder of caches: <c>$XDG_CACHE_HOME/charrnn</c>, else <c>~/.cache/charrnn</c> (the kernels
+    /// here, the recurrence plans beside them).</summary>
+    public static string CacheHome() =>
+        Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "charrnn");
+
     static string? CacheFolder()
     {
         var env = Environment.GetEnvironmentVariable("CHARRNN_KERNEL_CACHE");
         if (env is "off" or "0") return null;
-        var folder = !string.IsNullOrEmpty(env) ? env
-            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "charrnn", "kernels");
+        var folder = !string.IsNullOrEmpty(env) ? env : Path.Combine(CacheHome(), "kernels");
         try
         {
             Directory.CreateDirectory(folder);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using CharRnn.Cuda;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
@@ -15,15 +16,12 @@ public static class PlanCache
     /// <summary>One timed choice: the plan's id and each candidate's microseconds per step (forward + backward).</summary>
     public sealed record Entry(string Plan, IReadOnlyList<(string Plan, double Micros)> Timings, string When);
 
-    /// <summary>The file, or null when the cache is off or no home folder is known.</summary>
+    /// <summary>The file, or null when the cache is off.</summary>
     public static string? FilePath()
     {
         var env = Environment.GetEnvironmentVariable("CHARRNN_PLAN_CACHE");
         if (env is "off" or "0") return null;
-        if (!string.IsNullOrEmpty(env)) return Path.GetFullPath(env);
-        var home = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-            : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) is { Length: > 0 } u ? Path.Combine(u, ".cache") : null;
-        return home == null ? null : Path.Combine(home, "charrnn", "plans.json");
+        return Path.GetFullPath(!string.IsNullOrEmpty(env) ? env : Path.Combine(KernelCompiler.CacheHome(), "plans.json"));
     }
 
     static readonly object Gate = new();
@@ -37,12 +35,10 @@ public static class PlanCache
         {
             try
             {
-                if (!File.Exists(path)) return result;
-                if (JsonNode.Parse(File.ReadAllText(path)) is not JsonObject root) return result;
-                foreach (var (key, node) in root)
+                foreach (var (key, node) in ReadRoot(path))
                     if (Parse(node) is Entry e) result[key] = e;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or InvalidOperationException or FormatException) { }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or FormatException) { }
         }
         return result;
     }
@@ -58,9 +54,7 @@ public static class PlanCache
         {
             try
             {
-                JsonObject root;
-                try { root = File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject o ? o : new JsonObject(); }
-                catch (JsonException) { root = new JsonObject(); }
+                var root = ReadRoot(path);
                 var timings = new JsonArray();
                 foreach (var (plan, micros) in entry.Timings) timings.Add((JsonNode)new JsonObject { ["plan"] = plan, ["us_per_step"] = Math.Round(micros, 3) });
                 root[key] = new JsonObject { ["plan"] = entry.Plan, ["timings"] = timings, ["when"] = entry.When };
@@ -69,6 +63,20 @@ public static class PlanCache
                 return true;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        }
+    }
+
+    /// <summary>The file's object: empty when there is no file or it is not a JSON object (an I/O error goes to the
+    /// caller).</summary>
+    static JsonObject ReadRoot(string path)
+    {
+        try
+        {
+            return File.Exists(path) && JsonNode.Parse(File.ReadAllText(path)) is JsonObject o ? o : new JsonObject();
+        }
+        catch (JsonException)
+        {
+            return new JsonObject();
         }
     }
 
