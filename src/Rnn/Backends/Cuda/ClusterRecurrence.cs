@@ -35,7 +35,7 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
             int rows = batch / clusters;
             // Forward: rows × G·cols products of length H; backward: rows × cols of length G·H.
             int outF = rows * gates * cols, outB = rows * cols;
-            int splitF = Split(outF, hidden), splitB = Split(outB, gates * hidden);
+            int splitF = PersistentRecurrence.Split(outF, hidden, Threads), splitB = PersistentRecurrence.Split(outB, gates * hidden, Threads);
             int threads = Math.Min(Threads, (Math.Max(outF * splitF, outB * splitB) + 31) / 32 * 32);
             long weights = (long)gates * hidden * cols;
             long fwd = weights + 2L * rows * hidden + (long)splitF * outF;
@@ -54,17 +54,9 @@ sealed class ClusterRecurrence(CudaContext ctx, Func<string, CudaKernel> kernel)
             int fit = Math.Min(kernel(forward).MaxActiveClusters(size, threads, (int)shared),
                                kernel(backward).MaxActiveClusters(size, threads, (int)shared));
             if (fit < 1) { last ??= $"no cluster of {size} blocks with {shared / 1024} KiB each fits on the card"; continue; }
-            shapes.Add(new ClusterShape(clusters, size, rows, splitF, threads, (int)shared, splitB));
+            shapes.Add(new ClusterShape(clusters, size, rows, splitF, splitB, threads, (int)shared));
         }
         return (shapes, shapes.Count > 0 ? null : last);
-    }
-
-    // Each product cut into k ranges of at least 32 terms, as many as 256 threads allow.
-    static int Split(int outputs, int length)
-    {
-        int split = 1;
-        while (outputs * split * 2 <= Threads && length / (split * 2) >= 32) split *= 2;
-        return split;
     }
 
     public static string Describe(ClusterShape s) =>

@@ -6,7 +6,7 @@ using CharRnn.Rnn.Backends.Ops;
 
 namespace CharRnn.Rnn.Backends.Cuda;
 
-/// <summary>How one plain RNN layer's recurrence runs: per step, the grid kernels or the cluster kernels, and what
+/// <summary>How one layer's recurrence runs: per step, the grid kernels (plain RNN) or the cluster kernels, and what
 /// the run's header says about it (<see cref="Description"/>).</summary>
 sealed record RecurrencePlan(string Id, PersistentRecurrence.Plan? Grid, ClusterShape? Cluster, string Description)
 {
@@ -30,9 +30,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>The plan for a layer (chosen, timed or read from the cache on first use of its shape).</summary>
     RecurrencePlan PlanOf(IRecurrence layer)
     {
-        var (cell, b, h, act, bh) = layer.Plain is PlainRecurrence r ? ("rnn " + r.Activation.ToString().ToLowerInvariant(), r.Batch, r.Hidden, r.Activation, r.Bh != null)
-            : layer.Gated is GatedRecurrence g ? (g.Cell.ToString().ToLowerInvariant(), g.Batch, g.Hidden, Activation.Tanh, g.Bh != null)
-            : ("other", 0, 0, Activation.Tanh, false);
+        var (cell, b, h, bh) = Shape((object?)layer.Plain ?? layer.Gated);
         var key = (cell, b, h, layer.Steps, bh);
         lock (_plans)
             if (_plans.TryGetValue(key, out var known)) return known;
@@ -150,16 +148,20 @@ public sealed unsafe partial class CudaBackend
     static string Timings(IEnumerable<(string Plan, double Micros)> t) =>
         "timed " + string.Join(", ", t.Select(x => $"{x.Plan} {x.Micros.ToString("0.0", CultureInfo.InvariantCulture)} µs")) + " a step";
 
+    /// <summary>What a plan is chosen for: the cell ("rnn tanh", "lstm", "gru"; "other" for one without fused kernels),
+    /// B, H and whether it has the second bias.</summary>
+    static (string Cell, int B, int H, bool Bh) Shape(object? rec) => rec switch
+    {
+        PlainRecurrence r => ("rnn " + r.Activation.ToString().ToLowerInvariant(), r.Batch, r.Hidden, r.Bh != null),
+        GatedRecurrence g => (g.Cell.ToString().ToLowerInvariant(), g.Batch, g.Hidden, g.Bh != null),
+        _ => ("other", 0, 0, false),
+    };
+
     /// <summary>What the cache keys a choice by: the card, its driver, the layer (cell, activation, biases, H, B, T),
     /// the GEMM precision, the mode and the recurrence kernels' sources (a changed kernel is timed again).</summary>
     string CacheKey(object rec, int steps, string mode)
     {
-        var (cell, b, h, bh) = rec switch
-        {
-            PlainRecurrence r => ("rnn " + r.Activation.ToString().ToLowerInvariant(), r.Batch, r.Hidden, r.Bh != null),
-            GatedRecurrence g => (g.Cell.ToString().ToLowerInvariant(), g.Batch, g.Hidden, g.Bh != null),
-            _ => throw new ArgumentException("no fused recurrence", nameof(rec)),
-        };
+        var (cell, b, h, bh) = Shape(rec);
         return $"{_ctx.DeviceName} {_ctx.Arch} driver {CudaContext.DriverVersion()} | {cell}{(bh ? " 2 biases" : "")} H {h} B {b} T {steps} | {_options.Precision.ToString().ToLowerInvariant()} | {mode} | kernels {KernelsHash}";
     }
 

@@ -60,8 +60,7 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>The fused kernels' plan for this layer, or null where the per-step ops run.</summary>
-    RecurrencePlan? Fused(IRecurrence layer) =>
-        _options.Recurrence != RecurrenceMode.Steps && PlanOf(layer) is { PerStep: false } p ? p : null;
+    RecurrencePlan? Fused(IRecurrence layer) => PlanOf(layer) is { PerStep: false } p ? p : null;
 
     public void RecurrenceForward(IRecurrence layer, StepProgress? progress)
     {

@@ -63,8 +63,7 @@ sealed class PersistentRecurrence
         int blocks = hidden / cols, outputs = batch * cols;
         // Each output's product split into k ranges of at least 32 terms, as many as the threads allow; a block gets
         // the threads its outputs × ranges need (whole warps, at most 256), not more: small shapes take small blocks.
-        int split = 1;
-        while (outputs * split * 2 <= Threads && hidden / (split * 2) >= 32) split *= 2;
+        int split = Split(outputs, hidden, Threads);
         int threads = Math.Min(Threads, (outputs * split + 31) / 32 * 32);
         int tile = Math.Min(hidden, Math.Max(1, TileFloats / batch));
         long shared = 4L * ((long)hidden * cols + (long)batch * (tile + 1) + (long)split * outputs);
@@ -76,6 +75,16 @@ sealed class PersistentRecurrence
         if (!force && (long)batch * hidden * hidden > LargeProduct)
             return new Plan(blocks, cols, split, (int)shared, $"B·H² = {((long)batch * hidden * hidden).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} multiply-adds a step: a cuBLAS GEMM per step is faster; --recurrence persistent runs the kernels anyway", tile, threads);
         return new Plan(blocks, cols, split, (int)shared, null, tile, threads);
+    }
+
+    /// <summary>How many contiguous k ranges each of <paramref name="outputs"/> products of <paramref name="length"/>
+    /// terms is cut into, one thread each: as many as <paramref name="threads"/> allow, each at least 32 terms (the cluster
+    /// kernels' planner cuts theirs the same way).</summary>
+    internal static int Split(int outputs, int length, int threads)
+    {
+        int split = 1;
+        while (outputs * split * 2 <= threads && length / (split * 2) >= 32) split *= 2;
+        return split;
     }
 
     /// <summary>The forward kernel's arguments for <paramref name="r"/> under <paramref name="plan"/>.</summary>

@@ -7,9 +7,10 @@ namespace CharRnn.Rnn.Backends.Ops;
 /// <see cref="Rows"/> batch rows; the forward's and the backward's k split (they differ for the gated cells: G·H
 /// products of length H forward, H of length G·H backward), threads per block and dynamic shared memory (the larger
 /// direction's).</summary>
-public readonly record struct ClusterShape(int Clusters, int Size, int Rows, int Split, int Threads, int SharedBytes, int BackSplit = 0)
+public readonly record struct ClusterShape(int Clusters, int Size, int Rows, int Split, int BackwardSplit, int Threads, int SharedBytes)
 {
-    public int BackwardSplit => BackSplit > 0 ? BackSplit : Split;
+    /// <summary>Every cluster kernel's grid: the clusters' blocks, in clusters of <see cref="Size"/>.</summary>
+    public Grid Grid => new(GridKind.Cluster, Clusters * Size, Size, Threads, SharedBytes);
 }
 
 /// <summary><c>rnn_forward_cluster</c>: H_t = act(pre_t + b1 (+ b2) + H_{t−1}·W_hh) for t = 1 … T into hs.</summary>
@@ -25,7 +26,7 @@ public sealed class RnnForwardClusterOp : KernelOp<RnnForwardClusterOp.Args>
         }
     }
     public override string Kernel => "rnn_forward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 /// <summary><c>rnn_backward_cluster</c>: dpre_t = (dh_t + dpre_{t+1}·W_hhᵀ) ⊙ act'(H_t) for t = T … 1, and dh0 (when
@@ -43,7 +44,7 @@ public sealed class RnnBackwardClusterOp : KernelOp<RnnBackwardClusterOp.Args>
         }
     }
     public override string Kernel => "rnn_backward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 // kernels/gated_cluster.cu: the LSTM's and PyTorch GRU's recurrence in thread-block clusters (planned as the plain
@@ -62,7 +63,7 @@ public sealed class LstmForwardClusterOp : KernelOp<LstmForwardClusterOp.Args>
         }
     }
     public override string Kernel => "lstm_forward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 /// <summary><c>lstm_backward_cluster</c>: dPre for T … 1 from dH, the gates and C; dH_0 and dC_0 when wanted.</summary>
@@ -79,7 +80,7 @@ public sealed class LstmBackwardClusterOp : KernelOp<LstmBackwardClusterOp.Args>
         }
     }
     public override string Kernel => "lstm_backward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 /// <summary><c>gru_forward_cluster</c>: the GRU's T steps (h·W_hh, gates, H_t) from the input products and H_0.</summary>
@@ -95,7 +96,7 @@ public sealed class GruForwardClusterOp : KernelOp<GruForwardClusterOp.Args>
         }
     }
     public override string Kernel => "gru_forward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 /// <summary><c>gru_backward_cluster</c>: d(x·W_x) and d(h·W_hh + b_h) for T … 1; dH_0 when wanted.</summary>
@@ -112,5 +113,5 @@ public sealed class GruBackwardClusterOp : KernelOp<GruBackwardClusterOp.Args>
         }
     }
     public override string Kernel => "gru_backward_cluster";
-    public override Grid GridFor(in Args a) => new(GridKind.Cluster, a.Shape.Clusters * a.Shape.Size, a.Shape.Size, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }

@@ -5,7 +5,11 @@ namespace CharRnn.Rnn.Backends.Ops;
 // path (RecurrenceSteps), which the Gpu tests compare it with.
 
 /// <summary>The launch shape a plan chose: blocks, threads per block, dynamic shared memory.</summary>
-public readonly record struct CooperativeShape(int Blocks, int Threads, int SharedBytes);
+public readonly record struct CooperativeShape(int Blocks, int Threads, int SharedBytes)
+{
+    /// <summary>The persistent kernels' grid: all blocks resident at once.</summary>
+    public Grid Grid => new(GridKind.Cooperative, Blocks, 1, Threads, SharedBytes);
+}
 
 // The records carry the layer (a class): Write reads it null-safely because Signature writes a default record.
 
@@ -22,7 +26,7 @@ public sealed class RnnForwardPersistentOp : KernelOp<RnnForwardPersistentOp.Arg
         }
     }
     public override string Kernel => "rnn_forward_persistent";
-    public override Grid GridFor(in Args a) => new(GridKind.Cooperative, a.Shape.Blocks, 1, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
 
 /// <summary><c>rnn_backward_persistent</c>: dpre_t = (dh_t + dpre_{t+1}·W_hhᵀ) ⊙ act'(H_t) for t = T … 1, and dh0 (when
@@ -40,5 +44,5 @@ public sealed class RnnBackwardPersistentOp : KernelOp<RnnBackwardPersistentOp.A
         }
     }
     public override string Kernel => "rnn_backward_persistent";
-    public override Grid GridFor(in Args a) => new(GridKind.Cooperative, a.Shape.Blocks, 1, a.Shape.Threads, a.Shape.SharedBytes);
+    public override Grid GridFor(in Args a) => a.Shape.Grid;
 }
