@@ -33,13 +33,8 @@ public class GatedClusterTests
     {
         using var cluster = GpuPathTests.Gpu(RecurrenceMode.Cluster);
         using var auto = GpuPathTests.Gpu();
-        string Describe(Rnn.Backends.Cuda.CudaBackend be, CellKind cell, ModelKind kind, int hidden, int batch)
-        {
-            var spec = new ModelSpec(kind, 30, hidden, Activation.Tanh, cell, 1);
-            using var model = new RnnModel(be, RnnParameters.Initialize(spec, new Rng(1)));
-            using var d = new BpttDriver(model, batch, 2);
-            return d.DescribeRecurrence();
-        }
+        string Describe(IBackend be, CellKind cell, ModelKind kind, int hidden, int batch) =>
+            GpuPathTests.RecurrenceOf(be, new ModelSpec(kind, 30, hidden, Activation.Tanh, cell, 1), batch, 2);
         Assert.That(Describe(cluster, CellKind.Lstm, ModelKind.Concise, 256, 32), Is.EqualTo("cluster (16 × 8 blocks, 2 rows each)"), "the book's lstm-concise shape");
         Assert.That(Describe(cluster, CellKind.Gru, ModelKind.Concise, 256, 32), Is.EqualTo("cluster (16 × 8 blocks, 2 rows each)"), "the book's gru-concise shape");
         Assert.That(Describe(cluster, CellKind.Gru, ModelKind.Scratch, 256, 32), Is.EqualTo("per-step (the book's GRU, reset before the product, has no fused kernels)"));

@@ -53,10 +53,17 @@ public class GpuPathTests
         return new StepResult(sum / rows, model.GradsToHost(), be.ToArray(driver.Hs), dh0);
     }
 
-    [TestCase(Activation.Tanh, 1, 64, 8, 12)]
-    [TestCase(Activation.Relu, 1, 64, 8, 12)]
-    [TestCase(Activation.Tanh, 2, 48, 5, 9)]
-    [TestCase(Activation.Relu, 2, 32, 3, 7)]
+    /// <summary>The plain RNN shapes both fused paths (grid, cluster) are held to: both activations, one and two layers,
+    /// sizes that are not powers of two.</summary>
+    static readonly object[] PlainShapes =
+    [
+        new object[] { Activation.Tanh, 1, 64, 8, 12 },
+        new object[] { Activation.Relu, 1, 64, 8, 12 },
+        new object[] { Activation.Tanh, 2, 48, 5, 9 },
+        new object[] { Activation.Relu, 2, 32, 3, 7 },
+    ];
+
+    [TestCaseSource(nameof(PlainShapes))]
     public void PersistentRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps) =>
         FusedMatchesPerStepAndCpu(RecurrenceMode.Auto, "persistent", new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers), batch, steps, 7);
 
@@ -69,9 +76,7 @@ public class GpuPathTests
         using var fused = Gpu(mode);
         using var perStep = Gpu(RecurrenceMode.Steps);
         using var cpu = new CpuBackend();
-        using (var probe = new RnnModel(fused, RnnParameters.Initialize(spec, new Rng(1))))
-        using (var d = new BpttDriver(probe, batch, steps))
-            Assert.That(d.DescribeRecurrence(), Does.StartWith(path), "the shape this test is about runs the fused kernels");
+        Assert.That(RecurrenceOf(fused, spec, batch, steps), Does.StartWith(path), "the shape this test is about runs the fused kernels");
         var p = OneStep(fused, spec, batch, steps, seed);
         var s = OneStep(perStep, spec, batch, steps, seed);
         var c = OneStep(cpu, spec, batch, steps, seed);
@@ -84,6 +89,15 @@ public class GpuPathTests
             for (int l = 0; l < spec.Layers; l++)
                 Check.Close(Check.ToDouble(other.DH0[l]), p.DH0[l], 1e-6, 1e-3, $"dH_0 of layer {l + 1} vs {name}");
         }
+    }
+
+    /// <summary>What <paramref name="be"/> says it runs for a fresh model of <paramref name="spec"/> at B × T (the run
+    /// header's recurrence line).</summary>
+    internal static string RecurrenceOf(IBackend be, ModelSpec spec, int batch, int steps)
+    {
+        using var model = new RnnModel(be, RnnParameters.Initialize(spec, new Rng(1)));
+        using var d = new BpttDriver(model, batch, steps);
+        return d.DescribeRecurrence();
     }
 
     /// <summary>The same step twice on one backend gives the same bits (no atomics whose order varies).</summary>
@@ -100,10 +114,7 @@ public class GpuPathTests
     /// <summary>The cluster kernels (thread-block clusters, distributed shared memory: on the emulator each cluster's
     /// blocks run together and really wait at barrier.cluster) against the per-step path and the CPU, both activations,
     /// one and two layers, several clusters of batch rows.</summary>
-    [TestCase(Activation.Tanh, 1, 64, 8, 12)]
-    [TestCase(Activation.Relu, 1, 64, 8, 12)]
-    [TestCase(Activation.Tanh, 2, 48, 5, 9)]
-    [TestCase(Activation.Relu, 2, 32, 3, 7)]
+    [TestCaseSource(nameof(PlainShapes))]
     public void ClusterRecurrenceMatchesPerStepAndCpu(Activation act, int layers, int hidden, int batch, int steps) =>
         FusedMatchesPerStepAndCpu(RecurrenceMode.Cluster, "cluster (", new ModelSpec(ModelKind.Concise, Small.Vocab.Count, hidden, act, CellKind.Rnn, layers), batch, steps, 7);
 
@@ -126,13 +137,8 @@ public class GpuPathTests
     {
         using var gpu = Gpu();
         using var steps = Gpu(RecurrenceMode.Steps);
-        string Describe(IBackend be, CellKind cell, int hidden, int batch)
-        {
-            var spec = new ModelSpec(ModelKind.Concise, 30, hidden, Activation.Tanh, cell, 1);
-            using var model = new RnnModel(be, RnnParameters.Initialize(spec, new Rng(1)));
-            using var d = new BpttDriver(model, batch, 2);
-            return d.DescribeRecurrence();
-        }
+        string Describe(IBackend be, CellKind cell, int hidden, int batch) =>
+            RecurrenceOf(be, new ModelSpec(ModelKind.Concise, 30, hidden, Activation.Tanh, cell, 1), batch, 2);
         Assert.That(Describe(gpu, CellKind.Rnn, 256, 32), Is.EqualTo("persistent (64 blocks × 4 columns)"), "the book's shape on a 132-SM card");
         Assert.That(Describe(steps, CellKind.Rnn, 256, 32), Is.EqualTo("per-step (--recurrence steps)"));
         Assert.That(Describe(gpu, CellKind.Lstm, 64, 4), Does.StartWith("per-step (the gated cells"));

@@ -23,13 +23,8 @@ public class RecurrencePlanTests
     [TearDown]
     public void RestoreCacheSetting() => Environment.SetEnvironmentVariable("CHARRNN_PLAN_CACHE", _saved);
 
-    static string Describe(IBackend be, int hidden, int batch, int steps)
-    {
-        var spec = new ModelSpec(ModelKind.Concise, 30, hidden, Activation.Tanh, CellKind.Rnn, 1);
-        using var model = new RnnModel(be, RnnParameters.Initialize(spec, new Rng(1)));
-        using var d = new BpttDriver(model, batch, steps);
-        return d.DescribeRecurrence();
-    }
+    static string Describe(IBackend be, int hidden, int batch, int steps) =>
+        GpuPathTests.RecurrenceOf(be, new ModelSpec(ModelKind.Concise, 30, hidden, Activation.Tanh, CellKind.Rnn, 1), batch, steps);
 
     static JsonObject ReadCache(string path) => (JsonObject)JsonNode.Parse(File.ReadAllText(path))!;
 
@@ -74,26 +69,17 @@ public class RecurrencePlanTests
         Environment.SetEnvironmentVariable("CHARRNN_PLAN_CACHE", file);
         using var gpu = GpuPathTests.Gpu(timed: true);
         foreach (var cell in new[] { CellKind.Lstm, CellKind.Gru })
-        {
-            var spec = new ModelSpec(ModelKind.Concise, 30, 32, Activation.Tanh, cell, 1);
-            using var model = new RnnModel(gpu, RnnParameters.Initialize(spec, new Rng(1)));
-            using var d = new BpttDriver(model, 4, 5);
-            Assert.That(d.DescribeRecurrence(), Does.Contain("; timed steps "), cell.ToString());
-        }
+            Assert.That(GpuPathTests.RecurrenceOf(gpu, new ModelSpec(ModelKind.Concise, 30, 32, Activation.Tanh, cell, 1), 4, 5),
+                Does.Contain("; timed steps "), cell.ToString());
         var root = ReadCache(file);
         Assert.That(root.Select(kv => kv.Key.Split(" | ")[1]), Is.EquivalentTo(new[] { "lstm 2 biases H 32 B 4 T 5", "gru 2 biases H 32 B 4 T 5" }));
         foreach (var (_, entry) in root)
             Assert.That(entry!["timings"]!.AsArray().Select(t => t!["plan"]!.GetValue<string>()),
                 Is.EqualTo(new[] { "steps", "cluster 4x16", "cluster 4x8", "cluster 4x4", "cluster 4x2" }));
-        var book = new ModelSpec(ModelKind.Scratch, 30, 32, Activation.Tanh, CellKind.Gru, 1);
-        using var bookModel = new RnnModel(gpu, RnnParameters.Initialize(book, new Rng(1)));
-        using var bookDriver = new BpttDriver(bookModel, 4, 5);
-        Assert.That(bookDriver.DescribeRecurrence(), Does.StartWith("per-step (the book's GRU"));
+        Assert.That(GpuPathTests.RecurrenceOf(gpu, new ModelSpec(ModelKind.Scratch, 30, 32, Activation.Tanh, CellKind.Gru, 1), 4, 5),
+            Does.StartWith("per-step (the book's GRU"));
         // The char-rnn-sized LSTM: no cluster fits an FP32 W_hh of H 512, so there is nothing to time and nothing cached.
-        var big = new ModelSpec(ModelKind.Concise, 30, 512, Activation.Tanh, CellKind.Lstm, 1);
-        using var bigModel = new RnnModel(gpu, RnnParameters.Initialize(big, new Rng(1)));
-        using var bigDriver = new BpttDriver(bigModel, 64, 5);
-        Assert.That(bigDriver.DescribeRecurrence(), Does.StartWith("per-step (H 512, B 64:").And.EndWith(": the only plan that fits, so nothing to time)"));
+        Assert.That(GpuPathTests.RecurrenceOf(gpu, new ModelSpec(ModelKind.Concise, 30, 512, Activation.Tanh, CellKind.Lstm, 1), 64, 5), Does.StartWith("per-step (H 512, B 64:").And.EndWith(": the only plan that fits, so nothing to time)"));
         Assert.That(ReadCache(file), Has.Count.EqualTo(2));
     }
 
