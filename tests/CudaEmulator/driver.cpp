@@ -1185,6 +1185,16 @@ static int blocks_per_sm(int threads, size_t shared)
     return std::max(0, std::min({by_threads, kBlocksPerSM, by_shared}));
 }
 
+// Why clusters of `cluster` blocks of `f` can never launch (empty: they can, as far as their size goes): at most 8
+// without the non-portable opt-in, 16 with it. Checked by the launch and by the occupancy query alike.
+static std::string cluster_size_refusal(const Function* f, unsigned cluster)
+{
+    if (cluster > (unsigned)kMaxCluster) return "clusters of " + std::to_string(cluster) + " blocks, over the device's 16";
+    if (cluster > (unsigned)kPortableCluster && !f->non_portable_cluster)
+        return "clusters of " + std::to_string(cluster) + " blocks need CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED (the portable limit is 8)";
+    return "";
+}
+
 static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                        unsigned bz, unsigned shared, void* stream, void** params, void** extra, bool cooperative,
                        unsigned cluster = 1)
@@ -1222,10 +1232,8 @@ static CUresult launch(const char* api, void* fn, unsigned gx, unsigned gy, unsi
         std::string why;
         int per_sm = blocks_per_sm((int)threads, shared);
         if (gx % cluster != 0) why = "grid " + std::to_string(gx) + " is not a multiple of the cluster size " + std::to_string(cluster);
-        else if (cluster > (unsigned)kMaxCluster) why = "clusters of " + std::to_string(cluster) + " blocks, over the device's 16";
-        else if (cluster > (unsigned)kPortableCluster && !f->non_portable_cluster)
-            why = "clusters of " + std::to_string(cluster) + " blocks need CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED (the portable limit is 8)";
-        else if ((int)cluster > per_sm * kSMsPerGPC)
+        if (why.empty()) why = cluster_size_refusal(f, cluster);
+        if (why.empty() && (int)cluster > per_sm * kSMsPerGPC)
             why = "a cluster of " + std::to_string(cluster) + " blocks of " + std::to_string(threads) + " threads and " + std::to_string(shared) +
                   " bytes of shared memory does not fit on one GPC (" + std::to_string(per_sm) + " blocks per SM, " + std::to_string(kSMsPerGPC) + " SMs)";
         if (why.empty() && cluster == g_refuse_cluster) why = "clusters of " + std::to_string(cluster) + " refused: injected by CHARRNN_EMULATOR_REFUSE_CLUSTER";
@@ -1348,7 +1356,7 @@ API cuOccupancyMaxActiveClusters(int* clusters, void* fn, const LaunchConfig* c)
     unsigned cluster;
     bool cooperative;
     if (!clusters || !c || !read_attributes("cuOccupancyMaxActiveClusters", c, cluster, cooperative)) return CUDA_ERROR_INVALID_VALUE;
-    if (cluster > (unsigned)kMaxCluster || (cluster > (unsigned)kPortableCluster && !f->non_portable_cluster)) return CUDA_ERROR_INVALID_CLUSTER_SIZE;
+    if (!cluster_size_refusal(f, cluster).empty()) return CUDA_ERROR_INVALID_CLUSTER_SIZE;
     int threads = (int)(c->bx * c->by * c->bz);
     int per_sm = threads > f->max_threads || c->shared > (unsigned)f->max_dynamic_shared ? 0 : blocks_per_sm(threads, c->shared);
     *clusters = kGPCs * (per_sm * kSMsPerGPC / (int)cluster);
